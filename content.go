@@ -1,0 +1,294 @@
+package channels
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Content is the body of a message: a map with text keys whose values are
+// ASGI values.
+//
+// After a layer has accepted it, a message's values are always one of: nil,
+// bool, int64, float64, string, []byte, []any or map[string]any (never
+// Content, never int). [Normalize] produces that form; layers call it on
+// Send, which is also what makes mutating a message after Send harmless.
+type Content map[string]any
+
+// String returns the text value of key, or "" when the key is absent or not
+// text.
+func (c Content) String(key string) string {
+	s, _ := c[key].(string)
+	return s
+}
+
+// Bytes returns the bytes value of key, or nil when the key is absent or not
+// bytes.
+func (c Content) Bytes(key string) []byte {
+	b, _ := c[key].([]byte)
+	return b
+}
+
+// Int returns the integer value of key and whether there was one. Any Go
+// integer type is accepted, as are float64 values that are whole numbers (JSON
+// decoders produce them).
+func (c Content) Int(key string) (int64, bool) {
+	switch v := c[key].(type) {
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case uint64:
+		if v <= math.MaxInt64 {
+			return int64(v), true
+		}
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<63 {
+			return int64(v), true
+		}
+	}
+	return 0, false
+}
+
+// Bool returns the boolean value of key; absent or non-boolean values are
+// false.
+func (c Content) Bool(key string) bool {
+	b, _ := c[key].(bool)
+	return b
+}
+
+// Has reports whether key is present with a non-nil value.
+func (c Content) Has(key string) bool {
+	v, ok := c[key]
+	return ok && v != nil
+}
+
+// Clone returns a deep copy of content that is already in normal form (see
+// [Normalize]). It does not validate; values of other types are copied by
+// reference.
+func (c Content) Clone() Content {
+	if c == nil {
+		return nil
+	}
+	out := make(Content, len(c))
+	for k, v := range c {
+		out[k] = cloneValue(v)
+	}
+	return out
+}
+
+func cloneValue(v any) any {
+	switch v := v.(type) {
+	case []byte:
+		return copyBytes(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = cloneValue(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = cloneValue(e)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+// Normalize returns a deep copy of c in normal form, and the size of its JSON
+// encoding (bytes values counted as base64 text), which is what the message
+// size limit is measured on.
+//
+// Integers of every Go integer type become int64 (a uint64 above MaxInt64 is
+// an error), float32 becomes float64, Content and typed maps with string keys
+// become map[string]any, typed slices and arrays become []any ([]byte stays
+// bytes), and named types become their underlying type. Any other value is an
+// error wrapping [ErrInvalidContent] that names the key where it was found. A
+// nil Content normalizes to an empty one.
+func Normalize(c Content) (Content, int, error) {
+	out := make(Content, len(c))
+	size := 2
+	first := true
+	for k, v := range c {
+		nv, n, err := normalizeValue(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: key %s", err, strconv.Quote(k))
+		}
+		out[k] = nv
+		size += jsonStringSize(k) + 1 + n
+		if !first {
+			size++
+		}
+		first = false
+	}
+	return out, size, nil
+}
+
+func normalizeValue(v any) (any, int, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, 4, nil
+	case bool:
+		if v {
+			return true, 4, nil
+		}
+		return false, 5, nil
+	case string:
+		return v, jsonStringSize(v), nil
+	case []byte:
+		return copyBytes(v), base64Size(len(v)), nil
+	case int64:
+		return v, intSize(v), nil
+	case int:
+		return int64(v), intSize(int64(v)), nil
+	case int32:
+		return int64(v), intSize(int64(v)), nil
+	case float64:
+		return v, floatSize(v), nil
+	case []any:
+		return normalizeList(len(v), func(i int) any { return v[i] })
+	case []string:
+		return normalizeList(len(v), func(i int) any { return v[i] })
+	case [][]byte:
+		return normalizeList(len(v), func(i int) any { return v[i] })
+	case map[string]any:
+		return normalizeMap(v)
+	case Content:
+		return normalizeMap(v)
+	}
+	return normalizeReflect(reflect.ValueOf(v))
+}
+
+func normalizeList(n int, at func(int) any) (any, int, error) {
+	out := make([]any, n)
+	size := 2
+	for i := range n {
+		nv, s, err := normalizeValue(at(i))
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: index %d", err, i)
+		}
+		out[i] = nv
+		size += s
+		if i > 0 {
+			size++
+		}
+	}
+	return out, size, nil
+}
+
+func normalizeMap(m map[string]any) (any, int, error) {
+	out := make(map[string]any, len(m))
+	size := 2
+	first := true
+	for k, v := range m {
+		nv, n, err := normalizeValue(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: key %s", err, strconv.Quote(k))
+		}
+		out[k] = nv
+		size += jsonStringSize(k) + 1 + n
+		if !first {
+			size++
+		}
+		first = false
+	}
+	return out, size, nil
+}
+
+func normalizeReflect(rv reflect.Value) (any, int, error) {
+	switch rv.Kind() {
+	case reflect.Bool:
+		return normalizeValue(rv.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return normalizeValue(rv.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		u := rv.Uint()
+		if u > math.MaxInt64 {
+			return nil, 0, fmt.Errorf("%w: integer %d does not fit in int64", ErrInvalidContent, u)
+		}
+		return normalizeValue(int64(u))
+	case reflect.Float32, reflect.Float64:
+		return normalizeValue(rv.Float())
+	case reflect.String:
+		return normalizeValue(rv.String())
+	case reflect.Slice, reflect.Array:
+		if rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8 {
+			return normalizeValue(rv.Bytes())
+		}
+		if rv.Kind() == reflect.Slice && rv.IsNil() {
+			return []any{}, 2, nil
+		}
+		return normalizeList(rv.Len(), func(i int) any { return rv.Index(i).Interface() })
+	case reflect.Map:
+		if rv.Type().Key().Kind() != reflect.String {
+			return nil, 0, fmt.Errorf("%w: map with %s keys (keys must be text)", ErrInvalidContent, rv.Type().Key())
+		}
+		m := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			m[it.Key().String()] = it.Value().Interface()
+		}
+		return normalizeMap(m)
+	case reflect.Invalid:
+		return nil, 4, nil
+	}
+	return nil, 0, fmt.Errorf("%w: unsupported type %s", ErrInvalidContent, rv.Type())
+}
+
+func intSize(v int64) int {
+	var buf [24]byte
+	return len(strconv.AppendInt(buf[:0], v, 10))
+}
+
+func floatSize(f float64) int {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 4 // encoded as null by JSON encoders that accept it
+	}
+	var buf [32]byte
+	return len(strconv.AppendFloat(buf[:0], f, 'g', -1, 64))
+}
+
+func base64Size(n int) int { return (n+2)/3*4 + 2 }
+
+// jsonStringSize is the length of s as a JSON string without HTML escaping.
+func jsonStringSize(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			switch {
+			case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
+				n += 2
+			case b < 0x20:
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			n += 6 // replaced by \ufffd
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}
+
+// copyBytes copies b; the copy is never nil, so that empty bytes stay bytes.
+func copyBytes(b []byte) []byte {
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out
+}

@@ -1,0 +1,159 @@
+package channels_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/google/go-cmp/cmp"
+)
+
+type myString string
+type myInt int16
+
+func TestNormalize(t *testing.T) {
+	in := channels.Content{
+		"int":     7,
+		"int8":    int8(-8),
+		"uint16":  uint16(16),
+		"uint64":  uint64(1 << 40),
+		"float32": float32(0.5),
+		"named":   myString("text"),
+		"namedi":  myInt(3),
+		"strings": []string{"a", "b"},
+		"headers": [][]byte{[]byte("host"), []byte("x")},
+		"content": channels.Content{"nested": int32(1)},
+		"typed":   map[string]int{"one": 1},
+		"array":   [2]bool{true, false},
+		"nilmap":  map[string]any(nil),
+		"nilbyte": []byte(nil),
+	}
+	got, size, err := channels.Normalize(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := channels.Content{
+		"int":     int64(7),
+		"int8":    int64(-8),
+		"uint16":  int64(16),
+		"uint64":  int64(1 << 40),
+		"float32": 0.5,
+		"named":   "text",
+		"namedi":  int64(3),
+		"strings": []any{"a", "b"},
+		"headers": []any{[]byte("host"), []byte("x")},
+		"content": map[string]any{"nested": int64(1)},
+		"typed":   map[string]any{"one": int64(1)},
+		"array":   []any{true, false},
+		"nilmap":  map[string]any{},
+		"nilbyte": []byte{},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Normalize (-want +got):\n%s", diff)
+	}
+	if size <= 0 {
+		t.Errorf("size = %d", size)
+	}
+}
+
+func TestNormalizeRefusesWithPath(t *testing.T) {
+	for _, tc := range []struct {
+		c    channels.Content
+		path string
+	}{
+		{channels.Content{"when": time.Now()}, `key "when"`},
+		{channels.Content{"a": []any{1, map[string]any{"b": make(chan int)}}}, `key "b": index 1: key "a"`},
+		{channels.Content{"m": map[int]int{1: 1}}, `key "m"`},
+		{channels.Content{"u": uint64(math.MaxUint64)}, `key "u"`},
+		{channels.Content{"p": new(int)}, `key "p"`},
+	} {
+		_, _, err := channels.Normalize(tc.c)
+		if !errors.Is(err, channels.ErrInvalidContent) {
+			t.Errorf("Normalize(%v) = %v; want ErrInvalidContent", tc.c, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("Normalize error %q does not name %s", err, tc.path)
+		}
+	}
+}
+
+// The size is the length of the JSON encoding with bytes as base64.
+func TestNormalizeSizeIsJSONLength(t *testing.T) {
+	c := channels.Content{
+		"text":    "plain \"quoted\" back\\slash\nnew line\ttab \x01 ctl é 漢 🙂 <html>&",
+		"bytes":   []byte{0, 1, 2, 3, 4},
+		"int":     int64(-1234567),
+		"float":   3.5,
+		"nil":     nil,
+		"bool":    false,
+		"list":    []any{int64(1), "two", []any{}},
+		"map":     map[string]any{"k": "v", "n": map[string]any{}},
+		"headers": []any{[]any{[]byte("a"), []byte("bc")}},
+	}
+	norm, size, err := channels.Normalize(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonable := toJSONable(norm)
+	var sb strings.Builder
+	enc := json.NewEncoder(&sb)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(jsonable); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(strings.TrimSuffix(sb.String(), "\n")); size != want {
+		t.Errorf("size = %d; the JSON encoding is %d bytes: %s", size, want, sb.String())
+	}
+}
+
+func toJSONable(v any) any {
+	switch v := v.(type) {
+	case []byte:
+		return base64.StdEncoding.EncodeToString(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = toJSONable(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = toJSONable(e)
+		}
+		return out
+	case channels.Content:
+		return toJSONable(map[string]any(v))
+	}
+	return v
+}
+
+func TestContentAccessors(t *testing.T) {
+	c := channels.Content{"s": "x", "b": []byte("y"), "i": int64(3), "f": 4.0, "t": true, "n": nil}
+	if c.String("s") != "x" || c.String("b") != "" || string(c.Bytes("b")) != "y" || c.Bytes("s") != nil {
+		t.Error("String/Bytes keep text and bytes apart")
+	}
+	if i, ok := c.Int("i"); !ok || i != 3 {
+		t.Error("Int(i)")
+	}
+	if i, ok := c.Int("f"); !ok || i != 4 {
+		t.Error("Int of a whole float")
+	}
+	if _, ok := c.Int("s"); ok {
+		t.Error("Int of text")
+	}
+	if !c.Bool("t") || c.Bool("s") || c.Has("n") || !c.Has("s") || c.Has("missing") {
+		t.Error("Bool/Has")
+	}
+	clone := c.Clone()
+	clone.Bytes("b")[0] = 'z'
+	if string(c.Bytes("b")) != "y" {
+		t.Error("Clone shares bytes")
+	}
+}

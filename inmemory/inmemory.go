@@ -1,0 +1,699 @@
+// Package inmemory is a channel layer that lives in one process: the default
+// for development (runserver) and for tests.
+//
+// It implements channels.GroupLayer, channels.Flusher, channels.Poller,
+// channels.PrefixReceiver and channels.StatsReporter. Channels are bounded
+// FIFO queues; messages expire when unread for Config.Expiry, and a channel
+// on which a message expired unread is removed from every group it belonged
+// to (its reader is deemed gone). Group memberships expire Config.GroupExpiry
+// after their last GroupAdd.
+//
+// The reference in-memory layer of Django Channels defaulted to a capacity of
+// 10; this one defaults to 100, like the Redis layer, because runserver runs
+// real traffic through it.
+package inmemory
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gochannels/channels"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultExpiry         = 60 * time.Second
+	DefaultGroupExpiry    = 86400 * time.Second
+	DefaultCapacity       = 100
+	DefaultMaxMessageSize = 1 << 20
+)
+
+// Config configures a Layer. The zero value is a working default.
+type Config struct {
+	// Expiry is how long a message may wait unread. Zero means 60 s.
+	Expiry time.Duration
+	// GroupExpiry is how long a group membership lasts after its last
+	// GroupAdd. Zero means 86 400 s.
+	GroupExpiry time.Duration
+	// Capacity is the number of messages a channel can hold. Zero means 100.
+	Capacity int
+	// ChannelCapacity gives other capacities to channels whose names match;
+	// the first matching rule wins.
+	ChannelCapacity []channels.CapacityRule
+	// MaxMessageSize is the largest message accepted, measured as its JSON
+	// encoding. Zero means 1 MiB.
+	MaxMessageSize int
+	// MaxNameLength is the length from which names are refused. Zero means
+	// 100.
+	MaxNameLength int
+	// Now is the clock. Nil means time.Now. Tests inject a fake clock to
+	// make messages and memberships expire without waiting.
+	Now func() time.Time
+}
+
+// Layer is an in-process channel layer. It is safe for concurrent use.
+type Layer struct {
+	expiry, groupExpiry time.Duration
+	maxSize             int
+	caps                *channels.Capacities
+	names               channels.NameRules
+	now                 func() time.Time
+
+	mu        sync.Mutex
+	closed    bool
+	queues    map[string]*queue
+	groups    map[string]map[string]time.Time // group → member → last add
+	memberOf  map[string]map[string]struct{}  // channel → groups
+	waiters   map[string]map[*waiter]struct{} // channel or prefix → receivers waiting
+	ready     map[string]*readyList           // process prefix → channels with messages
+	rot       uint32
+	lastSweep time.Time
+	stats     channels.Stats
+}
+
+type queue struct {
+	items []entry
+	head  int
+
+	windowStart time.Time // for PerSecond
+	windowCount int
+	lastRate    float64
+	lastSend    time.Time
+}
+
+type entry struct {
+	c       channels.Content
+	sent    time.Time
+	expires time.Time
+	shared  bool // the same content is queued for other group members: copy on receive
+}
+
+func (q *queue) len() int { return len(q.items) - q.head }
+
+func (q *queue) push(e entry) { q.items = append(q.items, e) }
+
+func (q *queue) pop() entry {
+	e := q.items[q.head]
+	q.items[q.head] = entry{}
+	q.head++
+	switch {
+	case q.head == len(q.items):
+		q.items, q.head = q.items[:0], 0
+	case q.head >= 32 && q.head*2 >= len(q.items):
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return e
+}
+
+type waiter struct{ c chan struct{} }
+
+func (w *waiter) wake() {
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+}
+
+// readyList is a FIFO of the channel names under one process prefix that
+// may hold messages, without duplicates.
+type readyList struct {
+	names []string
+	in    map[string]bool
+}
+
+// New returns an empty layer. It returns an error only for an invalid
+// ChannelCapacity rule.
+func New(cfg Config) (*Layer, error) {
+	l := &Layer{
+		expiry:      cfg.Expiry,
+		groupExpiry: cfg.GroupExpiry,
+		maxSize:     cfg.MaxMessageSize,
+		names:       channels.NameRules{MaxLength: cfg.MaxNameLength},
+		now:         cfg.Now,
+		queues:      make(map[string]*queue),
+		groups:      make(map[string]map[string]time.Time),
+		memberOf:    make(map[string]map[string]struct{}),
+		waiters:     make(map[string]map[*waiter]struct{}),
+		ready:       make(map[string]*readyList),
+	}
+	if l.expiry <= 0 {
+		l.expiry = DefaultExpiry
+	}
+	if l.groupExpiry <= 0 {
+		l.groupExpiry = DefaultGroupExpiry
+	}
+	if l.maxSize <= 0 {
+		l.maxSize = DefaultMaxMessageSize
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	capacity := cfg.Capacity
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	caps, err := channels.NewCapacities(capacity, cfg.ChannelCapacity)
+	if err != nil {
+		return nil, fmt.Errorf("inmemory: %w", err)
+	}
+	l.caps = caps
+	return l, nil
+}
+
+// MustNew is New for configurations known to be valid; it panics on error.
+func MustNew(cfg Config) *Layer {
+	l, err := New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// String describes the layer for logs.
+func (l *Layer) String() string { return "in-memory layer" }
+
+// GroupExpiry returns the configured group expiry; interface servers use it
+// as the longest a WebSocket may stay open.
+func (l *Layer) GroupExpiry() time.Duration { return l.groupExpiry }
+
+// Send implements channels.Layer.
+func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
+	if err := l.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	nc, size, err := channels.Normalize(c)
+	if err != nil {
+		return fmt.Errorf("inmemory: send to %q: %w", channel, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return channels.ErrLayerClosed
+	}
+	if size > l.maxSize {
+		l.stats.TooLarge++
+		return fmt.Errorf("inmemory: send to %q: %w (%d bytes, limit %d)", channel, channels.ErrMessageTooLarge, size, l.maxSize)
+	}
+	now := l.now()
+	l.maybeSweep(now)
+	if !l.push(channel, nc, now, false) {
+		l.stats.Full++
+		return fmt.Errorf("inmemory: send to %q: %w", channel, channels.ErrChannelFull)
+	}
+	return nil
+}
+
+// push queues c on channel unless it is full. l.mu is held.
+func (l *Layer) push(channel string, c channels.Content, now time.Time, shared bool) bool {
+	q := l.queues[channel]
+	if q == nil {
+		q = &queue{windowStart: now}
+		l.queues[channel] = q
+	} else {
+		l.dropExpired(channel, q, now)
+	}
+	if q.len() >= l.caps.For(channel) {
+		return false
+	}
+	q.push(entry{c: c, sent: now, expires: now.Add(l.expiry), shared: shared})
+	q.lastSend = now
+	if el := now.Sub(q.windowStart); el >= 10*time.Second {
+		q.lastRate = float64(q.windowCount) / el.Seconds()
+		q.windowStart, q.windowCount = now, 0
+	}
+	q.windowCount++
+	l.stats.Sent++
+	for w := range l.waiters[channel] {
+		w.wake()
+	}
+	if p := channels.ProcessPrefix(channel); p != "" {
+		rl := l.ready[p]
+		if rl == nil {
+			rl = &readyList{in: make(map[string]bool)}
+			l.ready[p] = rl
+		}
+		if !rl.in[channel] {
+			rl.in[channel] = true
+			rl.names = append(rl.names, channel)
+		}
+		for w := range l.waiters[p] {
+			w.wake()
+		}
+	}
+	return true
+}
+
+// dropExpired discards the expired messages at the head of q and, if any
+// expired, evicts the channel from every group. l.mu is held.
+func (l *Layer) dropExpired(channel string, q *queue, now time.Time) {
+	expired := false
+	for q.len() > 0 && !now.Before(q.items[q.head].expires) {
+		q.pop()
+		l.stats.Expired++
+		expired = true
+	}
+	if expired {
+		for g := range l.memberOf[channel] {
+			l.removeMember(g, channel)
+		}
+	}
+}
+
+func (l *Layer) removeMember(group, channel string) {
+	if m := l.groups[group]; m != nil {
+		delete(m, channel)
+		if len(m) == 0 {
+			delete(l.groups, group)
+		}
+	}
+	if gs := l.memberOf[channel]; gs != nil {
+		delete(gs, group)
+		if len(gs) == 0 {
+			delete(l.memberOf, channel)
+		}
+	}
+}
+
+// maybeSweep, at most once a second, drops expired messages and memberships
+// everywhere and forgets idle empty channels, so that abandoned channels do
+// not hold memory. l.mu is held.
+func (l *Layer) maybeSweep(now time.Time) {
+	if now.Sub(l.lastSweep) < time.Second && !now.Before(l.lastSweep) {
+		return
+	}
+	l.lastSweep = now
+	for name, q := range l.queues {
+		l.dropExpired(name, q, now)
+		if q.len() == 0 && now.Sub(q.lastSend) >= l.expiry {
+			delete(l.queues, name)
+		}
+	}
+	for g, members := range l.groups {
+		for ch, added := range members {
+			if now.Sub(added) >= l.groupExpiry {
+				l.removeMember(g, ch)
+			}
+		}
+	}
+	for p, rl := range l.ready {
+		if len(rl.names) == 0 && len(l.waiters[p]) == 0 {
+			delete(l.ready, p)
+		}
+	}
+}
+
+// take pops the next live message on channel. l.mu is held.
+func (l *Layer) take(channel string, now time.Time) (channels.Content, bool) {
+	q := l.queues[channel]
+	if q == nil {
+		return nil, false
+	}
+	l.dropExpired(channel, q, now)
+	if q.len() == 0 {
+		return nil, false
+	}
+	e := q.pop()
+	l.stats.Received++
+	if e.shared {
+		return e.c.Clone(), true
+	}
+	return e.c, true
+}
+
+func (l *Layer) checkNames(names []string) error {
+	for _, n := range names {
+		if err := l.names.CheckChannel(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tryReceive takes from the first non-empty channel, starting at a rotating
+// position so that no channel is starved. l.mu is held.
+func (l *Layer) tryReceive(names []string, now time.Time) (string, channels.Content, bool) {
+	n := len(names)
+	start := int(l.rot % uint32(n))
+	l.rot++
+	for i := range n {
+		name := names[(start+i)%n]
+		if c, ok := l.take(name, now); ok {
+			return name, c, true
+		}
+	}
+	return "", nil, false
+}
+
+// Receive implements channels.Layer.
+func (l *Layer) Receive(ctx context.Context, names ...string) (string, channels.Content, error) {
+	if len(names) == 0 {
+		return "", nil, nil
+	}
+	if err := l.checkNames(names); err != nil {
+		return "", nil, err
+	}
+	return l.wait(ctx, names, func(now time.Time) (string, channels.Content, bool) {
+		return l.tryReceive(names, now)
+	})
+}
+
+// Poll implements channels.Poller.
+func (l *Layer) Poll(ctx context.Context, names ...string) (string, channels.Content, error) {
+	if len(names) == 0 {
+		return "", nil, nil
+	}
+	if err := l.checkNames(names); err != nil {
+		return "", nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return "", nil, channels.ErrLayerClosed
+	}
+	ch, c, _ := l.tryReceive(names, l.now())
+	return ch, c, nil
+}
+
+// ReceivePrefix implements channels.PrefixReceiver.
+func (l *Layer) ReceivePrefix(ctx context.Context, prefixes ...string) (string, channels.Content, error) {
+	if len(prefixes) == 0 {
+		return "", nil, nil
+	}
+	for _, p := range prefixes {
+		if err := l.names.CheckPattern(p); err != nil || p[len(p)-1] != '!' {
+			return "", nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
+		}
+	}
+	return l.wait(ctx, prefixes, func(now time.Time) (string, channels.Content, bool) {
+		n := len(prefixes)
+		start := int(l.rot % uint32(n))
+		l.rot++
+		for i := range n {
+			if ch, c, ok := l.takeReady(prefixes[(start+i)%n], now); ok {
+				return ch, c, true
+			}
+		}
+		return "", nil, false
+	})
+}
+
+// takeReady takes one message from the next channel under prefix that has
+// one, and moves that channel to the back of the list (round robin between
+// connections). l.mu is held.
+func (l *Layer) takeReady(prefix string, now time.Time) (string, channels.Content, bool) {
+	rl := l.ready[prefix]
+	if rl == nil {
+		return "", nil, false
+	}
+	for len(rl.names) > 0 {
+		name := rl.names[0]
+		rl.names[0] = ""
+		rl.names = rl.names[1:]
+		delete(rl.in, name)
+		c, ok := l.take(name, now)
+		if !ok {
+			continue // emptied by a direct Receive, or expired
+		}
+		if q := l.queues[name]; q != nil && q.len() > 0 {
+			rl.in[name] = true
+			rl.names = append(rl.names, name)
+		}
+		if len(rl.names) == 0 {
+			rl.names = nil // let the backing array go
+		}
+		return name, c, true
+	}
+	return "", nil, false
+}
+
+// wait runs try until it finds a message, waiting for a send to one of keys
+// between attempts. Nothing is taken once ctx is done.
+func (l *Layer) wait(ctx context.Context, keys []string, try func(time.Time) (string, channels.Content, bool)) (string, channels.Content, error) {
+	var w *waiter
+	l.mu.Lock()
+	for {
+		if l.closed {
+			l.mu.Unlock()
+			return "", nil, channels.ErrLayerClosed
+		}
+		if err := ctx.Err(); err != nil {
+			l.mu.Unlock()
+			return "", nil, err
+		}
+		if ch, c, ok := try(l.now()); ok {
+			l.mu.Unlock()
+			return ch, c, nil
+		}
+		if w == nil {
+			w = &waiter{c: make(chan struct{}, 1)}
+		}
+		for _, k := range keys {
+			ws := l.waiters[k]
+			if ws == nil {
+				ws = make(map[*waiter]struct{})
+				l.waiters[k] = ws
+			}
+			ws[w] = struct{}{}
+		}
+		l.mu.Unlock()
+		select {
+		case <-w.c:
+		case <-ctx.Done():
+		}
+		l.mu.Lock()
+		for _, k := range keys {
+			if ws := l.waiters[k]; ws != nil {
+				delete(ws, w)
+				if len(ws) == 0 {
+					delete(l.waiters, k)
+				}
+			}
+		}
+	}
+}
+
+// NewChannel implements channels.Layer. The suffix is 12 characters from
+// crypto/rand (72 bits).
+func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) {
+	if err := l.names.CheckPattern(pattern); err != nil {
+		return "", err
+	}
+	for {
+		name := pattern + RandomSuffix(12)
+		l.mu.Lock()
+		_, used := l.queues[name]
+		l.mu.Unlock()
+		if !used {
+			return name, nil
+		}
+	}
+}
+
+const suffixAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+// RandomSuffix returns n characters valid in channel names, from crypto/rand
+// (6 bits each).
+func RandomSuffix(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
+	for i := range b {
+		b[i] = suffixAlphabet[b[i]&63]
+	}
+	return string(b)
+}
+
+// GroupAdd implements channels.GroupLayer.
+func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
+	if err := l.names.CheckGroup(group); err != nil {
+		return err
+	}
+	if err := l.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return channels.ErrLayerClosed
+	}
+	m := l.groups[group]
+	if m == nil {
+		m = make(map[string]time.Time)
+		l.groups[group] = m
+	}
+	m[channel] = l.now()
+	gs := l.memberOf[channel]
+	if gs == nil {
+		gs = make(map[string]struct{})
+		l.memberOf[channel] = gs
+	}
+	gs[group] = struct{}{}
+	return nil
+}
+
+// GroupDiscard implements channels.GroupLayer.
+func (l *Layer) GroupDiscard(ctx context.Context, group, channel string) error {
+	if err := l.names.CheckGroup(group); err != nil {
+		return err
+	}
+	if err := l.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return channels.ErrLayerClosed
+	}
+	l.removeMember(group, channel)
+	return nil
+}
+
+// members returns the live members of group, dropping expired memberships.
+// l.mu is held.
+func (l *Layer) members(group string, now time.Time) []string {
+	m := l.groups[group]
+	out := make([]string, 0, len(m))
+	for ch, added := range m {
+		if now.Sub(added) >= l.groupExpiry {
+			l.removeMember(group, ch)
+			continue
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
+// GroupSend implements channels.GroupLayer. Members are sent the same
+// content, copied when each of them receives it.
+func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content) error {
+	if err := l.names.CheckGroup(group); err != nil {
+		return err
+	}
+	nc, size, err := channels.Normalize(c)
+	if err != nil {
+		return fmt.Errorf("inmemory: send to group %q: %w", group, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return channels.ErrLayerClosed
+	}
+	if size > l.maxSize {
+		l.stats.TooLarge++
+		return fmt.Errorf("inmemory: send to group %q: %w (%d bytes, limit %d)", group, channels.ErrMessageTooLarge, size, l.maxSize)
+	}
+	now := l.now()
+	l.maybeSweep(now)
+	members := l.members(group, now)
+	for _, ch := range members {
+		if q := l.queues[ch]; q != nil {
+			// A member on which a message expired unread is evicted
+			// here, before this message is queued for it.
+			l.dropExpired(ch, q, now)
+			if _, still := l.groups[group][ch]; !still {
+				continue
+			}
+		}
+		if !l.push(ch, nc, now, len(members) > 1) {
+			l.stats.GroupSkipped++
+		}
+	}
+	return nil
+}
+
+// GroupChannels implements channels.GroupLayer.
+func (l *Layer) GroupChannels(ctx context.Context, group string) ([]string, error) {
+	if err := l.names.CheckGroup(group); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, channels.ErrLayerClosed
+	}
+	out := l.members(group, l.now())
+	slices.Sort(out)
+	return out, nil
+}
+
+// Flush implements channels.Flusher: every message and group is deleted.
+func (l *Layer) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return channels.ErrLayerClosed
+	}
+	l.queues = make(map[string]*queue)
+	l.groups = make(map[string]map[string]time.Time)
+	l.memberOf = make(map[string]map[string]struct{})
+	l.ready = make(map[string]*readyList)
+	return nil
+}
+
+// Stats implements channels.StatsReporter.
+func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	for _, q := range l.queues {
+		if n := q.len(); n > 0 {
+			s.Messages += int64(n)
+			s.Channels++
+		}
+	}
+	s.Groups = int64(len(l.groups))
+	return s, nil
+}
+
+// ChannelStats implements channels.StatsReporter.
+func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.ChannelStats, error) {
+	if err := l.names.CheckChannel(channel); err != nil {
+		return channels.ChannelStats{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cs := channels.ChannelStats{Capacity: l.caps.For(channel)}
+	q := l.queues[channel]
+	if q == nil {
+		return cs, nil
+	}
+	now := l.now()
+	l.dropExpired(channel, q, now)
+	cs.Length = q.len()
+	if cs.Length > 0 {
+		cs.Age = now.Sub(q.items[q.head].sent)
+	}
+	if el := now.Sub(q.windowStart); el >= time.Second {
+		cs.PerSecond = float64(q.windowCount) / el.Seconds()
+	} else {
+		cs.PerSecond = q.lastRate
+	}
+	return cs, nil
+}
+
+// Close releases waiting receivers, which return ErrLayerClosed, as do all
+// later calls.
+func (l *Layer) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	for _, ws := range l.waiters {
+		for w := range ws {
+			w.wake()
+		}
+	}
+	return nil
+}
+
+var (
+	_ channels.GroupLayer     = (*Layer)(nil)
+	_ channels.Flusher        = (*Layer)(nil)
+	_ channels.Poller         = (*Layer)(nil)
+	_ channels.PrefixReceiver = (*Layer)(nil)
+	_ channels.StatsReporter  = (*Layer)(nil)
+)

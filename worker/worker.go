@@ -1,0 +1,263 @@
+// Package worker runs consumers over a channel layer: it receives from the
+// channels a router lists, runs the matching consumer for each message, and
+// flushes what the consumer sent (consumer atomicity, see channels.Runner).
+//
+// Workers are stateless: run as many as the load needs, in as many processes
+// as the layer reaches (the in-memory layer only reaches one process).
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gochannels/channels"
+)
+
+// Worker receives messages from a layer and runs a consumer on each.
+//
+// Messages run concurrently, up to Concurrency at once, except that messages
+// sharing a reply_channel (one connection's messages) run one at a time in
+// the order they arrived. Set the fields before calling Run; a Worker must
+// not be copied after first use.
+type Worker struct {
+	// Layer is the channel layer to receive from. Required.
+	Layer channels.Layer
+	// Consumer runs every message, usually a *channels.Router. Required.
+	Consumer channels.Consumer
+	// Channels are the channels to receive on. Nil means the channels
+	// Consumer lists (it must then be a channels.ChannelConsumer).
+	Channels []string
+	// Only keeps, of those channels, the ones matching any of these glob
+	// patterns; Exclude then drops those matching any of its patterns.
+	Only, Exclude []string
+	// Concurrency is the most messages consumed at once. Zero means
+	// 4 × GOMAXPROCS.
+	Concurrency int
+	// Backlog is how many received messages may wait for a busy connection
+	// (messages that share a reply channel run one at a time). Zero means
+	// 4 × Concurrency.
+	Backlog int
+	// Logger receives the worker's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Runner runs each message. Nil means a Runner using Logger.
+	Runner *channels.Runner
+
+	receiveErrors atomic.Uint64
+	received      atomic.Uint64
+	inFlight      atomic.Int64
+	initOnce      sync.Once
+	runner        *channels.Runner
+}
+
+// Stats are a worker's counters.
+type Stats struct {
+	channels.RunnerStats
+	Received      uint64 // messages received from the layer
+	InFlight      int64  // messages received and not yet finished
+	ReceiveErrors uint64 // failed Receive calls (layer unreachable, ...)
+}
+
+// Stats returns the worker's counters. It may be called at any time.
+func (w *Worker) Stats() Stats {
+	w.init()
+	return Stats{
+		RunnerStats:   w.runner.Stats(),
+		Received:      w.received.Load(),
+		InFlight:      w.inFlight.Load(),
+		ReceiveErrors: w.receiveErrors.Load(),
+	}
+}
+
+func (w *Worker) init() {
+	w.initOnce.Do(func() {
+		w.runner = w.Runner
+		if w.runner == nil {
+			w.runner = &channels.Runner{Logger: w.Logger}
+		}
+	})
+}
+
+func (w *Worker) logger() *slog.Logger {
+	if w.Logger != nil {
+		return w.Logger
+	}
+	return slog.Default()
+}
+
+// ListenChannels returns the channels Run receives on, after Only and
+// Exclude.
+func (w *Worker) ListenChannels() ([]string, error) {
+	names := w.Channels
+	if names == nil {
+		cc, ok := w.Consumer.(channels.ChannelConsumer)
+		if !ok {
+			return nil, fmt.Errorf("worker: consumer %s does not list its channels; set Worker.Channels", channels.ConsumerName(w.Consumer))
+		}
+		names = cc.Channels()
+	}
+	return FilterChannels(names, w.Only, w.Exclude)
+}
+
+// FilterChannels keeps the names matching any pattern of only (all of them
+// when only is empty), then drops those matching any pattern of exclude.
+// Patterns are case-sensitive shell globs.
+func FilterChannels(names, only, exclude []string) ([]string, error) {
+	compile := func(ps []string) ([]channels.Glob, error) {
+		var gs []channels.Glob
+		for _, p := range ps {
+			g, err := channels.CompileGlob(p)
+			if err != nil {
+				return nil, fmt.Errorf("worker: %w", err)
+			}
+			gs = append(gs, g)
+		}
+		return gs, nil
+	}
+	og, err := compile(only)
+	if err != nil {
+		return nil, err
+	}
+	eg, err := compile(exclude)
+	if err != nil {
+		return nil, err
+	}
+	matches := func(gs []channels.Glob, n string) bool {
+		return slices.ContainsFunc(gs, func(g channels.Glob) bool { return g.Match(n) })
+	}
+	var out []string
+	for _, n := range names {
+		if len(og) > 0 && !matches(og, n) {
+			continue
+		}
+		if matches(eg, n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Run receives and consumes messages until ctx is done, then waits for the
+// messages already received to finish and returns nil. Consumers run with a
+// context that is not cancelled by ctx, so that they can finish. Run returns
+// an error at once if there is nothing to listen on, and if the layer is
+// closed. Errors from Receive are logged and counted, and Run retries with a
+// growing pause (up to 2 s).
+func (w *Worker) Run(ctx context.Context) error {
+	w.init()
+	if w.Layer == nil || w.Consumer == nil {
+		return errors.New("worker: Layer and Consumer are required")
+	}
+	names, err := w.ListenChannels()
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return errors.New("worker: no channels to listen on (check the routes and the only/exclude filters)")
+	}
+	conc := w.Concurrency
+	if conc <= 0 {
+		conc = 4 * runtime.GOMAXPROCS(0)
+	}
+	backlog := w.Backlog
+	if backlog <= 0 {
+		backlog = 4 * conc
+	}
+	log := w.logger()
+	log.Info("Listening on channels", "channels", names, "concurrency", conc, "layer", fmt.Sprint(w.Layer))
+
+	var (
+		wg    sync.WaitGroup
+		run   = make(chan struct{}, conc)
+		hold  = make(chan struct{}, conc+backlog)
+		mu    sync.Mutex
+		lanes = make(map[string][]*channels.Message) // reply channel → messages waiting behind the running one
+	)
+	cctx := context.WithoutCancel(ctx)
+	process := func(m *channels.Message) {
+		defer wg.Done()
+		defer func() { <-run }()
+		key := m.ReplyChannel
+		for {
+			log.Debug("consuming", "channel", m.Channel, "reply_channel", key)
+			_ = w.runner.Run(cctx, w.Consumer, m)
+			w.inFlight.Add(-1)
+			<-hold
+			if key == "" {
+				return
+			}
+			mu.Lock()
+			q := lanes[key]
+			if len(q) == 0 {
+				delete(lanes, key)
+				mu.Unlock()
+				return
+			}
+			m = q[0]
+			q[0] = nil
+			lanes[key] = q[1:]
+			mu.Unlock()
+		}
+	}
+
+	backoff := time.Duration(0)
+	for {
+		select {
+		case hold <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		ch, c, err := w.Layer.Receive(ctx, names...)
+		if err != nil {
+			<-hold
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, channels.ErrLayerClosed) {
+				wg.Wait()
+				return err
+			}
+			w.receiveErrors.Add(1)
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			log.Error("receive failed; retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+		if c == nil { // a layer may return nothing (no channels, or an internal timeout)
+			<-hold
+			continue
+		}
+		w.received.Add(1)
+		w.inFlight.Add(1)
+		m := channels.NewMessage(w.Layer, ch, c)
+		if key := m.ReplyChannel; key != "" {
+			mu.Lock()
+			if q, busy := lanes[key]; busy {
+				lanes[key] = append(q, m)
+				mu.Unlock()
+				continue
+			}
+			lanes[key] = nil
+			mu.Unlock()
+		}
+		run <- struct{}{}
+		wg.Add(1)
+		go process(m)
+	}
+	log.Info("worker stopping; waiting for messages in progress", "in_flight", w.inFlight.Load())
+	wg.Wait()
+	return nil
+}

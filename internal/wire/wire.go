@@ -1,0 +1,177 @@
+// Package wire encodes message content as msgpack, with text as msgpack str
+// and bytes as msgpack bin, the encoding Python's channels_redis uses, so
+// that Go and Python processes can exchange messages.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/gochannels/channels"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// maxDepth bounds nesting when decoding untrusted input.
+const maxDepth = 64
+
+// ErrDecode wraps every decoding error.
+var ErrDecode = errors.New("wire: cannot decode message")
+
+// Append appends the msgpack encoding of c to b. c must be in normal form
+// (see channels.Normalize); values of other types are an error.
+func Append(b []byte, c channels.Content) ([]byte, error) {
+	b = msgp.AppendMapHeader(b, uint32(len(c)))
+	for k, v := range c {
+		b = msgp.AppendString(b, k)
+		var err error
+		if b, err = appendValue(b, v); err != nil {
+			return b, fmt.Errorf("key %q: %w", k, err)
+		}
+	}
+	return b, nil
+}
+
+// Marshal returns the msgpack encoding of c.
+func Marshal(c channels.Content) ([]byte, error) { return Append(nil, c) }
+
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return msgp.AppendNil(b), nil
+	case bool:
+		return msgp.AppendBool(b, v), nil
+	case int64:
+		return msgp.AppendInt64(b, v), nil
+	case float64:
+		return msgp.AppendFloat64(b, v), nil
+	case string:
+		return msgp.AppendString(b, v), nil
+	case []byte:
+		return msgp.AppendBytes(b, v), nil
+	case []any:
+		b = msgp.AppendArrayHeader(b, uint32(len(v)))
+		for i, e := range v {
+			var err error
+			if b, err = appendValue(b, e); err != nil {
+				return b, fmt.Errorf("index %d: %w", i, err)
+			}
+		}
+		return b, nil
+	case map[string]any:
+		return Append(b, v)
+	case channels.Content:
+		return Append(b, v)
+	}
+	return b, fmt.Errorf("%w: %T is not in normal form", channels.ErrInvalidContent, v)
+}
+
+// Unmarshal decodes a msgpack map into content in normal form: str becomes
+// text, bin becomes bytes, every integer int64 and every float float64. Map
+// keys may be str or bin. Anything else (extensions, timestamps, a top level
+// that is not a map, integers beyond int64, trailing bytes) is an error
+// wrapping ErrDecode.
+func Unmarshal(b []byte) (channels.Content, error) {
+	if msgp.NextType(b) != msgp.MapType {
+		return nil, fmt.Errorf("%w: top level is %s, not a map", ErrDecode, msgp.NextType(b))
+	}
+	v, rest, err := readValue(b, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrDecode, len(rest))
+	}
+	return channels.Content(v.(map[string]any)), nil
+}
+
+func readValue(b []byte, depth int) (any, []byte, error) {
+	if depth > maxDepth {
+		return nil, b, fmt.Errorf("%w: nested deeper than %d", ErrDecode, maxDepth)
+	}
+	if len(b) == 0 {
+		return nil, b, fmt.Errorf("%w: truncated", ErrDecode)
+	}
+	var (
+		v   any
+		err error
+	)
+	switch t := msgp.NextType(b); t {
+	case msgp.NilType:
+		b, err = msgp.ReadNilBytes(b)
+	case msgp.BoolType:
+		v, b, err = msgp.ReadBoolBytes(b)
+	case msgp.IntType:
+		v, b, err = msgp.ReadInt64Bytes(b)
+	case msgp.UintType:
+		var u uint64
+		u, b, err = msgp.ReadUint64Bytes(b)
+		if err == nil && u > math.MaxInt64 {
+			err = fmt.Errorf("integer %d does not fit in int64", u)
+		}
+		v = int64(u)
+	case msgp.Float64Type:
+		v, b, err = msgp.ReadFloat64Bytes(b)
+	case msgp.Float32Type:
+		var f float32
+		f, b, err = msgp.ReadFloat32Bytes(b)
+		v = float64(f)
+	case msgp.StrType:
+		v, b, err = msgp.ReadStringBytes(b)
+	case msgp.BinType:
+		var bs []byte
+		bs, b, err = msgp.ReadBytesBytes(b, nil)
+		if bs == nil {
+			bs = []byte{}
+		}
+		v = bs
+	case msgp.ArrayType:
+		var n uint32
+		n, b, err = msgp.ReadArrayHeaderBytes(b)
+		if err == nil && uint32(len(b)) < n {
+			err = msgp.ErrShortBytes
+		}
+		if err != nil {
+			break
+		}
+		list := make([]any, n)
+		for i := range list {
+			if list[i], b, err = readValue(b, depth+1); err != nil {
+				return nil, b, err
+			}
+		}
+		v = list
+	case msgp.MapType:
+		var n uint32
+		n, b, err = msgp.ReadMapHeaderBytes(b)
+		if err == nil && uint64(len(b)) < 2*uint64(n) {
+			err = msgp.ErrShortBytes
+		}
+		if err != nil {
+			break
+		}
+		m := make(map[string]any, n)
+		for range n {
+			var key []byte
+			key, b, err = msgp.ReadMapKeyZC(b)
+			if err != nil {
+				return nil, b, fmt.Errorf("%w: map key: %v", ErrDecode, err)
+			}
+			var e any
+			if e, b, err = readValue(b, depth+1); err != nil {
+				return nil, b, err
+			}
+			m[string(key)] = e
+		}
+		v = m
+	default:
+		return nil, b, fmt.Errorf("%w: unsupported msgpack type %s", ErrDecode, t)
+	}
+	if err != nil {
+		if errors.Is(err, ErrDecode) {
+			return nil, b, err
+		}
+		return nil, b, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	return v, b, nil
+}

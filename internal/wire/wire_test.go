@@ -1,0 +1,85 @@
+package wire_test
+
+import (
+	"encoding/hex"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/wire"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRoundTrip(t *testing.T) {
+	in := channels.Content{
+		"bytes": []byte{0xC2, 0xA3}, "text": "£", "empty": "", "emptyb": []byte{},
+		"int": int64(-5), "big": int64(math.MaxInt64), "small": int64(math.MinInt64), "pos": int64(200),
+		"float": 2.5, "nil": nil, "t": true, "f": false,
+		"list":   []any{int64(1), "a", []byte("b"), []any{}, map[string]any{}},
+		"nested": map[string]any{"headers": []any{[]any{[]byte("host"), []byte("x")}}},
+	}
+	b, err := wire.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := wire.Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(in, out); diff != "" {
+		t.Fatalf("round trip (-in +out):\n%s", diff)
+	}
+}
+
+// Bytes that Python's msgpack.packb({...}, use_bin_type=True) produces.
+func TestDecodesPythonEncoding(t *testing.T) {
+	// {"text": "£", "bytes": b"\xc2\xa3", "n": 1, "big": 4294967296, "f": 1.5, "l": [None, True]}
+	raw, _ := hex.DecodeString("86a474657874a2c2a3a56279746573c402c2a3a16e01a3626967cf0000000100000000a166cb3ff8000000000000a16c92c0c3")
+	got, err := wire.Unmarshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := channels.Content{"text": "£", "bytes": []byte{0xC2, 0xA3}, "n": int64(1), "big": int64(1 << 32), "f": 1.5, "l": []any{nil, true}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	for name, h := range map[string]string{
+		"not a map":   "92c0c0",
+		"truncated":   "82a161",
+		"huge uint":   "81a161cfffffffffffffffff",
+		"extension":   "81a161d40100",
+		"trailing":    "80c0",
+		"empty input": "",
+		"short array": "81a161dd0000ffff",
+	} {
+		raw, _ := hex.DecodeString(h)
+		if _, err := wire.Unmarshal(raw); !errors.Is(err, wire.ErrDecode) {
+			t.Errorf("%s: Unmarshal = %v; want ErrDecode", name, err)
+		}
+	}
+	if _, err := wire.Marshal(channels.Content{"x": 3}); !errors.Is(err, channels.ErrInvalidContent) {
+		t.Errorf("Marshal of a non-normal int = %v", err)
+	}
+}
+
+func FuzzUnmarshal(f *testing.F) {
+	b, _ := wire.Marshal(channels.Content{"a": []any{int64(1), "x", []byte("y"), map[string]any{"z": nil}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := wire.Unmarshal(data)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must be in normal form and encode again.
+		if _, _, err := channels.Normalize(c); err != nil {
+			t.Fatalf("decoded content is not normal: %v", err)
+		}
+		if _, err := wire.Marshal(c); err != nil {
+			t.Fatalf("decoded content does not encode: %v", err)
+		}
+	})
+}

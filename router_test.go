@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/inmemory"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -202,5 +203,40 @@ func TestRouterConsumeSetsValuesAndReportsNoRoute(t *testing.T) {
 	err = r.Consume(context.Background(), channels.NewMessage(nil, "websocket.receive", channels.Content{"path": int64(3)}))
 	if !errors.Is(err, channels.ErrNoRoute) {
 		t.Errorf("non-text path: %v; want ErrNoRoute", err)
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	app := channels.NewRouter()
+	app.Route("websocket.connect", named("mine"), channels.Path(`^/chat/$`))
+	r := channels.WithDefaults(app, nil)
+	if got, _ := match(t, r, "websocket.connect", channels.Content{"path": "/chat/"}); got != "mine" {
+		t.Errorf("the application's route did not win: %s", got)
+	}
+	want := []string{"http.request", "websocket.connect", "websocket.disconnect", "websocket.receive"}
+	if diff := cmp.Diff(want, r.Channels()); diff != "" {
+		t.Errorf("Channels (-want +got):\n%s", diff)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		channel string
+		want    channels.Content
+	}{
+		{"websocket.connect", channels.Content{"accept": true}},
+		{"http.request", nil},
+	} {
+		var runner channels.Runner
+		l := newLayer(t, inmemory.Config{})
+		m := channels.NewMessage(l, tc.channel, channels.Content{"path": "/other/", "reply_channel": "x!y"})
+		if err := runner.Run(ctx, r, m); err != nil {
+			t.Fatal(err)
+		}
+		got := poll(t, l, "x!y")
+		if tc.want != nil && !cmp.Equal(tc.want, got) {
+			t.Errorf("%s default replied %v; want %v", tc.channel, got, tc.want)
+		}
+		if tc.channel == "http.request" && got["status"] != int64(404) {
+			t.Errorf("http.request default replied %v; want a 404", got)
+		}
 	}
 }

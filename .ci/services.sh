@@ -19,6 +19,9 @@ apt_install() {
   fi
 }
 
+# Python's channels_redis, for the Redis interoperability test.
+apt_install python3-channels-redis
+
 # Redis on 127.0.0.1:6379, nothing kept on disk.
 if ! have redis-server; then apt_install redis-server; fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

@@ -1,0 +1,109 @@
+// Package gateway is the interface server (Daphne's role): an http.Handler
+// that turns HTTP requests and WebSocket connections into messages on a
+// channel layer, and relays what the application sends back on each
+// connection's reply channel to the client.
+//
+//	gw := &gateway.Server{Layer: layer}
+//	srv := gateway.NewHTTPServer(":8000", gw)
+//	go srv.ListenAndServe()
+//	...
+//	gw.Shutdown(ctx) // closes WebSockets with 1001, waits for requests
+//	srv.Shutdown(ctx)
+//
+// # Reply channels and the receive loop
+//
+// A Server picks a random 12-character ID when it starts and names every
+// reply channel "http.response.<ID>!<suffix>" or
+// "websocket.send.<ID>!<suffix>". One goroutine receives every reply: with a
+// layer that implements channels.PrefixReceiver it asks for the next
+// message under either prefix; otherwise it calls Receive with the list of
+// every live reply channel, which costs O(open connections) per call. The
+// message is handed to the connection registered under its exact name;
+// replies for unknown or finished connections are dropped and counted.
+// The loop starts on first use (ServeHTTP or ServerID) and stops at the end
+// of Shutdown or Close.
+//
+// # HTTP
+//
+// A request becomes an http.request message with every key of the ASGI 1.0
+// format. The real HTTP version is reported; "scheme" is "https" for TLS
+// requests, or the X-Forwarded-Proto of a trusted proxy. Header names are
+// lower-cased; Host comes first and the other names follow in sorted order
+// (Go's HTTP server does not keep the order between different names; the
+// values of a repeated name keep theirs). Names containing '_' are dropped.
+// Bodies up to InlineBodySize travel in "body"; the rest follows as Request
+// Body Chunks on the "body_channel", waiting while that channel is full. A
+// body over MaxBodySize is answered with 413.
+//
+// The response is written as it arrives: the first message must carry
+// "status"; each message's "content" is written and flushed, so responses
+// without a Content-Length are chunked and streaming works. Go's content
+// sniffing is disabled: a response has a Content-Type only when the
+// application gave one. Response headers keep the order of a repeated name;
+// net/http writes different names in sorted order. When the response is
+// complete (or the request ends otherwise: error page, timeout, client gone)
+// http.disconnect {reply_channel, path} is sent. HTTPTimeout bounds the
+// whole exchange; HTTPHandler serves plain HTTP in process instead, and
+// HTTPTimeout does not apply to it.
+//
+// # WebSocket
+//
+// The handshake is held open until the application answers the
+// websocket.connect message ({"accept": true}, a frame, or a close, which
+// rejects it with 403) or ConnectTimeout expires (403). A rejected or
+// abandoned handshake still produces websocket.disconnect with code 1006
+// and order 1 so that the application can clean up. Frames become
+// websocket.receive messages numbered from order 1; the end of the
+// connection becomes websocket.disconnect with order n+1 and code:
+//
+//   - the peer's close code when it sent a close frame, including the echo
+//     of a close the server started (1005 when the frame had no code);
+//   - otherwise the code the server closed with, when it sent one (1008 for
+//     a slow client, 1009 for a message over MaxMessageSize);
+//   - otherwise 1006 (connection lost, ping timeout, Close).
+//
+// A full websocket.connect channel answers 503; a full websocket.receive
+// channel closes the socket with 1013 and mutes it (no further receive or
+// disconnect messages). A client that does not read its frames is closed
+// with 1008 when OutboundQueue messages are waiting for it, or dropped when
+// one frame takes longer than WriteTimeout to write.
+//
+// # Origin checks
+//
+// Browsers send an Origin header with every WebSocket handshake; checking it
+// stops other web sites from opening sockets with your users' cookies
+// (cross-site WebSocket hijacking). The rules, applied before the
+// application hears of the connection:
+//
+//   - A handshake without an Origin header (not a browser) is allowed.
+//   - With AllowedOrigins empty, the origin's host must be the request's
+//     Host; when Host carries a port, the origin's port (explicit, or 80/443
+//     from its scheme) must equal it.
+//   - Otherwise the origin must match one of the patterns, written
+//     [scheme://]host[:port]. A host "*.example.com" matches
+//     a.example.com and a.b.example.com but neither example.com nor
+//     badexample.com; list "example.com" as well to allow it. A pattern
+//     without a scheme matches any scheme, one without a port any port.
+//     Patterns replace the same-host default: list your own host too.
+//   - "*" allows every origin (a warning is logged at startup).
+//   - The origin "null" (sandboxed frames, file:// pages) is refused unless
+//     "null" is listed.
+//
+// A refused handshake gets 403 and is logged and counted in
+// Stats.OriginRejected; nothing is sent to the layer.
+//
+// # Proxies
+//
+// X-Forwarded-For, X-Forwarded-Port and X-Forwarded-Proto are believed only
+// when the TCP peer is in TrustedProxies, for HTTP and WebSockets alike. The
+// client address is then the last element of the first X-Forwarded-For
+// header (the one the trusted proxy added), split into host and port when
+// it has one (port 0 otherwise), with X-Forwarded-Port replacing the port.
+//
+// # Limits
+//
+// Every wait and buffer is bounded by default (see the Server fields);
+// disabling a limit with a negative value logs a warning. The http.Server
+// that calls ServeHTTP must bound the time to read request headers itself
+// (ReadHeaderTimeout); NewHTTPServer returns one that does.
+package gateway

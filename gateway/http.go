@@ -1,0 +1,589 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gochannels/channels"
+)
+
+// httpReq is a live HTTP request: the mailbox its reply messages are
+// delivered to.
+type httpReq struct {
+	limit  int
+	mu     sync.Mutex
+	queue  []channels.Content
+	over   bool
+	notify chan struct{}
+}
+
+func (h *httpReq) deliver(c channels.Content) {
+	h.mu.Lock()
+	if h.limit > 0 && len(h.queue) >= h.limit {
+		h.over = true
+	} else {
+		h.queue = append(h.queue, c)
+	}
+	h.mu.Unlock()
+	select {
+	case h.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (h *httpReq) take() ([]channels.Content, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queue
+	h.queue = nil
+	return q, h.over
+}
+
+func (h *httpReq) pending() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.queue) > 0 || h.over
+}
+
+// httpExchange is the state of one request sent over the layer.
+type httpExchange struct {
+	s        *Server
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	r        *http.Request
+	ri       requestInfo
+	start    time.Time
+	deadline time.Time // zero when HTTPTimeout is off
+	reply    string
+	mail     *httpReq
+
+	started bool // status line sent
+	status  int
+	size    int64
+	aborted bool // the connection must be dropped
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Time) {
+	s.stats.httpRequests.Add(1)
+	s.stats.httpInFlight.Add(1)
+	defer s.stats.httpInFlight.Add(-1)
+	path, perr := decodePath(r)
+	if perr != "" {
+		n := writeErrorPage(w, http.StatusBadRequest, string(perr))
+		s.accessLog("http", "complete", r.Method+" "+r.RequestURI,
+			ActionDetails{Path: r.URL.Path, Method: r.Method, Status: 400, Size: n, TimeTaken: time.Since(start)}, 400, n)
+		return
+	}
+	ri := s.info(r, path)
+	if s.HTTPHandler != nil {
+		s.serveLocal(w, r, ri, start)
+		return
+	}
+	x := &httpExchange{s: s, w: w, rc: http.NewResponseController(w), r: r, ri: ri, start: start}
+	if s.cfg.httpTimeout > 0 {
+		x.deadline = start.Add(s.cfg.httpTimeout)
+	}
+	defer func() {
+		s.accessLog("http", "complete", r.Method+" "+ri.rawURI, ActionDetails{
+			Path: ri.path, Client: ri.clientS, Method: r.Method, Status: x.status, Size: x.size, TimeTaken: time.Since(start),
+		}, x.status, x.size)
+		if x.aborted {
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	x.run()
+}
+
+// run sends the request and relays the response.
+func (x *httpExchange) run() {
+	s, r := x.s, x.r
+	if max := s.cfg.maxBody; max >= 0 {
+		if r.ContentLength > max {
+			s.stats.tooLarge.Add(1)
+			x.errorPage(http.StatusRequestEntityTooLarge, "Request body too large.")
+			return
+		}
+		r.Body = http.MaxBytesReader(x.w, r.Body, max)
+	}
+	if !x.deadline.IsZero() {
+		_ = x.rc.SetReadDeadline(x.deadline)
+	}
+	body := &chunkReader{r: r.Body, hint: int(min(max(r.ContentLength, 512), InlineBodySize))}
+	if r.ContentLength == 0 {
+		body.hint = 0
+	}
+	first, eof, err := body.next()
+	if err != nil {
+		if isMaxBytes(err) {
+			s.stats.tooLarge.Add(1)
+			x.errorPage(http.StatusRequestEntityTooLarge, "Request body too large.")
+		} else {
+			x.aborted = true // the client went away mid-body; the app never heard of it
+		}
+		return
+	}
+	ctx := context.Background()
+	reply, err := s.Layer.NewChannel(ctx, s.httpPfx)
+	if err != nil {
+		s.log.Error("creating a reply channel failed", "error", err)
+		x.errorPage(http.StatusServiceUnavailable, "Channel layer unavailable.")
+		return
+	}
+	x.reply = reply
+	x.mail = &httpReq{limit: s.cfg.outbound, notify: make(chan struct{}, 1)}
+	s.reg.add(reply, x.mail)
+	defer func() {
+		s.reg.remove(reply)
+		s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": reply, "path": x.ri.path})
+	}()
+
+	var bodyChannel any
+	if !eof {
+		bc, err := s.Layer.NewChannel(ctx, "http.request.body?")
+		if err != nil {
+			s.log.Error("creating a body channel failed", "error", err)
+			x.errorPage(http.StatusServiceUnavailable, "Channel layer unavailable.")
+			return
+		}
+		bodyChannel = bc
+	}
+	msg := channels.Content{
+		"reply_channel": reply,
+		"http_version":  httpVersion(r),
+		"method":        r.Method,
+		"scheme":        x.ri.scheme,
+		"path":          x.ri.path,
+		"query_string":  x.ri.query,
+		"root_path":     x.ri.rootPath,
+		"headers":       x.ri.headers,
+		"body":          first,
+		"body_channel":  bodyChannel,
+		"client":        x.ri.client,
+		"server":        x.ri.server,
+	}
+	if err := s.Layer.Send(ctx, "http.request", msg); err != nil {
+		if errors.Is(err, channels.ErrChannelFull) {
+			s.stats.requestFull.Add(1)
+			x.errorPage(http.StatusServiceUnavailable, "Request queue full.")
+			return
+		}
+		s.log.Error("sending http.request failed", "error", err)
+		x.errorPage(http.StatusServiceUnavailable, "Channel layer unavailable.")
+		return
+	}
+	if bodyChannel != nil && !x.streamBody(body, bodyChannel.(string)) {
+		return
+	}
+	x.relay()
+}
+
+// streamBody sends the rest of the body as Request Body Chunks, waiting on a
+// full channel. It reports false when the exchange is over (client gone,
+// body too large, timeout) and true when the response should be relayed
+// (body done, or the application answered before reading all of it).
+func (x *httpExchange) streamBody(body *chunkReader, channel string) bool {
+	s := x.s
+	for {
+		chunk, eof, err := body.next()
+		if err != nil {
+			_ = x.sendChunk(channel, channels.Content{"closed": true})
+			if isMaxBytes(err) {
+				s.stats.tooLarge.Add(1)
+				x.errorPage(http.StatusRequestEntityTooLarge, "Request body too large.")
+				return false
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.stats.httpTimeouts.Add(1)
+				x.errorPage(http.StatusServiceUnavailable, "Worker server failed to respond within time limit.")
+				return false
+			}
+			x.aborted = true
+			return false
+		}
+		switch err := x.sendChunk(channel, channels.Content{"content": chunk, "more_content": !eof}); {
+		case err == errAnswered:
+			return true
+		case err != nil:
+			return false
+		}
+		if eof {
+			return true
+		}
+	}
+}
+
+var errAnswered = errors.New("gateway: the application answered")
+
+// sendChunk sends one body chunk, retrying while the channel is full. It
+// stops early with errAnswered when the response starts arriving, and with
+// another error (after answering the client) on timeout, client loss or a
+// layer error.
+func (x *httpExchange) sendChunk(channel string, c channels.Content) error {
+	s := x.s
+	var t *time.Timer
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := s.Layer.Send(context.Background(), channel, c)
+		if err == nil || c["closed"] == true {
+			return nil
+		}
+		if !errors.Is(err, channels.ErrChannelFull) {
+			s.log.Error("sending a request body chunk failed", "channel", channel, "error", err)
+			x.errorPage(http.StatusServiceUnavailable, "Channel layer unavailable.")
+			return err
+		}
+		if x.mail.pending() {
+			return errAnswered
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+			defer t.Stop()
+		} else {
+			t.Reset(wait)
+		}
+		select {
+		case <-t.C:
+		case <-x.mail.notify:
+			select { // keep the signal for relay
+			case x.mail.notify <- struct{}{}:
+			default:
+			}
+			return errAnswered
+		case <-x.r.Context().Done():
+			x.aborted = true
+			return context.Canceled
+		case <-x.timeoutC():
+			x.timeout()
+			return context.DeadlineExceeded
+		case <-x.s.closed:
+			x.closing()
+			return ErrServerClosed
+		}
+	}
+}
+
+var neverC = make(chan time.Time)
+
+func (x *httpExchange) timeoutC() <-chan time.Time {
+	if x.deadline.IsZero() {
+		return neverC
+	}
+	d := time.Until(x.deadline)
+	if d <= 0 {
+		c := make(chan time.Time, 1)
+		c <- time.Now()
+		return c
+	}
+	return time.After(d)
+}
+
+// relay writes the reply messages to the client until the response is
+// complete, the client goes away, the server closes or the time is up.
+func (x *httpExchange) relay() {
+	var timeout <-chan time.Time
+	if !x.deadline.IsZero() {
+		t := time.NewTimer(time.Until(x.deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		msgs, over := x.mail.take()
+		for _, m := range msgs {
+			if x.apply(m) {
+				return
+			}
+		}
+		if over {
+			x.s.stats.slow.Add(1)
+			x.s.log.Warn("HTTP response aborted: the client reads slower than the application writes", "path", x.ri.path, "client", x.ri.clientS)
+			x.aborted = true
+			return
+		}
+		select {
+		case <-x.mail.notify:
+		case <-timeout:
+			x.timeout()
+			return
+		case <-x.r.Context().Done():
+			x.aborted = true
+			return
+		case <-x.s.closed:
+			x.closing()
+			return
+		}
+	}
+}
+
+func (x *httpExchange) timeout() {
+	x.s.stats.httpTimeouts.Add(1)
+	if x.started {
+		x.s.log.Warn("HTTP timeout while streaming a response; aborting the connection", "path", x.ri.path)
+		x.aborted = true
+		return
+	}
+	x.errorPage(http.StatusServiceUnavailable, "Worker server failed to respond within time limit.")
+}
+
+func (x *httpExchange) closing() {
+	if x.started {
+		x.aborted = true
+		return
+	}
+	x.errorPage(http.StatusServiceUnavailable, "Server shutting down.")
+}
+
+func (x *httpExchange) errorPage(code int, detail string) {
+	x.status = code
+	x.size = writeErrorPage(x.w, code, detail)
+	x.started = true
+}
+
+// apply writes one Response or Response Chunk message; it reports whether
+// the exchange is over.
+func (x *httpExchange) apply(m channels.Content) bool {
+	s := x.s
+	if !x.started {
+		status, ok := m.Int("status")
+		if !ok || status < 200 || status > 999 {
+			s.stats.invalidReplies.Add(1)
+			s.log.Error("the first response message has no valid status; answering 500", "path", x.ri.path, "status", m["status"])
+			x.errorPage(http.StatusInternalServerError, "The application sent an invalid response.")
+			return true
+		}
+		h := x.w.Header()
+		if hs, ok := m["headers"].([]any); ok {
+			for _, p := range hs {
+				name, value, ok := headerPair(p)
+				if !ok {
+					s.stats.invalidReplies.Add(1)
+					s.log.Error("invalid response header ignored", "path", x.ri.path, "header", p)
+					continue
+				}
+				k := textproto.CanonicalMIMEHeaderKey(name)
+				h[k] = append(h[k], value)
+			}
+		} else if m.Has("headers") {
+			s.stats.invalidReplies.Add(1)
+			s.log.Error("response headers are not a list; ignored", "path", x.ri.path)
+		}
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = nil // no content sniffing
+		}
+		x.status = int(status)
+		x.w.WriteHeader(x.status)
+		x.started = true
+	} else if m.Has("status") {
+		s.stats.invalidReplies.Add(1)
+		s.log.Error("multiple Response messages for one request; ignored", "path", x.ri.path)
+		return false
+	}
+	var content []byte
+	switch v := m["content"].(type) {
+	case []byte:
+		content = v
+	case string:
+		content = []byte(v)
+	}
+	if s.cfg.writeTimeout > 0 {
+		_ = x.rc.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+	}
+	if len(content) > 0 {
+		n, err := x.w.Write(content)
+		x.size += int64(n)
+		if err != nil {
+			x.writeFailed(err)
+			return true
+		}
+	}
+	if err := x.rc.Flush(); err != nil {
+		x.writeFailed(err)
+		return true
+	}
+	return !m.Bool("more_content")
+}
+
+func (x *httpExchange) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		x.s.stats.slow.Add(1)
+		x.s.log.Warn("HTTP response aborted: writing to the client timed out", "path", x.ri.path, "client", x.ri.clientS)
+	}
+	x.aborted = true
+}
+
+// headerPair reads a [name, value] response header with text or bytes
+// parts; text is encoded as Latin-1.
+func headerPair(p any) (string, string, bool) {
+	pair, ok := p.([]any)
+	if !ok || len(pair) != 2 {
+		return "", "", false
+	}
+	name, ok1 := latin1(pair[0])
+	value, ok2 := latin1(pair[1])
+	if !ok1 || !ok2 || !validHeaderName(name) || !validHeaderValue(value) {
+		return "", "", false
+	}
+	return name, value, true
+}
+
+func latin1(v any) (string, bool) {
+	switch v := v.(type) {
+	case []byte:
+		return string(v), true
+	case string:
+		b := make([]byte, 0, len(v))
+		for _, r := range v {
+			if r > 0xFF {
+				return "", false
+			}
+			b = append(b, byte(r))
+		}
+		return string(b), true
+	}
+	return "", false
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' ||
+			c == '+' || c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isMaxBytes(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+// chunkReader cuts a body into chunks of at most InlineBodySize bytes and
+// knows, after each, whether another follows.
+type chunkReader struct {
+	r    io.Reader
+	hint int    // capacity of the first buffer
+	peek []byte // one byte read ahead
+	done bool
+}
+
+// next returns the next chunk and whether it is the last one.
+func (c *chunkReader) next() ([]byte, bool, error) {
+	if c.done {
+		return []byte{}, true, nil
+	}
+	buf := make([]byte, 0, max(c.hint, len(c.peek)))
+	c.hint = InlineBodySize
+	buf = append(buf, c.peek...)
+	c.peek = nil
+	for len(buf) < InlineBodySize {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.r.Read(buf[len(buf):min(cap(buf), InlineBodySize)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			c.done = true
+			return buf, true, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	var one [1]byte
+	for {
+		n, err := c.r.Read(one[:])
+		if n == 1 {
+			c.peek = []byte{one[0]}
+			return buf, false, nil
+		}
+		if err == io.EOF {
+			c.done = true
+			return buf, true, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// serveLocal is the fast path: the request goes straight to HTTPHandler.
+func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, ri requestInfo, start time.Time) {
+	if max := s.cfg.maxBody; max >= 0 {
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		s.accessLog("http", "complete", r.Method+" "+ri.rawURI, ActionDetails{
+			Path: ri.path, Client: ri.clientS, Method: r.Method, Status: status, Size: sw.size, TimeTaken: time.Since(start),
+		}, status, sw.size)
+	}()
+	s.HTTPHandler.ServeHTTP(sw, r)
+}
+
+// statusWriter records what a local handler wrote, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	size   int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.size += int64(n)
+	return n, err
+}
+
+// Flush implements http.Flusher.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps io.Copy's sendfile path.
+func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := io.Copy(w.ResponseWriter, src)
+	w.size += n
+	return n, err
+}

@@ -1,0 +1,504 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/inmemory"
+)
+
+// Defaults for the zero values of Server's fields.
+const (
+	DefaultHTTPTimeout      = 120 * time.Second
+	DefaultConnectTimeout   = 30 * time.Second
+	DefaultPingInterval     = 20 * time.Second
+	DefaultPingTimeout      = 30 * time.Second
+	DefaultWebSocketTimeout = 86400 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxMessageSize   = 1 << 20
+	DefaultMaxBodySize      = 10 << 20
+	DefaultOutboundQueue    = 256
+)
+
+// InlineBodySize is the largest request body sent inline in the
+// "body" key of http.request. The rest of a larger body follows as Request
+// Body Chunks of at most this size on the message's "body_channel".
+const InlineBodySize = 256 << 10
+
+// ServerName names the server in the footer of its error pages.
+const ServerName = "Channels for Go"
+
+// ErrServerClosed is returned by Shutdown when the server has already been
+// closed.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// Server is the interface server: an http.Handler that turns HTTP requests
+// and WebSocket connections into messages on a channel layer and relays what
+// the application sends back on each connection's reply channel.
+//
+// Set the fields before the first call to ServeHTTP (or ServerID); they
+// must not change afterwards. Every field's zero value is a safe default;
+// only Layer is required. The server starts its single receive loop on first
+// use and runs it until Shutdown or Close. ServeHTTP, Stats, ServerID,
+// Shutdown and Close may be called concurrently. A Server must not be
+// copied after first use.
+type Server struct {
+	// Layer carries the messages. Required.
+	Layer channels.Layer
+
+	// HTTPTimeout is the longest the server waits, from the start of a
+	// request, for the application to finish its response. On expiry the
+	// client gets 503 "Worker server failed to respond within time
+	// limit."; if a streamed response has already started, the
+	// connection is aborted instead. Zero means 120 s; negative disables
+	// the limit (a warning is logged).
+	HTTPTimeout time.Duration
+
+	// ConnectTimeout is the longest a WebSocket handshake is held open
+	// waiting for the application's answer to websocket.connect; on
+	// expiry the handshake is rejected with 403. Zero means 30 s;
+	// negative disables the limit (a warning is logged).
+	ConnectTimeout time.Duration
+
+	// PingInterval is how long an open WebSocket may be silent (no frame
+	// or ping either way) before the server pings it. Zero means 20 s;
+	// negative disables pings (a warning is logged).
+	PingInterval time.Duration
+
+	// PingTimeout is how long a ping may wait for its pong before the
+	// connection is dropped (websocket.disconnect code 1006). Zero means
+	// 30 s.
+	PingTimeout time.Duration
+
+	// IdleTimeout, when positive, closes (code 1000) WebSockets on which
+	// no data frame has travelled either way for that long. Pings do not
+	// count. Zero means no idle limit.
+	IdleTimeout time.Duration
+
+	// WebSocketTimeout is the longest a WebSocket may stay open; then the
+	// server closes it with code 1000. Zero means the layer's group expiry
+	// when the layer has a GroupExpiry() time.Duration method, else
+	// 86 400 s; negative disables the limit (a warning is logged).
+	WebSocketTimeout time.Duration
+
+	// WriteTimeout bounds the time one WebSocket frame or one HTTP
+	// response chunk may take to reach the client's socket; a client that
+	// does not read is dropped. Zero means 10 s; negative disables the
+	// limit (a warning is logged).
+	WriteTimeout time.Duration
+
+	// Subprotocols lists the WebSocket subprotocols the server accepts.
+	// The first subprotocol offered by the client that is in this list is
+	// chosen and sent back in Sec-WebSocket-Protocol; with no match the
+	// response has no such header.
+	Subprotocols []string
+
+	// RootPath is the "root_path" of every request (a mount point such as
+	// "/forum"), unless the request carries a Daphne-Root-Path header,
+	// which overrides it (%-decoded) and is not passed on.
+	RootPath string
+
+	// AllowedOrigins lists the origins allowed to open WebSockets. Empty
+	// means only pages served from the request's own host. See the
+	// package documentation for the pattern syntax.
+	AllowedOrigins []string
+
+	// TrustedProxies lists the networks whose X-Forwarded-For,
+	// X-Forwarded-Port and X-Forwarded-Proto headers are believed. Headers
+	// from any other peer are ignored. Empty means none.
+	TrustedProxies []netip.Prefix
+
+	// MaxMessageSize is the largest incoming WebSocket message; a larger
+	// one closes the connection with code 1009. Zero means 1 MiB; negative
+	// disables the limit (a warning is logged).
+	MaxMessageSize int64
+
+	// MaxBodySize is the largest HTTP request body; a larger one gets 413.
+	// Zero means 10 MiB; negative disables the limit (a warning is
+	// logged).
+	MaxBodySize int64
+
+	// OutboundQueue is how many messages from the application may wait
+	// for one connection's client to read them (WebSocket frames, or
+	// chunks of a streamed HTTP response). A WebSocket whose queue
+	// overflows is closed with code 1008 (policy violation) and counted in
+	// Stats.SlowClients; an HTTP response is aborted. Zero means 256;
+	// negative disables the limit (a warning is logged).
+	OutboundQueue int
+
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// AccessLog, when set, receives one NCSA-like line per event (HTTP
+	// response finished, WebSocket connecting, connected, rejected,
+	// disconnected), each written with a single Write call. Nil means no
+	// access log.
+	AccessLog io.Writer
+
+	// OnAction, when set, is called for the same events as the access log:
+	// protocol "http" with action "complete", or protocol "websocket" with
+	// "connecting", "connected", "rejected" or "disconnected". It is
+	// called synchronously from connection goroutines, possibly
+	// concurrently; it must be fast and safe for concurrent use.
+	OnAction func(protocol, action string, details ActionDetails)
+
+	// HTTPHandler, when set, serves plain HTTP requests directly in this
+	// process instead of sending them over the layer (a fast path for
+	// ordinary handlers). WebSockets always go over the layer.
+	HTTPHandler http.Handler
+
+	initOnce sync.Once
+	initErr  error
+	id       string
+	httpPfx  string
+	wsPfx    string
+	cfg      config
+	log      *slog.Logger
+
+	reg      registry
+	loopStop context.CancelFunc
+	loopDone chan struct{}
+
+	mu       sync.RWMutex // guards shutting and wg.Add from zero
+	shutting bool
+	wg       sync.WaitGroup
+	closing  chan struct{} // closed by Shutdown: handshakes and new requests are refused
+	closed   chan struct{} // closed by Close: everything is aborted
+	stopOnce sync.Once
+	doneOnce sync.Once
+
+	logMu sync.Mutex // serialises AccessLog writes
+
+	stats counters
+}
+
+// config holds the effective settings after defaults.
+type config struct {
+	httpTimeout, connectTimeout, pingInterval, pingTimeout time.Duration
+	idleTimeout, wsTimeout, writeTimeout                    time.Duration
+	maxMessage, maxBody                                     int64
+	outbound                                                int
+	origins                                                 *originPolicy
+}
+
+// ActionDetails describes one event reported to Server.OnAction.
+type ActionDetails struct {
+	// Path is the request's decoded path.
+	Path string
+	// Client is the client's address as "ip:port", or "" when unknown.
+	Client string
+	// Method is the HTTP method (HTTP only).
+	Method string
+	// Status is the HTTP status sent (HTTP only).
+	Status int
+	// Size is the number of body bytes sent (HTTP only).
+	Size int64
+	// TimeTaken is the time from the start of the request to the end of
+	// the response (HTTP only).
+	TimeTaken time.Duration
+}
+
+// Stats are a server's figures. Gauges are current values; counters count
+// since the server started.
+type Stats struct {
+	WebSocketsOpen        int64  // WebSockets accepted and not yet closed
+	WebSocketsHandshaking int64  // WebSocket handshakes waiting for the application
+	HTTPInFlight          int64  // HTTP requests being served
+	HTTPRequests          uint64 // HTTP requests received (both paths)
+	WebSocketsAccepted    uint64 // handshakes completed
+	WebSocketsRejected    uint64 // handshakes rejected by the application or the connect timeout (403)
+	OriginRejected        uint64 // handshakes refused because of their Origin (403)
+	RequestQueueFull      uint64 // 503s because http.request was full
+	ConnectQueueFull      uint64 // 503s because websocket.connect was full
+	ReceiveQueueFull      uint64 // sockets closed with 1013 because websocket.receive was full
+	HTTPTimeouts          uint64 // requests that ran out of HTTPTimeout
+	SlowClients           uint64 // connections closed because their outbound queue overflowed or a write timed out
+	PingTimeouts          uint64 // WebSockets dropped because a ping got no pong
+	TooLarge              uint64 // WebSocket messages over MaxMessageSize (1009) and bodies over MaxBodySize (413)
+	InvalidReplies        uint64 // reply messages ignored because they were malformed
+	DroppedReplies        uint64 // reply messages for unknown or finished connections
+	DroppedDisconnects    uint64 // http.disconnect / websocket.disconnect not sent (channel full or layer error)
+	LayerErrors           uint64 // failed layer calls in the receive loop
+}
+
+type counters struct {
+	wsOpen, wsHandshaking, httpInFlight                                   atomic.Int64
+	httpRequests, wsAccepted, wsRejected, originRejected                  atomic.Uint64
+	requestFull, connectFull, receiveFull, httpTimeouts, slow, pingTimeout atomic.Uint64
+	tooLarge, invalidReplies, droppedReplies, droppedDisconnects          atomic.Uint64
+	layerErrors                                                           atomic.Uint64
+}
+
+// Stats returns the server's figures. It never blocks.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		WebSocketsOpen:        c.wsOpen.Load(),
+		WebSocketsHandshaking: c.wsHandshaking.Load(),
+		HTTPInFlight:          c.httpInFlight.Load(),
+		HTTPRequests:          c.httpRequests.Load(),
+		WebSocketsAccepted:    c.wsAccepted.Load(),
+		WebSocketsRejected:    c.wsRejected.Load(),
+		OriginRejected:        c.originRejected.Load(),
+		RequestQueueFull:      c.requestFull.Load(),
+		ConnectQueueFull:      c.connectFull.Load(),
+		ReceiveQueueFull:      c.receiveFull.Load(),
+		HTTPTimeouts:          c.httpTimeouts.Load(),
+		SlowClients:           c.slow.Load(),
+		PingTimeouts:          c.pingTimeout.Load(),
+		TooLarge:              c.tooLarge.Load(),
+		InvalidReplies:        c.invalidReplies.Load(),
+		DroppedReplies:        c.droppedReplies.Load(),
+		DroppedDisconnects:    c.droppedDisconnects.Load(),
+		LayerErrors:           c.layerErrors.Load(),
+	}
+}
+
+// ServerID returns the random 12-character identifier in the server's
+// reply channel names ("http.response.<ID>!…", "websocket.send.<ID>!…"),
+// starting the server if it has not started yet.
+func (s *Server) ServerID() string {
+	s.init()
+	return s.id
+}
+
+// String describes the server for logs.
+func (s *Server) String() string {
+	s.init()
+	return fmt.Sprintf("gateway %s on %v", s.id, s.Layer)
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.Default()
+		}
+		s.log = s.log.With("component", "gateway")
+		s.closing = make(chan struct{})
+		s.closed = make(chan struct{})
+		s.loopDone = make(chan struct{})
+		s.id = inmemory.RandomSuffix(12)
+		s.httpPfx = "http.response." + s.id + "!"
+		s.wsPfx = "websocket.send." + s.id + "!"
+		s.reg.init()
+		if s.Layer == nil {
+			s.initErr = errors.New("gateway: Server.Layer is nil")
+			s.log.Error("no channel layer configured; every request will fail")
+			close(s.loopDone)
+			return
+		}
+		s.cfg, s.initErr = s.buildConfig()
+		if s.initErr != nil {
+			s.log.Error("invalid configuration; every request will fail", "error", s.initErr)
+			close(s.loopDone)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s.loopStop = cancel
+		go s.receiveLoop(ctx)
+	})
+}
+
+func (s *Server) buildConfig() (config, error) {
+	warn := func(what string) { s.log.Warn(what + " is disabled; clients can hold resources without limit") }
+	pick := func(v, def time.Duration, name string) time.Duration {
+		switch {
+		case v == 0:
+			return def
+		case v < 0:
+			warn(name)
+			return 0
+		}
+		return v
+	}
+	var c config
+	c.httpTimeout = pick(s.HTTPTimeout, DefaultHTTPTimeout, "HTTPTimeout")
+	c.connectTimeout = pick(s.ConnectTimeout, DefaultConnectTimeout, "ConnectTimeout")
+	c.pingInterval = s.PingInterval
+	switch {
+	case c.pingInterval == 0:
+		c.pingInterval = DefaultPingInterval
+	case c.pingInterval < 0:
+		s.log.Warn("PingInterval is negative: WebSocket keepalive pings are disabled; dead peers are only noticed by TCP")
+		c.pingInterval = 0
+	}
+	c.pingTimeout = s.PingTimeout
+	if c.pingTimeout <= 0 {
+		c.pingTimeout = DefaultPingTimeout
+	}
+	if s.IdleTimeout > 0 {
+		c.idleTimeout = s.IdleTimeout
+	}
+	wsDefault := DefaultWebSocketTimeout
+	if ge, ok := s.Layer.(interface{ GroupExpiry() time.Duration }); ok && ge.GroupExpiry() > 0 {
+		wsDefault = ge.GroupExpiry()
+	}
+	c.wsTimeout = pick(s.WebSocketTimeout, wsDefault, "WebSocketTimeout")
+	c.writeTimeout = pick(s.WriteTimeout, DefaultWriteTimeout, "WriteTimeout")
+	pickSize := func(v, def int64, name string) int64 {
+		switch {
+		case v == 0:
+			return def
+		case v < 0:
+			warn(name)
+			return -1
+		}
+		return v
+	}
+	c.maxMessage = pickSize(s.MaxMessageSize, DefaultMaxMessageSize, "MaxMessageSize")
+	c.maxBody = pickSize(s.MaxBodySize, DefaultMaxBodySize, "MaxBodySize")
+	c.outbound = s.OutboundQueue
+	switch {
+	case c.outbound == 0:
+		c.outbound = DefaultOutboundQueue
+	case c.outbound < 0:
+		warn("OutboundQueue")
+		c.outbound = -1
+	}
+	op, err := newOriginPolicy(s.AllowedOrigins)
+	if err != nil {
+		return c, err
+	}
+	if op.any {
+		s.log.Warn(`AllowedOrigins contains "*": WebSockets may be opened from any web page (cross-site WebSocket hijacking is possible with cookie authentication)`)
+	}
+	c.origins = op
+	return c, nil
+}
+
+// ServeHTTP serves one HTTP request or WebSocket connection. A request whose
+// Upgrade header names websocket is a WebSocket handshake; it is held open
+// until the application answers websocket.connect. Anything else is an HTTP
+// request, sent over the layer as http.request (or given to HTTPHandler).
+//
+// ServeHTTP blocks until the HTTP response is complete or, for a WebSocket,
+// until the handshake is answered; an accepted WebSocket is then served by
+// the server's own goroutines until it closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	start := time.Now()
+	if s.initErr != nil {
+		writeErrorPage(w, http.StatusInternalServerError, "HTTP processing error")
+		return
+	}
+	if !s.enter() {
+		w.Header().Set("Connection", "close")
+		writeErrorPage(w, http.StatusServiceUnavailable, "Server shutting down.")
+		return
+	}
+	defer s.wg.Done()
+	if isWebSocket(r) {
+		s.serveWebSocket(w, r, start)
+		return
+	}
+	s.serveHTTP(w, r, start)
+}
+
+// enter counts a new request or connection, unless the server is shutting
+// down.
+func (s *Server) enter() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.shutting {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// Shutdown stops the server gracefully: new requests and handshakes get 503,
+// handshakes still waiting for the application are refused with 503, every
+// open WebSocket is closed with code 1001 (its websocket.disconnect is sent
+// as usual), HTTP requests in progress are allowed to finish, and the
+// receive loop stops once nothing is left. It blocks until then, or until
+// ctx is done, when it returns ctx's error and leaves the remaining
+// connections to Close.
+//
+// Shutdown does not stop the http.Server that calls ServeHTTP: call its
+// Shutdown too (hijacked WebSocket connections are not tracked by it).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	select {
+	case <-s.closed:
+		return ErrServerClosed
+	default:
+	}
+	s.beginShutdown()
+	for _, e := range s.reg.all() {
+		if c, ok := e.(*wsConn); ok {
+			c.shutdown()
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.stopLoop()
+	return nil
+}
+
+// Close stops the server at once: new requests get 503, HTTP requests in
+// progress are answered with 503 or aborted, handshakes are refused, and
+// every WebSocket is dropped without a closing handshake (its
+// websocket.disconnect, code 1006, is still sent). It waits for the
+// server's goroutines to end. Close after Close does nothing.
+func (s *Server) Close() error {
+	s.init()
+	s.beginShutdown()
+	s.doneOnce.Do(func() { close(s.closed) })
+	for _, e := range s.reg.all() {
+		if c, ok := e.(*wsConn); ok {
+			c.abort()
+		}
+	}
+	s.wg.Wait()
+	s.stopLoop()
+	return nil
+}
+
+func (s *Server) beginShutdown() {
+	s.mu.Lock()
+	s.shutting = true
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.closing) })
+}
+
+func (s *Server) stopLoop() {
+	if s.loopStop != nil {
+		s.loopStop()
+	}
+	<-s.loopDone
+}
+
+func (s *Server) limitQueue() int { return s.cfg.outbound }
+
+// sendDisconnect sends an http.disconnect or websocket.disconnect message;
+// a full channel or a layer error drops it (counted).
+func (s *Server) sendDisconnect(channel string, c channels.Content) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Layer.Send(ctx, channel, c); err != nil {
+		s.stats.droppedDisconnects.Add(1)
+		if errors.Is(err, channels.ErrChannelFull) {
+			s.log.Debug("disconnect message dropped: channel full", "channel", channel, "reply_channel", c["reply_channel"])
+		} else {
+			s.log.Error("disconnect message dropped", "channel", channel, "reply_channel", c["reply_channel"], "error", err)
+		}
+	}
+}

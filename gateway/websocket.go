@@ -1,0 +1,768 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/gochannels/channels"
+)
+
+type wsState uint8
+
+const (
+	wsHandshaking wsState = iota
+	wsOpen
+	wsClosed
+)
+
+// outItem is one entry of a connection's outbound queue: a reply message,
+// or (msg == nil) a close decided by the server.
+type outItem struct {
+	msg    channels.Content
+	code   int
+	reason string
+}
+
+// wsConn is one WebSocket connection. Its goroutines: the handshake runs in
+// ServeHTTP; once open, one goroutine reads frames (readLoop), a writer
+// goroutine exists only while the outbound queue is not empty (drain), and
+// a single timer (tick) handles pings, the idle limit and the lifetime.
+type wsConn struct {
+	s      *Server
+	reply  string
+	path   string
+	client string
+
+	mu       sync.Mutex
+	state    wsState
+	queue    []outItem
+	writing  bool // a drain goroutine is running
+	closing  bool // a close is queued or sent: later replies are dropped
+	sentCode int  // close code the server sent, 0 if none
+	notify   chan struct{}
+	ws       *websocket.Conn
+	nc       net.Conn
+	timer    *time.Timer
+
+	opened   time.Time
+	lastData atomic.Int64 // unix nanoseconds of the last data frame either way
+	lastPing atomic.Int64 // unix nanoseconds of the last ping sent
+	muted    atomic.Bool  // no more websocket.receive, no websocket.disconnect
+	order    int64        // websocket.receive messages sent; readLoop only
+}
+
+func (c *wsConn) deliver(m channels.Content) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == wsClosed || c.closing {
+		c.s.stats.droppedReplies.Add(1)
+		c.s.log.Debug("reply for a closing WebSocket dropped", "channel", c.reply)
+		return
+	}
+	if lim := c.s.cfg.outbound; lim > 0 && len(c.queue) >= lim {
+		c.s.stats.slow.Add(1)
+		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue))
+		clear(c.queue)
+		c.queue = append(c.queue[:0], outItem{code: int(websocket.StatusPolicyViolation), reason: "client too slow"})
+		c.closing = true
+		c.kickLocked()
+		return
+	}
+	c.queue = append(c.queue, outItem{msg: m})
+	c.kickLocked()
+}
+
+// kickLocked makes sure someone processes the queue. c.mu is held.
+func (c *wsConn) kickLocked() {
+	switch c.state {
+	case wsHandshaking:
+		select {
+		case c.notify <- struct{}{}:
+		default:
+		}
+	case wsOpen:
+		if !c.writing && len(c.queue) > 0 {
+			c.writing = true
+			c.s.wg.Add(1) // the reader is still counted, so the counter is not zero
+			go c.drain()
+		}
+	}
+}
+
+// serverClose queues a close decided by the server, after the frames
+// already queued; later replies are dropped.
+func (c *wsConn) serverClose(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == wsClosed || c.closing {
+		return
+	}
+	c.closing = true
+	c.queue = append(c.queue, outItem{code: code, reason: reason})
+	c.kickLocked()
+}
+
+// shutdown closes an open socket with 1001; handshakes in progress notice
+// the server's closing channel themselves.
+func (c *wsConn) shutdown() {
+	c.mu.Lock()
+	open := c.state == wsOpen
+	c.mu.Unlock()
+	if open {
+		c.serverClose(int(websocket.StatusGoingAway), "server shutting down")
+	}
+}
+
+// abort drops the connection without a closing handshake.
+func (c *wsConn) abort() {
+	c.mu.Lock()
+	nc := c.nc
+	c.mu.Unlock()
+	if nc != nil {
+		_ = nc.Close()
+	}
+}
+
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start time.Time) {
+	path, perr := decodePath(r)
+	if perr != "" {
+		writeErrorPage(w, http.StatusBadRequest, string(perr))
+		return
+	}
+	if code, why := checkHandshake(w, r); code != 0 {
+		writeErrorPage(w, code, why)
+		return
+	}
+	ri := s.info(r, path)
+	details := ActionDetails{Path: path, Client: ri.clientS}
+	if ok, why := s.cfg.origins.allowed(r, ri.scheme); !ok {
+		s.stats.originRejected.Add(1)
+		s.log.Warn("WebSocket refused: origin not allowed", "origin", r.Header.Get("Origin"), "host", r.Host, "path", path, "client", ri.clientS, "reason", why)
+		writeErrorPage(w, http.StatusForbidden, "Origin not allowed.")
+		s.accessLog("websocket", "rejected", "WSREJECT "+path, details, 0, 0)
+		return
+	}
+	ctx := context.Background()
+	reply, err := s.Layer.NewChannel(ctx, s.wsPfx)
+	if err != nil {
+		s.log.Error("creating a reply channel failed", "error", err)
+		writeErrorPage(w, http.StatusServiceUnavailable, "Channel layer unavailable.")
+		return
+	}
+	c := &wsConn{s: s, reply: reply, path: path, client: ri.clientS, notify: make(chan struct{}, 1)}
+	scheme := "ws"
+	if ri.scheme == "https" {
+		scheme = "wss"
+	}
+	s.reg.add(reply, c)
+	s.stats.wsHandshaking.Add(1)
+	err = s.Layer.Send(ctx, "websocket.connect", channels.Content{
+		"reply_channel": reply,
+		"scheme":        scheme,
+		"path":          path,
+		"query_string":  ri.query,
+		"root_path":     ri.rootPath,
+		"headers":       ri.headers,
+		"client":        ri.client,
+		"server":        ri.server,
+		"order":         int64(0),
+	})
+	if err != nil {
+		s.reg.remove(reply)
+		s.stats.wsHandshaking.Add(-1)
+		if errors.Is(err, channels.ErrChannelFull) {
+			s.stats.connectFull.Add(1)
+			s.log.Warn("WebSocket refused: websocket.connect is full", "path", path)
+			writeErrorPage(w, http.StatusServiceUnavailable, "Connection queue at capacity")
+		} else {
+			s.log.Error("sending websocket.connect failed", "error", err)
+			writeErrorPage(w, http.StatusServiceUnavailable, "Channel layer unavailable.")
+		}
+		s.accessLog("websocket", "rejected", "WSREJECT "+path, details, 0, 0)
+		return
+	}
+	s.accessLog("websocket", "connecting", "WSCONNECTING "+path, details, 0, 0)
+	c.handshake(w, r, start, s.chooseSubprotocol(r))
+}
+
+// handshake holds the handshake until the application answers, the connect
+// timeout expires, the client leaves or the server shuts down.
+func (c *wsConn) handshake(w http.ResponseWriter, r *http.Request, start time.Time, subprotocol string) {
+	s := c.s
+	var timeout <-chan time.Time
+	if s.cfg.connectTimeout > 0 {
+		t := time.NewTimer(time.Until(start.Add(s.cfg.connectTimeout)))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		for {
+			c.mu.Lock()
+			if len(c.queue) == 0 {
+				c.mu.Unlock()
+				break
+			}
+			it := c.queue[0]
+			c.queue[0] = outItem{}
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			if it.msg == nil { // the server gave up on this socket (queue overflow)
+				c.reject(w, http.StatusForbidden, "Access denied", false)
+				return
+			}
+			a, bad := parseReply(it.msg)
+			switch {
+			case bad != "":
+				s.stats.invalidReplies.Add(1)
+				s.log.Error("invalid WebSocket reply ignored", "path", c.path, "error", bad)
+			case a.accept || a.frame != nil:
+				c.accept(w, r, subprotocol, it.msg)
+				return
+			case a.close || a.refuse:
+				c.reject(w, http.StatusForbidden, "Access denied", true)
+				return
+			default:
+				s.log.Debug("empty WebSocket reply during the handshake ignored", "path", c.path)
+			}
+		}
+		select {
+		case <-c.notify:
+		case <-timeout:
+			s.log.Info("WebSocket handshake timed out waiting for the application's answer to websocket.connect", "path", c.path, "timeout", s.cfg.connectTimeout)
+			c.reject(w, http.StatusForbidden, "Access denied", true)
+			return
+		case <-r.Context().Done():
+			c.mu.Lock()
+			c.state = wsClosed
+			c.mu.Unlock()
+			s.reg.remove(c.reply)
+			s.stats.wsHandshaking.Add(-1)
+			c.disconnectRejected()
+			s.accessLog("websocket", "disconnected", "WSDISCONNECT "+c.path, ActionDetails{Path: c.path, Client: c.client}, 0, 0)
+			return
+		case <-s.closing:
+			c.reject(w, http.StatusServiceUnavailable, "Server shutting down.", false)
+			return
+		}
+	}
+}
+
+// reject fails the handshake with an HTTP error and tells the application
+// with websocket.disconnect (code 1006, order 1).
+func (c *wsConn) reject(w http.ResponseWriter, code int, detail string, byApp bool) {
+	s := c.s
+	c.mu.Lock()
+	c.state = wsClosed
+	c.queue = nil
+	c.mu.Unlock()
+	s.reg.remove(c.reply)
+	s.stats.wsHandshaking.Add(-1)
+	if byApp {
+		s.stats.wsRejected.Add(1)
+	}
+	writeErrorPage(w, code, detail)
+	s.accessLog("websocket", "rejected", "WSREJECT "+c.path, ActionDetails{Path: c.path, Client: c.client}, 0, 0)
+	c.disconnectRejected()
+}
+
+func (c *wsConn) disconnectRejected() {
+	c.s.sendDisconnect("websocket.disconnect", channels.Content{
+		"reply_channel": c.reply, "code": int64(websocket.StatusAbnormalClosure), "path": c.path, "order": int64(1),
+	})
+}
+
+// accept completes the handshake; first is the message that accepted it,
+// whose frame and close (if any) go out before anything queued after it.
+func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol string, first channels.Content) {
+	s := c.s
+	if subprotocol != "" {
+		w.Header().Set("Sec-WebSocket-Protocol", subprotocol)
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{}) // the http.Server's deadlines must not outlive the handshake
+	_ = rc.SetWriteDeadline(time.Time{})
+	hw := &hijackCapture{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true, // the origin was checked before websocket.connect
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.log.Warn("WebSocket handshake failed", "path", c.path, "error", err)
+		c.mu.Lock()
+		c.state = wsClosed
+		c.mu.Unlock()
+		s.reg.remove(c.reply)
+		s.stats.wsHandshaking.Add(-1)
+		c.disconnectRejected()
+		return
+	}
+	ws.SetReadLimit(s.cfg.maxMessage)
+	now := time.Now()
+	c.opened = now
+	c.lastData.Store(now.UnixNano())
+	c.lastPing.Store(now.UnixNano())
+	s.stats.wsHandshaking.Add(-1)
+	s.stats.wsOpen.Add(1)
+	s.stats.wsAccepted.Add(1)
+	s.accessLog("websocket", "connected", "WSCONNECT "+c.path, ActionDetails{Path: c.path, Client: c.client}, 0, 0)
+
+	c.mu.Lock()
+	c.ws, c.nc = ws, hw.conn
+	c.state = wsOpen
+	c.notify = nil
+	if a, _ := parseReply(first); a.frame != nil || a.close {
+		c.queue = slices.Insert(c.queue, 0, outItem{msg: first})
+	}
+	c.s.wg.Add(1)
+	go c.readLoop()
+	c.kickLocked()
+	c.rearmLocked(now)
+	c.mu.Unlock()
+	select {
+	case <-s.closing:
+		c.shutdown()
+	default:
+	}
+}
+
+// readLoop turns incoming frames into websocket.receive messages until the
+// connection ends, then sends websocket.disconnect.
+func (c *wsConn) readLoop() {
+	s := c.s
+	defer s.wg.Done()
+	ctx := context.Background()
+	var code int
+	for {
+		typ, rd, err := c.ws.Reader(ctx)
+		if err != nil {
+			code = c.endCode(err)
+			break
+		}
+		buf := getBuffer()
+		if _, err := buf.ReadFrom(rd); err != nil {
+			putBuffer(buf)
+			code = c.endCode(err)
+			break
+		}
+		c.lastData.Store(time.Now().UnixNano())
+		if c.muted.Load() {
+			putBuffer(buf)
+			continue
+		}
+		msg := channels.Content{"reply_channel": c.reply, "path": c.path, "order": c.order + 1}
+		if typ == websocket.MessageText {
+			if !utf8.Valid(buf.Bytes()) {
+				putBuffer(buf)
+				s.log.Info("closing a WebSocket that sent invalid UTF-8 text", "path", c.path)
+				c.serverClose(int(websocket.StatusInvalidFramePayloadData), "invalid UTF-8")
+				continue
+			}
+			msg["text"] = buf.String()
+		} else {
+			msg["bytes"] = buf.Bytes() // the layer copies it before Send returns
+		}
+		err = s.Layer.Send(ctx, "websocket.receive", msg)
+		putBuffer(buf)
+		switch {
+		case err == nil:
+			c.order++
+		case errors.Is(err, channels.ErrChannelFull):
+			s.stats.receiveFull.Add(1)
+			s.log.Warn("websocket.receive is full: closing the socket with 1013 and muting it", "path", c.path, "client", c.client)
+			c.muted.Store(true)
+			c.serverClose(int(websocket.StatusTryAgainLater), "try again later")
+		case errors.Is(err, channels.ErrMessageTooLarge):
+			s.stats.tooLarge.Add(1)
+			s.log.Warn("WebSocket message too large for the channel layer: closing with 1009", "path", c.path, "error", err)
+			c.serverClose(int(websocket.StatusMessageTooBig), "message too big")
+		default:
+			s.log.Error("sending websocket.receive failed: closing with 1011", "path", c.path, "error", err)
+			c.serverClose(int(websocket.StatusInternalError), "")
+		}
+	}
+	c.finish(code)
+}
+
+// endCode is the websocket.disconnect code for a connection whose reader
+// stopped with err: the peer's close code when a close frame arrived (1005
+// when it carried none), else the code the server closed with, else 1006.
+func (c *wsConn) endCode(err error) int {
+	if code := websocket.CloseStatus(err); code != -1 {
+		return int(code)
+	}
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		c.s.stats.tooLarge.Add(1)
+		c.mu.Lock()
+		c.sentCode = int(websocket.StatusMessageTooBig)
+		c.mu.Unlock()
+		return int(websocket.StatusMessageTooBig)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sentCode != 0 {
+		return c.sentCode
+	}
+	return int(websocket.StatusAbnormalClosure)
+}
+
+func (c *wsConn) finish(code int) {
+	s := c.s
+	c.mu.Lock()
+	c.state = wsClosed
+	clear(c.queue)
+	c.queue = nil
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	s.reg.remove(c.reply)
+	_ = c.nc.Close()
+	_ = c.ws.CloseNow()
+	s.stats.wsOpen.Add(-1)
+	if !c.muted.Load() {
+		s.sendDisconnect("websocket.disconnect", channels.Content{
+			"reply_channel": c.reply, "code": int64(code), "path": c.path, "order": c.order + 1,
+		})
+	}
+	s.accessLog("websocket", "disconnected", "WSDISCONNECT "+c.path, ActionDetails{Path: c.path, Client: c.client}, 0, 0)
+}
+
+// drain writes the queued replies; it exits when the queue is empty.
+func (c *wsConn) drain() {
+	defer c.s.wg.Done()
+	for {
+		c.mu.Lock()
+		if c.state != wsOpen || len(c.queue) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		it := c.queue[0]
+		c.queue[0] = outItem{}
+		c.queue = c.queue[1:]
+		if len(c.queue) == 0 {
+			c.queue = nil // let the backing array go while the socket idles
+		}
+		c.mu.Unlock()
+		if it.msg == nil {
+			c.closeWith(it.code, it.reason)
+			continue
+		}
+		c.writeReply(it.msg)
+	}
+}
+
+// writeReply applies one reply message to an open socket (§4.4 of the
+// message spec: accept is ignored, then the frame, then the close).
+func (c *wsConn) writeReply(m channels.Content) {
+	s := c.s
+	a, bad := parseReply(m)
+	if bad != "" {
+		s.stats.invalidReplies.Add(1)
+		s.log.Error("invalid WebSocket reply ignored", "path", c.path, "error", bad)
+		return
+	}
+	if a.frame != nil {
+		typ := websocket.MessageText
+		if a.binary {
+			typ = websocket.MessageBinary
+		}
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if s.cfg.writeTimeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, s.cfg.writeTimeout)
+		}
+		err := c.ws.Write(ctx, typ, a.frame)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err != nil {
+			if timedOut {
+				s.stats.slow.Add(1)
+				s.log.Warn("dropping a WebSocket whose client does not read (write timed out)", "path", c.path, "client", c.client)
+				c.abort()
+			}
+			return
+		}
+		c.lastData.Store(time.Now().UnixNano())
+	}
+	if a.close {
+		if !validAppCloseCode(a.code) {
+			s.stats.invalidReplies.Add(1)
+			s.log.Error("invalid WebSocket close code; nothing sent (use 1000, 1001, 1011 or 3000-4999)", "path", c.path, "code", a.code)
+			return
+		}
+		c.mu.Lock()
+		c.closing = true
+		clear(c.queue)
+		c.queue = nil
+		c.mu.Unlock()
+		c.closeWith(a.code, "")
+	}
+}
+
+// closeWith runs the closing handshake; it returns once the peer has
+// answered or the handshake has timed out (5 s to write, 5 s to wait).
+func (c *wsConn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	c.closing = true
+	if c.sentCode == 0 {
+		c.sentCode = code
+	}
+	c.mu.Unlock()
+	_ = c.ws.Close(websocket.StatusCode(code), reason)
+}
+
+func validAppCloseCode(code int) bool {
+	return code == 1000 || code == 1001 || code == 1011 || (code >= 3000 && code <= 4999)
+}
+
+// rearmLocked schedules the next tick: the earliest of the next ping, the
+// idle limit and the lifetime. c.mu is held.
+func (c *wsConn) rearmLocked(now time.Time) {
+	cfg := &c.s.cfg
+	var next time.Time
+	earliest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	lastData := time.Unix(0, c.lastData.Load())
+	if cfg.wsTimeout > 0 {
+		earliest(c.opened.Add(cfg.wsTimeout))
+	}
+	if cfg.idleTimeout > 0 {
+		earliest(lastData.Add(cfg.idleTimeout))
+	}
+	if cfg.pingInterval > 0 {
+		quiet := lastData
+		if lp := time.Unix(0, c.lastPing.Load()); lp.After(quiet) {
+			quiet = lp
+		}
+		earliest(quiet.Add(cfg.pingInterval))
+	}
+	if next.IsZero() {
+		return
+	}
+	d := max(next.Sub(now), time.Millisecond)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.tick)
+	} else {
+		c.timer.Reset(d)
+	}
+}
+
+// tick runs on the connection's timer: lifetime, idle limit, keepalive.
+func (c *wsConn) tick() {
+	s := c.s
+	c.mu.Lock()
+	if c.state != wsOpen || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	s.wg.Add(1) // the reader is still counted, so the counter is not zero
+	c.mu.Unlock()
+	defer s.wg.Done()
+	cfg := &s.cfg
+	now := time.Now()
+	lastData := time.Unix(0, c.lastData.Load())
+	if cfg.wsTimeout > 0 && !now.Before(c.opened.Add(cfg.wsTimeout)) {
+		s.log.Debug("closing a WebSocket that reached its maximum lifetime", "path", c.path, "lifetime", cfg.wsTimeout)
+		c.serverClose(int(websocket.StatusNormalClosure), "connection lifetime reached")
+		return
+	}
+	if cfg.idleTimeout > 0 && !now.Before(lastData.Add(cfg.idleTimeout)) {
+		s.log.Debug("closing an idle WebSocket", "path", c.path, "idle", cfg.idleTimeout)
+		c.serverClose(int(websocket.StatusNormalClosure), "idle timeout")
+		return
+	}
+	if cfg.pingInterval > 0 {
+		quiet := lastData
+		if lp := time.Unix(0, c.lastPing.Load()); lp.After(quiet) {
+			quiet = lp
+		}
+		if !now.Before(quiet.Add(cfg.pingInterval)) {
+			c.lastPing.Store(now.UnixNano())
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.pingTimeout)
+			err := c.ws.Ping(ctx)
+			timedOut := ctx.Err() != nil
+			cancel()
+			if err != nil {
+				if timedOut {
+					s.stats.pingTimeout.Add(1)
+					s.log.Info("dropping a WebSocket whose ping got no pong", "path", c.path, "client", c.client, "timeout", cfg.pingTimeout)
+					c.abort()
+				}
+				return
+			}
+			c.lastPing.Store(time.Now().UnixNano())
+		}
+	}
+	c.mu.Lock()
+	if c.state == wsOpen && !c.closing {
+		c.rearmLocked(time.Now())
+	}
+	c.mu.Unlock()
+}
+
+// reply is a parsed websocket.send message.
+type reply struct {
+	accept bool   // accept: true
+	refuse bool   // accept: false
+	frame  []byte // non-empty text or bytes
+	binary bool
+	close  bool
+	code   int
+}
+
+// parseReply checks a websocket.send message; bad says why it must be
+// ignored.
+func parseReply(m channels.Content) (a reply, bad string) {
+	for k := range m {
+		switch k {
+		case "bytes", "text", "close", "accept":
+		default:
+			return a, fmt.Sprintf("unknown key %q (want bytes, text, close, accept)", k)
+		}
+	}
+	text, bin := m["text"], m["bytes"]
+	if text != nil && bin != nil {
+		return a, "both text and bytes"
+	}
+	switch v := text.(type) {
+	case nil:
+	case string:
+		if v != "" {
+			a.frame = []byte(v)
+		}
+	default:
+		return a, fmt.Sprintf("text is %T, not text", text)
+	}
+	switch v := bin.(type) {
+	case nil:
+	case []byte:
+		if len(v) > 0 {
+			a.frame, a.binary = v, true
+		}
+	default:
+		return a, fmt.Sprintf("bytes is %T, not bytes", bin)
+	}
+	switch v := m["accept"].(type) {
+	case nil:
+	case bool:
+		a.accept, a.refuse = v, !v
+	default:
+		return a, fmt.Sprintf("accept is %T, not a boolean", v)
+	}
+	switch v := m["close"].(type) {
+	case nil:
+	case bool:
+		if v {
+			a.close, a.code = true, 1000
+		}
+	default:
+		n, ok := m.Int("close")
+		if !ok {
+			return a, fmt.Sprintf("close is %T, not a boolean or an integer", v)
+		}
+		if n != 0 {
+			a.close, a.code = true, int(n)
+		}
+	}
+	return a, ""
+}
+
+// checkHandshake validates an upgrade request before the application hears
+// of it; a non-zero code is the HTTP error to answer with.
+func checkHandshake(w http.ResponseWriter, r *http.Request) (int, string) {
+	if r.Method != http.MethodGet {
+		return http.StatusMethodNotAllowed, "WebSocket handshakes use GET."
+	}
+	if !r.ProtoAtLeast(1, 1) || r.ProtoMajor != 1 || !headerHasToken(r.Header, "Connection", "upgrade") {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		return http.StatusUpgradeRequired, "WebSocket handshakes need HTTP/1.1 with Connection: Upgrade."
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return http.StatusBadRequest, "Unsupported WebSocket version (only 13 is supported)."
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return http.StatusBadRequest, "Missing or repeated Sec-WebSocket-Key."
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return http.StatusBadRequest, "Invalid Sec-WebSocket-Key."
+	}
+	return 0, ""
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// chooseSubprotocol returns the first subprotocol the client offers that
+// the server accepts, or "".
+func (s *Server) chooseSubprotocol(r *http.Request) string {
+	if len(s.Subprotocols) == 0 {
+		return ""
+	}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		if d, err := url.PathUnescape(v); err == nil {
+			v = d
+		}
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" && slices.Contains(s.Subprotocols, p) {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// hijackCapture remembers the connection the WebSocket library hijacks, so
+// that the server can drop it without a closing handshake.
+type hijackCapture struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = conn
+	return conn, brw, err
+}
+
+func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer { return bufferPool.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return // do not keep large buffers alive
+	}
+	b.Reset()
+	bufferPool.Put(b)
+}

@@ -184,10 +184,10 @@ type Server struct {
 // config holds the effective settings after defaults.
 type config struct {
 	httpTimeout, connectTimeout, pingInterval, pingTimeout time.Duration
-	idleTimeout, wsTimeout, writeTimeout                    time.Duration
-	maxMessage, maxBody                                     int64
-	outbound                                                int
-	origins                                                 *originPolicy
+	idleTimeout, wsTimeout, writeTimeout                   time.Duration
+	maxMessage, maxBody                                    int64
+	outbound                                               int
+	origins                                                *originPolicy
 }
 
 // ActionDetails describes one event reported to Server.OnAction.
@@ -231,11 +231,11 @@ type Stats struct {
 }
 
 type counters struct {
-	wsOpen, wsHandshaking, httpInFlight                                   atomic.Int64
-	httpRequests, wsAccepted, wsRejected, originRejected                  atomic.Uint64
+	wsOpen, wsHandshaking, httpInFlight                                    atomic.Int64
+	httpRequests, wsAccepted, wsRejected, originRejected                   atomic.Uint64
 	requestFull, connectFull, receiveFull, httpTimeouts, slow, pingTimeout atomic.Uint64
-	tooLarge, invalidReplies, droppedReplies, droppedDisconnects          atomic.Uint64
-	layerErrors                                                           atomic.Uint64
+	tooLarge, invalidReplies, droppedReplies, droppedDisconnects           atomic.Uint64
+	layerErrors                                                            atomic.Uint64
 }
 
 // Stats returns the server's figures. It never blocks.

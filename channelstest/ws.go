@@ -66,6 +66,7 @@ type WSClient struct {
 	arrived  chan struct{} // signalled when a frame arrives
 	done     chan struct{} // closed when the reader stops
 	closeErr error
+	echo     int // the server's answer to Close, when Close saw it
 }
 
 // NewWSClient returns a client for url that has not connected yet.
@@ -314,10 +315,21 @@ func (c *WSClient) ReceiveNothing(d time.Duration) {
 func (c *WSClient) Close(code int, reason string) int {
 	c.T.Helper()
 	c.connected()
-	// An error here (no echo, dropped connection) shows in the code
-	// WaitClosed reports.
-	_ = c.conn.Close(websocket.StatusCode(code), reason)
-	return c.WaitClosed()
+	err := c.conn.Close(websocket.StatusCode(code), reason)
+	got := c.WaitClosed()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The closing handshake may have read the server's echo itself, before
+	// the client's reader goroutine could see it.
+	switch echo := websocket.CloseStatus(err); {
+	case err == nil:
+		c.echo = code // Close succeeds only when the echo matches
+	case echo != -1:
+		c.echo = int(echo)
+	default:
+		return got
+	}
+	return c.echo
 }
 
 // WaitClosed waits until the connection ends and returns its close code: the
@@ -349,8 +361,11 @@ func (c *WSClient) CloseStatus() int {
 		return 0
 	}
 	c.mu.Lock()
-	err := c.closeErr
+	err, echo := c.closeErr, c.echo
 	c.mu.Unlock()
+	if echo != 0 {
+		return echo
+	}
 	if code := websocket.CloseStatus(err); code != -1 {
 		return int(code)
 	}

@@ -36,6 +36,7 @@ type outItem struct {
 	msg    channels.Content
 	code   int
 	reason string
+	grace  time.Duration // when positive, drop the connection if the close takes longer
 }
 
 // wsConn is one WebSocket connection. Its goroutines: the handshake runs in
@@ -78,7 +79,7 @@ func (c *wsConn) deliver(m channels.Content) {
 		c.s.stats.slow.Add(1)
 		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue))
 		clear(c.queue)
-		c.queue = append(c.queue[:0], outItem{code: int(websocket.StatusPolicyViolation), reason: "client too slow"})
+		c.queue = append(c.queue[:0], outItem{code: int(websocket.StatusPolicyViolation), reason: "client too slow", grace: time.Second})
 		c.closing = true
 		c.kickLocked()
 		return
@@ -460,7 +461,14 @@ func (c *wsConn) drain() {
 		}
 		c.mu.Unlock()
 		if it.msg == nil {
+			var t *time.Timer
+			if it.grace > 0 {
+				t = time.AfterFunc(it.grace, c.abort)
+			}
 			c.closeWith(it.code, it.reason)
+			if t != nil {
+				t.Stop()
+			}
 			continue
 		}
 		c.writeReply(it.msg)

@@ -583,7 +583,10 @@ func TestLifetimeAndIdleLimits(t *testing.T) {
 		tweak func(*gateway.Server)
 	}{
 		{"lifetime", func(g *gateway.Server) { g.WebSocketTimeout = 100 * time.Millisecond }},
-		{"idle", func(g *gateway.Server) { g.IdleTimeout = 100 * time.Millisecond; g.PingInterval = 20 * time.Millisecond }},
+		{"idle", func(g *gateway.Server) {
+			g.IdleTimeout = 100 * time.Millisecond
+			g.PingInterval = 20 * time.Millisecond
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()

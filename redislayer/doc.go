@@ -1,0 +1,118 @@
+// Package redislayer is a channel layer on Redis: the layer that lets
+// interface servers, workers and the delay server run as separate
+// processes on separate machines.
+//
+//	l, err := redislayer.New(ctx, redislayer.Config{Hosts: []string{"redis://127.0.0.1:6379/0"}})
+//	// or: redislayer.Open(ctx, "redis://127.0.0.1:6379/0?prefix=chat&capacity=200")
+//	defer l.Close()
+//
+// A *Layer implements channels.GroupLayer, channels.Flusher,
+// channels.Poller, channels.PrefixReceiver, channels.StatsReporter and
+// io.Closer. It is safe for concurrent use; every call that talks to Redis
+// takes a context and is bounded by Config.Timeout.
+//
+// # Storage: shared with channels_redis
+//
+// The keys and values are those of Python's channels_redis 4, so a Go
+// service and a Django Channels deployment configured with the same hosts,
+// prefix and expiry exchange messages on one Redis:
+//
+//   - a channel is a sorted set <prefix><channel name> whose members are 12
+//     random bytes followed by the msgpack message (text as str, bytes as
+//     bin), scored by the Unix time of the send;
+//   - the process-specific channels of one process ("name!suffix") share
+//     one sorted set keyed by their process prefix (<prefix>name!); each
+//     message names its channel in "__asgi_channel__" (a list of names when
+//     one group send reaches several channels of the process);
+//   - a group is a sorted set <prefix>:group:<name> of channel names scored
+//     by the time of their last GroupAdd;
+//   - the default prefix is "asgi", channels_redis's, which gives keys like
+//     "asgihttp.request" and "asgi:group:chat".
+//
+// The layer adds two kinds of small keys that channels_redis ignores:
+// <prefix>:count:<process prefix>, a hash of messages waiting per
+// process-specific channel, and <prefix>:expired:<channel>, the time of
+// the newest message that expired unread on a channel (see Groups). Every
+// key the layer writes has an expiry: channel keys twice the message expiry
+// after their last message, groups the group expiry after their last add,
+// counts and markers likewise. Flush deletes every key under the prefix.
+//
+// # Differences from channels_redis
+//
+// Capacity applies to each channel, also to process-specific ones
+// (channels_redis counts all the channels of a process prefix together);
+// the whole process prefix is bounded by Config.ProcessCapacity. A channel
+// full by the count hash is recounted exactly from its sorted set before a
+// send is refused, so receivers that do not keep the counts (channels_redis)
+// cannot wedge it.
+//
+// Messages are delivered at most once and never after their expiry:
+// expired messages are removed before every pop as well as before sends.
+//
+// Group members are evicted when a message expires unread on their
+// channel after they joined (spec L17; channels_redis never does this).
+//
+// Sharding over several hosts fixes a channels_redis bug. channels_redis
+// 4.0 places a process-specific channel by the consistent hash of its full
+// name when it sends, but of its process prefix when it receives and when
+// it sends to a group, so with more than one host most direct replies land
+// on a host nobody reads. This layer uses the process prefix on every path.
+// It also places ordinary channels by the hash of their name (channels_redis
+// sends them to the hosts in turn), which keeps capacity exact and one
+// sender's messages in order. Receivers read every host, so they still get
+// what channels_redis processes send anywhere, including process-specific
+// messages misplaced by the bug.
+//
+// # Receiving
+//
+// Receive on ordinary channels is a blocking pop (BZPOPMIN) over all the
+// names, in an order rotated on every call so that no channel starves,
+// on connections reserved for blocking pops (Config.ReceiveConns per host).
+// A non-blocking pop on the shared, pipelined connections comes first, so a
+// busy layer does not pay one connection round trip per message. When the
+// caller's context ends while a pop waits in Redis, the pop is interrupted
+// with CLIENT UNBLOCK: Redis then answers with nothing, or with the message
+// it had already popped, which Receive returns. No message is ever popped
+// and then dropped. (The Redis user therefore needs the CLIENT UNBLOCK and
+// CLIENT ID commands.)
+//
+// Process-specific channels are read by one receive loop per host for the
+// whole process: a single blocking pop over the process prefixes that have
+// a waiting Receive or ReceivePrefix (and for a few seconds after), which
+// sorts messages by "__asgi_channel__" into per-prefix buffers in memory.
+// Receive on '!' names, ReceivePrefix and Poll read from those buffers. A
+// buffer holds at most Config.ProcessBuffer messages; while it is full the
+// loop stops taking that prefix's messages, which then wait in Redis, count
+// against capacity and expire there: nothing is dropped. Buffered messages
+// still expire after Config.Expiry.
+//
+// # Groups
+//
+// GroupSend is one Lua call when the group and its members are on one
+// host: it drops memberships older than the group expiry, evicts members
+// whose channel had a message expire unread since they joined, skips and
+// counts full channels, and adds one message per Redis key. With several
+// hosts it is one call to the group's host and one per host holding
+// members, in parallel.
+//
+// # Faults
+//
+// When Redis cannot be reached, calls fail within Config.Timeout with an
+// error wrapping ErrUnavailable, and Counters().Unavailable counts them.
+// Nothing blocks forever and nothing panics. The layer reconnects by
+// itself on the next call; the receive loops retry with a backoff of at
+// most 500 ms, so receiving resumes within about a second of Redis coming
+// back, without restarting anything.
+//
+// What is lost when Redis restarts: Redis keeps nothing on disk in this
+// setup, so every message waiting in Redis and every group membership is
+// gone. Messages already in a process's buffers survive. Interface servers
+// should re-add their connections to groups (or close them so clients
+// reconnect), as the ASGI specification recommends after layer data loss.
+// A send that fails with ErrUnavailable may or may not have been stored.
+//
+// # Time
+//
+// Expiry compares the sender's clock (the score) with the receiver's, as
+// channels_redis does: hosts sharing a layer need synchronised clocks.
+package redislayer

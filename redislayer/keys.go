@@ -1,0 +1,170 @@
+package redislayer
+
+import (
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/wire"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// channelKey is the reserved message key of channels_redis: the full channel
+// name of a process-specific message, a text or (group sends) a list of
+// texts.
+const channelKey = "__asgi_channel__"
+
+// randomBytes is the length of the random prefix that makes sorted-set
+// members unique, as in channels_redis.
+const randomBytes = 12
+
+// ConsistentHash returns the index, among ringSize hosts, of the host that
+// holds name: channels_redis's _consistent_hash, the low 12 bits of the
+// CRC-32 of the name scaled to the ring. It returns 0 when ringSize is 1 or
+// less.
+func ConsistentHash(name string, ringSize int) int {
+	if ringSize <= 1 {
+		return 0
+	}
+	v := crc32.ChecksumIEEE([]byte(name)) & 0xFFF
+	divisor := 4096 / float64(ringSize)
+	return int(float64(v) / divisor)
+}
+
+// nonLocal returns the part of a channel name that names its Redis key: the
+// process prefix (up to and including '!') of a process-specific channel,
+// the whole name otherwise.
+func nonLocal(name string) string {
+	if i := strings.IndexByte(name, '!'); i >= 0 {
+		return name[:i+1]
+	}
+	return name
+}
+
+// clock produces sorted-set scores: Unix time in microseconds, strictly
+// increasing within one layer so that one sender's messages keep their
+// order even when sent within the same microsecond.
+type clock struct{ last atomic.Int64 }
+
+func (c *clock) next() int64 {
+	now := time.Now().UnixMicro()
+	for {
+		last := c.last.Load()
+		n := now
+		if n <= last {
+			n = last + 1
+		}
+		if c.last.CompareAndSwap(last, n) {
+			return n
+		}
+	}
+}
+
+// formatMicros writes Unix microseconds as seconds with six decimals, the
+// unit of channels_redis's scores, exactly.
+func formatMicros(us int64) string {
+	neg := us < 0
+	if neg {
+		us = -us
+	}
+	frac := strconv.FormatInt(us%1e6, 10)
+	s := strconv.FormatInt(us/1e6, 10) + "." + strings.Repeat("0", 6-len(frac)) + frac
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// scoreTime turns a score (Unix seconds) into a time.
+func scoreTime(score float64) time.Time {
+	return time.UnixMicro(int64(score * 1e6))
+}
+
+// encodeMember returns a sorted-set member: 12 random bytes followed by the
+// msgpack encoding of c. For a process-specific channel the map starts with
+// "__asgi_channel__" = channel (channels_redis puts it anywhere; first lets
+// the Lua scripts read it without decoding the message). c must be in
+// normal form.
+func encodeMember(c channels.Content, channel string) ([]byte, error) {
+	b := make([]byte, randomBytes, randomBytes+64)
+	fillRandom(b)
+	if channel == "" {
+		b, err := wire.Append(b, c)
+		if err != nil {
+			return nil, fmt.Errorf("redislayer: encode: %w", err)
+		}
+		return b, nil
+	}
+	head, entries, err := splitBody(c)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, head...)
+	b = msgp.AppendString(b, channelKey)
+	b = msgp.AppendString(b, channel)
+	return append(b, entries...), nil
+}
+
+// fillRandom fills b with random bytes. They only need to be unique, not
+// secret: they keep equal messages distinct in a sorted set.
+func fillRandom(b []byte) {
+	for i := 0; i < len(b); i += 8 {
+		v := rand.Uint64()
+		for j := i; j < len(b) && j < i+8; j++ {
+			b[j] = byte(v)
+			v >>= 8
+		}
+	}
+}
+
+// splitBody returns the msgpack encoding of c as a map header counting one
+// more entry than c has (for "__asgi_channel__") and the encoded entries.
+func splitBody(c channels.Content) (head, entries []byte, err error) {
+	full, err := wire.Marshal(c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redislayer: encode: %w", err)
+	}
+	n, rest, err := msgp.ReadMapHeaderBytes(full)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redislayer: encode: %w", err)
+	}
+	return msgp.AppendMapHeader(nil, n+1), rest, nil
+}
+
+// decoded is a message read from Redis.
+type decoded struct {
+	c     channels.Content
+	chans []string // the __asgi_channel__ names, if any
+}
+
+// decodeMember parses a sorted-set member and takes the reserved channel
+// key out of the content.
+func decodeMember(member string) (decoded, error) {
+	if len(member) < randomBytes {
+		return decoded{}, fmt.Errorf("redislayer: message of %d bytes is shorter than its random prefix", len(member))
+	}
+	c, err := wire.Unmarshal([]byte(member[randomBytes:]))
+	if err != nil {
+		return decoded{}, fmt.Errorf("redislayer: %w", err)
+	}
+	d := decoded{c: c}
+	if v, ok := c[channelKey]; ok {
+		delete(c, channelKey)
+		switch v := v.(type) {
+		case string:
+			d.chans = []string{v}
+		case []any:
+			for _, e := range v {
+				if s, ok := e.(string); ok {
+					d.chans = append(d.chans, s)
+				}
+			}
+		}
+	}
+	return d, nil
+}

@@ -1,0 +1,690 @@
+package redislayer
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/redis/rueidis"
+)
+
+// ErrUnavailable is wrapped by the errors of calls that failed because
+// Redis could not be reached or did not answer in time. The call may be
+// retried; the layer reconnects by itself.
+var ErrUnavailable = errors.New("redislayer: Redis unavailable")
+
+// Layer is a channel layer on one or more Redis servers. It is safe for
+// concurrent use by any number of goroutines.
+type Layer struct {
+	s      settings
+	shards []*shard
+	clock  clock
+
+	// Lua patterns for the capacity rules, or ok=false when one rule
+	// cannot be evaluated in Lua (a Regexp rule).
+	luaCaps   []string
+	luaCapsOK bool
+
+	rot atomic.Uint32 // rotates receive order
+
+	closeCtx  context.Context
+	closeFn   context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	// Process-specific channels: buffers, waiters and the receive loops'
+	// state. See local.go.
+	mu    sync.Mutex
+	local localState
+
+	st    counters
+	rates rateTable
+}
+
+// shard is one Redis host.
+type shard struct {
+	l      *Layer
+	index  int
+	name   string // for logs, without password
+	client rueidis.Client
+
+	// Dedicated connections for blocking pops.
+	sem  chan struct{}
+	cmu  sync.Mutex
+	free []*bconn
+
+	loop loopState // guarded by l.mu
+}
+
+// New connects to the configured Redis hosts and returns a layer. It fails
+// when the configuration is invalid or a host cannot be reached (within
+// Config.Timeout); it then wraps ErrUnavailable.
+func New(ctx context.Context, cfg Config) (*Layer, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	l := &Layer{s: s}
+	l.closeCtx, l.closeFn = context.WithCancel(context.Background())
+	l.local.init()
+	l.luaCapsOK = true
+	for _, r := range s.rules {
+		if r.Regexp != nil {
+			l.luaCapsOK = false
+			break
+		}
+		p, ok := globToLua(r.Pattern)
+		if !ok {
+			l.luaCapsOK = false
+			break
+		}
+		l.luaCaps = append(l.luaCaps, p, strconv.Itoa(r.Capacity))
+	}
+	hosts := s.hosts
+	if len(s.sentinels) > 0 {
+		hosts = hosts[:1]
+	}
+	for i, h := range hosts {
+		sh, err := l.connect(ctx, i, h)
+		if err != nil {
+			l.closeShards()
+			return nil, err
+		}
+		l.shards = append(l.shards, sh)
+	}
+	for _, sh := range l.shards {
+		l.wg.Add(1)
+		go l.procLoop(sh)
+	}
+	return l, nil
+}
+
+// Open is New with a configuration written as one URL; see ParseURL for
+// the parameters. For example:
+//
+//	redis://:secret@redis.internal:6379/0?prefix=chat&capacity=200&expiry=30
+func Open(ctx context.Context, rawURL string) (*Layer, error) {
+	cfg, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, cfg)
+}
+
+func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, error) {
+	opt, err := rueidis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redislayer: host %q: %w", redact(rawURL), err)
+	}
+	name := redact(rawURL)
+	if len(l.s.sentinels) > 0 {
+		opt.InitAddress = l.s.sentinels
+		opt.Sentinel.MasterSet = l.s.masterName
+		opt.Sentinel.Username = opt.Username
+		opt.Sentinel.Password = opt.Password
+		opt.Sentinel.TLSConfig = opt.TLSConfig
+		name = "sentinel:" + l.s.masterName
+	} else {
+		opt.ForceSingleClient = true
+	}
+	opt.DisableCache = true
+	opt.ReadBufferEachConn = l.s.connBuffer
+	opt.WriteBufferEachConn = l.s.connBuffer
+	opt.BlockingPoolSize = l.s.receiveConns + 4
+	if opt.Dialer.Timeout == 0 && l.s.timeout > 0 {
+		opt.Dialer.Timeout = min(l.s.timeout, rueidis.DefaultDialTimeout)
+	}
+	if opt.ClientName == "" {
+		opt.ClientName = "channels-go"
+	}
+	opt.ClientSetInfo = rueidis.DisableClientSetInfo
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("redislayer: connect to %s: %w (%w)", name, ErrUnavailable, err)
+	}
+	sh := &shard{
+		l:      l,
+		index:  index,
+		name:   name,
+		client: client,
+		sem:    make(chan struct{}, l.s.receiveConns),
+	}
+	sh.loop.kick = make(chan struct{}, 1)
+	sh.loop.sweepCh = make(chan struct{})
+	cctx, cancel := l.s.withTimeout(ctx)
+	defer cancel()
+	if err := client.Do(cctx, client.B().Ping().Build()).Error(); err != nil {
+		client.Close()
+		return nil, l.fail("connect to "+name, err)
+	}
+	return sh, nil
+}
+
+// String describes the layer for logs.
+func (l *Layer) String() string {
+	names := make([]string, len(l.shards))
+	for i, sh := range l.shards {
+		names[i] = sh.name
+	}
+	return fmt.Sprintf("Redis layer (prefix %q, hosts %s)", l.s.prefix, strings.Join(names, ", "))
+}
+
+// GroupExpiry returns the configured group expiry; interface servers use it
+// as the longest a WebSocket may stay open.
+func (l *Layer) GroupExpiry() time.Duration { return l.s.groupExpiry }
+
+// Prefix returns the key prefix.
+func (l *Layer) Prefix() string { return l.s.prefix }
+
+// Close stops the receive loops and closes the connections. Receive calls
+// in progress return ErrLayerClosed, as do all later calls. It is safe to
+// call more than once.
+func (l *Layer) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.local.closed = true
+		l.local.wakeAll(channels.ErrLayerClosed)
+		for _, sh := range l.shards {
+			sh.loop.interrupt()
+		}
+		l.mu.Unlock()
+		l.closeFn()
+		l.wg.Wait()
+		l.closeShards()
+	})
+	return nil
+}
+
+func (l *Layer) closeShards() {
+	for _, sh := range l.shards {
+		sh.cmu.Lock()
+		for _, bc := range sh.free {
+			bc.dc.Close()
+		}
+		sh.free = nil
+		sh.cmu.Unlock()
+		sh.client.Close()
+	}
+}
+
+func (l *Layer) closed() bool { return l.closeCtx.Err() != nil }
+
+// shardFor returns the host of a channel or group name: channels_redis's
+// consistent hash of the name, or of the process prefix for a
+// process-specific channel. (channels_redis 4.0 hashes the full name when
+// it sends to a process-specific channel and the prefix when it receives,
+// so with several hosts its messages can land where nobody reads; this
+// layer hashes the prefix on both sides.)
+func (l *Layer) shardFor(name string) *shard {
+	return l.shards[ConsistentHash(nonLocal(name), len(l.shards))]
+}
+
+func (l *Layer) key(name string) string { return l.s.prefix + nonLocal(name) }
+
+func (l *Layer) groupKey(group string) string { return l.s.prefix + ":group:" + group }
+
+func (l *Layer) markerPrefix() string { return l.s.prefix + ":expired:" }
+
+func (l *Layer) countPrefix() string { return l.s.prefix + ":count:" }
+
+// keyTTL is how long a channel key outlives its last message: twice the
+// expiry, so that expired messages stay long enough to be seen (and their
+// channels evicted from groups) before the key goes.
+func (l *Layer) keyTTL() string { return strconv.FormatInt(2*l.s.expiry.Milliseconds()+1000, 10) }
+
+func (l *Layer) markerTTL() string {
+	return strconv.FormatInt(max(l.s.groupExpiry.Milliseconds(), 1000), 10)
+}
+
+func (l *Layer) groupTTL() string {
+	return strconv.FormatInt(max(l.s.groupExpiry.Milliseconds(), 1), 10)
+}
+
+// cutoff is the newest score that has expired at score now.
+func (l *Layer) cutoff(now int64) string { return formatMicros(now - l.s.expiry.Microseconds()) }
+
+func (l *Layer) expired(score float64, now time.Time) bool {
+	return !now.Before(scoreTime(score).Add(l.s.expiry))
+}
+
+// fail classifies an error from Redis: the caller's own cancellation is
+// returned as is, everything that means Redis is out of reach (network
+// errors, timeouts, a server loading or failing over) wraps ErrUnavailable
+// and is counted.
+func (l *Layer) fail(op string, err error) error {
+	return l.failCtx(nil, op, err)
+}
+
+func (l *Layer) failCtx(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return fmt.Errorf("redislayer: %s: %w", op, ctx.Err())
+	}
+	if l.closed() {
+		return fmt.Errorf("redislayer: %s: %w", op, channels.ErrLayerClosed)
+	}
+	if re, ok := rueidis.IsRedisErr(err); ok && !unavailableRedisErr(re) {
+		l.st.errors.Add(1)
+		return fmt.Errorf("redislayer: %s: %w", op, err)
+	}
+	l.st.unavailable.Add(1)
+	return fmt.Errorf("redislayer: %s: %w (%w)", op, ErrUnavailable, err)
+}
+
+func unavailableRedisErr(re *rueidis.RedisError) bool {
+	msg := re.Error()
+	for _, p := range []string{"LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "BUSY"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Layer) checkChannels(names []string) error {
+	for _, n := range names {
+		if err := l.s.names.CheckChannel(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare validates and normalizes content for sending.
+func (l *Layer) prepare(what string, c channels.Content) (channels.Content, error) {
+	if _, ok := c[channelKey]; ok {
+		return nil, fmt.Errorf("redislayer: %s: %w: key %q is reserved", what, channels.ErrInvalidContent, channelKey)
+	}
+	nc, size, err := channels.Normalize(c)
+	if err != nil {
+		return nil, fmt.Errorf("redislayer: %s: %w", what, err)
+	}
+	if l.s.maxSize > 0 && size > l.s.maxSize {
+		l.st.tooLarge.Add(1)
+		return nil, fmt.Errorf("redislayer: %s: %w (%d bytes, limit %d)", what, channels.ErrMessageTooLarge, size, l.s.maxSize)
+	}
+	return nc, nil
+}
+
+// Send implements channels.Layer. It makes one round trip to the channel's
+// host and never waits for room.
+func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
+	if err := l.s.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	if l.closed() {
+		return channels.ErrLayerClosed
+	}
+	what := "send to " + strconv.Quote(channel)
+	nc, err := l.prepare(what, c)
+	if err != nil {
+		return err
+	}
+	proc := ""
+	if nonLocal(channel) != channel {
+		proc = channel
+	}
+	member, err := encodeMember(nc, proc)
+	if err != nil {
+		return err
+	}
+	now := l.clock.next()
+	sh := l.shardFor(channel)
+	cctx, cancel := l.s.withTimeout(ctx)
+	defer cancel()
+	res, err := sendScript.Exec(cctx, sh.client, []string{l.key(channel)}, []string{
+		rueidis.BinaryString(member),
+		formatMicros(now),
+		l.cutoff(now),
+		strconv.Itoa(l.s.caps.For(channel)),
+		l.keyTTL(),
+		l.markerPrefix(),
+		l.markerTTL(),
+		channel,
+		l.countPrefix(),
+		strconv.Itoa(l.s.processCap),
+	}).AsIntSlice()
+	if err != nil {
+		return l.failCtx(ctx, what, err)
+	}
+	if len(res) == 2 && res[1] > 0 {
+		l.st.expired.Add(uint64(res[1]))
+	}
+	if len(res) < 1 || res[0] != 1 {
+		l.st.full.Add(1)
+		return fmt.Errorf("redislayer: %s: %w", what, channels.ErrChannelFull)
+	}
+	l.st.sent.Add(1)
+	l.rates.add(channel, time.Now())
+	return nil
+}
+
+// NewChannel implements channels.Layer: pattern followed by 12 random
+// characters (72 bits). For a single-reader ('?') pattern it also checks
+// that no messages wait under the name.
+func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) {
+	if err := l.s.names.CheckPattern(pattern); err != nil {
+		return "", err
+	}
+	if l.closed() {
+		return "", channels.ErrLayerClosed
+	}
+	for {
+		name := pattern + randomSuffix(12)
+		if pattern[len(pattern)-1] == '!' {
+			return name, nil
+		}
+		sh := l.shardFor(name)
+		cctx, cancel := l.s.withTimeout(ctx)
+		n, err := sh.client.Do(cctx, sh.client.B().Exists().Key(l.key(name)).Build()).AsInt64()
+		cancel()
+		if err != nil {
+			return "", l.failCtx(ctx, "new channel", err)
+		}
+		if n == 0 {
+			return name, nil
+		}
+	}
+}
+
+const suffixAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+func randomSuffix(n int) string {
+	b := make([]byte, n)
+	_, _ = cryptorand.Read(b) // never fails (crypto/rand panics instead)
+	for i := range b {
+		b[i] = suffixAlphabet[b[i]&63]
+	}
+	return string(b)
+}
+
+// Flush implements channels.Flusher: it deletes every key under the
+// layer's prefix on every host (messages, groups, markers) and empties this
+// process's buffers. Buffers of other processes sharing the prefix are not
+// reached; their messages were taken from Redis already.
+func (l *Layer) Flush(ctx context.Context) error {
+	if l.closed() {
+		return channels.ErrLayerClosed
+	}
+	l.mu.Lock()
+	l.local.flush()
+	l.mu.Unlock()
+	match := globEscape(l.s.prefix) + "*"
+	for _, sh := range l.shards {
+		var cursor uint64
+		for {
+			cctx, cancel := l.s.withTimeout(ctx)
+			e, err := sh.client.Do(cctx, sh.client.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
+			cancel()
+			if err != nil {
+				return l.failCtx(ctx, "flush", err)
+			}
+			if len(e.Elements) > 0 {
+				cctx, cancel := l.s.withTimeout(ctx)
+				err := sh.client.Do(cctx, sh.client.B().Unlink().Key(e.Elements...).Build()).Error()
+				cancel()
+				if err != nil {
+					return l.failCtx(ctx, "flush", err)
+				}
+			}
+			cursor = e.Cursor
+			if cursor == 0 {
+				break
+			}
+		}
+	}
+	// Messages popped by a receive loop before the keys went are dropped
+	// by the flush generation (local.go); empty the buffers once more for
+	// what arrived meanwhile.
+	l.mu.Lock()
+	l.local.flush()
+	l.mu.Unlock()
+	return nil
+}
+
+// globEscape escapes the glob characters of a SCAN MATCH pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// counters are the layer's statistics.
+type counters struct {
+	sent, received, expired, full, groupSkipped, tooLarge atomic.Uint64
+	unavailable, errors, reconnects, pushedBack, lost     atomic.Uint64
+	undeliverable, evicted                                atomic.Uint64
+}
+
+// Counters are figures of the layer's own health, beyond channels.Stats.
+// Counters count since the layer was created.
+type Counters struct {
+	Unavailable   uint64 // calls that failed with ErrUnavailable
+	Errors        uint64 // other errors returned by Redis (script errors, wrong types)
+	Reconnects    uint64 // receive-loop recoveries after Redis was unreachable
+	PushedBack    uint64 // messages popped for a Receive that had already got one, put back in Redis
+	Lost          uint64 // messages popped that could be neither delivered nor put back (Redis went away meanwhile); logged
+	Undeliverable uint64 // messages that could not be decoded or routed (no "__asgi_channel__"); logged and dropped
+	Evicted       uint64 // group members evicted because a message expired unread on their channel
+	Buffered      int64  // messages of process-specific channels held in this process now
+}
+
+// Counters returns the layer's health figures. It does not contact Redis.
+func (l *Layer) Counters() Counters {
+	l.mu.Lock()
+	buffered := l.local.total
+	l.mu.Unlock()
+	return Counters{
+		Unavailable:   l.st.unavailable.Load(),
+		Errors:        l.st.errors.Load(),
+		Reconnects:    l.st.reconnects.Load(),
+		PushedBack:    l.st.pushedBack.Load(),
+		Lost:          l.st.lost.Load(),
+		Undeliverable: l.st.undeliverable.Load(),
+		Evicted:       l.st.evicted.Load(),
+		Buffered:      int64(buffered),
+	}
+}
+
+// statsScanLimit bounds the keys Stats looks at per host.
+const statsScanLimit = 100000
+
+// Stats implements channels.StatsReporter. The counters are this process's;
+// Messages, Channels and Groups are read from Redis by scanning the keys
+// under the prefix (at most 100 000 per host), plus the messages buffered
+// in this process. Messages that expired are counted when the layer removes
+// them, by whichever call notices.
+func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
+	st := channels.Stats{
+		Sent:         l.st.sent.Load(),
+		Received:     l.st.received.Load(),
+		Expired:      l.st.expired.Load(),
+		Full:         l.st.full.Load(),
+		GroupSkipped: l.st.groupSkipped.Load(),
+		TooLarge:     l.st.tooLarge.Load(),
+	}
+	if l.closed() {
+		return st, channels.ErrLayerClosed
+	}
+	l.mu.Lock()
+	st.Messages = int64(l.local.total)
+	l.mu.Unlock()
+	match := globEscape(l.s.prefix) + "*"
+	groupPrefix := l.s.prefix + ":group:"
+	markers := l.markerPrefix()
+	counts := l.countPrefix()
+	for _, sh := range l.shards {
+		var cursor uint64
+		seen := 0
+		for {
+			cctx, cancel := l.s.withTimeout(ctx)
+			e, err := sh.client.Do(cctx, sh.client.B().Scan().Cursor(cursor).Match(match).Count(1000).Type("zset").Build()).AsScanEntry()
+			cancel()
+			if err != nil {
+				return st, l.failCtx(ctx, "stats", err)
+			}
+			var keys []string
+			for _, k := range e.Elements {
+				switch {
+				case strings.HasPrefix(k, groupPrefix):
+					st.Groups++
+				case strings.HasPrefix(k, markers), strings.HasPrefix(k, counts):
+				default:
+					keys = append(keys, k)
+				}
+			}
+			if len(keys) > 0 {
+				cmds := make(rueidis.Commands, len(keys))
+				for i, k := range keys {
+					cmds[i] = sh.client.B().Zcard().Key(k).Build()
+				}
+				cctx, cancel := l.s.withTimeout(ctx)
+				for _, r := range sh.client.DoMulti(cctx, cmds...) {
+					if n, err := r.AsInt64(); err == nil && n > 0 {
+						st.Messages += n
+						st.Channels++
+					}
+				}
+				cancel()
+			}
+			seen += len(e.Elements)
+			cursor = e.Cursor
+			if cursor == 0 || seen >= statsScanLimit {
+				break
+			}
+		}
+	}
+	return st, nil
+}
+
+// ChannelStats implements channels.StatsReporter. Length and Age are read
+// from Redis; for a process-specific channel they cover every channel under
+// its process prefix (they share one key), plus this channel's messages
+// buffered here. PerSecond counts this process's sends to the channel over
+// the last ten seconds.
+func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.ChannelStats, error) {
+	if err := l.s.names.CheckChannel(channel); err != nil {
+		return channels.ChannelStats{}, err
+	}
+	cs := channels.ChannelStats{Capacity: l.s.caps.For(channel), PerSecond: l.rates.rate(channel, time.Now())}
+	if l.closed() {
+		return cs, channels.ErrLayerClosed
+	}
+	now := l.clock.next()
+	sh := l.shardFor(channel)
+	key := l.key(channel)
+	cctx, cancel := l.s.withTimeout(ctx)
+	defer cancel()
+	res := sh.client.DoMulti(cctx,
+		sh.client.B().Zcount().Key(key).Min("("+l.cutoff(now)).Max("+inf").Build(),
+		sh.client.B().Zrangebyscore().Key(key).Min("("+l.cutoff(now)).Max("+inf").Withscores().Limit(0, 1).Build(),
+	)
+	n, err := res[0].AsInt64()
+	if err != nil {
+		return cs, l.failCtx(ctx, "channel stats", err)
+	}
+	cs.Length = int(n)
+	oldest := math.Inf(1)
+	if zs, err := res[1].AsZScores(); err == nil && len(zs) > 0 {
+		oldest = zs[0].Score
+	}
+	if nonLocal(channel) != channel {
+		l.mu.Lock()
+		if n, first, ok := l.local.channelStats(channel); ok {
+			cs.Length += n
+			oldest = math.Min(oldest, first)
+		}
+		l.mu.Unlock()
+	}
+	if !math.IsInf(oldest, 1) {
+		cs.Age = max(time.Since(scoreTime(oldest)), 0)
+	}
+	return cs, nil
+}
+
+// rateTable tracks recent sends per channel for ChannelStats, for at most
+// rateChannels channels (the least recently used are forgotten).
+type rateTable struct {
+	mu sync.Mutex
+	m  map[string]*rate
+}
+
+type rate struct {
+	windowStart time.Time
+	count       int
+	last        float64
+}
+
+const (
+	rateChannels = 4096
+	rateWindow   = 10 * time.Second
+)
+
+func (t *rateTable) add(channel string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[string]*rate)
+	}
+	r := t.m[channel]
+	if r == nil {
+		if len(t.m) >= rateChannels {
+			for k, v := range t.m { // drop idle entries
+				if now.Sub(v.windowStart) > 2*rateWindow {
+					delete(t.m, k)
+				}
+			}
+			if len(t.m) >= rateChannels {
+				return
+			}
+		}
+		r = &rate{windowStart: now}
+		t.m[channel] = r
+	}
+	if el := now.Sub(r.windowStart); el >= rateWindow {
+		r.last = float64(r.count) / el.Seconds()
+		r.windowStart, r.count = now, 0
+	}
+	r.count++
+}
+
+func (t *rateTable) rate(channel string, now time.Time) float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.m[channel]
+	if r == nil {
+		return 0
+	}
+	el := now.Sub(r.windowStart)
+	if el >= 2*rateWindow {
+		return 0
+	}
+	if el >= time.Second {
+		return float64(r.count) / el.Seconds()
+	}
+	return r.last
+}
+
+var (
+	_ channels.GroupLayer     = (*Layer)(nil)
+	_ channels.Flusher        = (*Layer)(nil)
+	_ channels.Poller         = (*Layer)(nil)
+	_ channels.PrefixReceiver = (*Layer)(nil)
+	_ channels.StatsReporter  = (*Layer)(nil)
+)

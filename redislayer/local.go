@@ -1,0 +1,762 @@
+package redislayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gochannels/channels"
+)
+
+// Process-specific channels ("name!suffix") of one process share one Redis
+// key, the process prefix ("name!"), as in channels_redis. This process
+// reads them with one receive loop per host: a blocking pop over the
+// prefixes that have waiting receivers, whose messages are sorted by their
+// "__asgi_channel__" into bounded per-prefix buffers here. Receive (on
+// named '!' channels), ReceivePrefix and Poll all read those buffers; none
+// of them pops a process prefix key itself, so one prefix is popped by one
+// goroutine per host and its messages keep their order.
+//
+// Everything in this file is guarded by Layer.mu.
+
+// prefixGrace is how long a process prefix is still popped after its last
+// receiver stopped waiting, so that a receive loop calling ReceivePrefix
+// over and over does not make the key set change between calls.
+const prefixGrace = 5 * time.Second
+
+// janitorEvery is how often buffered messages are checked for expiry.
+const janitorEvery = time.Second
+
+// loopTimeout is the longest blocking pop of a receive loop; it is also
+// the janitor's tick when nothing arrives.
+const loopTimeout = time.Second
+
+// drainBatch bounds the messages a receive loop takes in one round trip
+// after a blocking pop.
+const drainBatch = 256
+
+type localState struct {
+	closed      bool
+	gen         uint64 // flush generation: pops begun before a flush are dropped
+	total       int
+	prefixes    map[string]*procState
+	marks       []mark // expired messages to record in Redis
+	lastJanitor time.Time
+	rot         int
+}
+
+// procState is the buffer of one process prefix.
+type procState struct {
+	prefix      string
+	queues      map[string]*lqueue // channel → messages
+	ready       []string           // channels holding messages, round robin
+	inReady     map[string]bool
+	n           int
+	waiters     map[*waiter]struct{}
+	wantedUntil time.Time
+	full        bool
+}
+
+type lqueue struct {
+	items []lentry
+	head  int
+}
+
+type lentry struct {
+	c      channels.Content
+	score  float64
+	shared bool // the same content is queued for other channels: copy on take
+}
+
+func (q *lqueue) len() int { return len(q.items) - q.head }
+
+func (q *lqueue) pop() lentry {
+	e := q.items[q.head]
+	q.items[q.head] = lentry{}
+	q.head++
+	switch {
+	case q.head == len(q.items):
+		q.items, q.head = q.items[:0], 0
+	case q.head >= 32 && q.head*2 >= len(q.items):
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return e
+}
+
+// waiter is a receiver blocked on process-specific channels.
+type waiter struct {
+	names    map[string]bool // nil: any channel under prefixes
+	prefixes []string
+	signal   chan struct{}
+	notify   func() // called on wake, under Layer.mu; must not block
+	fired    bool
+	err      error
+}
+
+func (w *waiter) wake(err error) {
+	w.fired = true
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	if w.notify != nil {
+		w.notify()
+	}
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+// mark is a message that expired unread, to be recorded in Redis so that
+// group sends evict its channel.
+type mark struct {
+	shard   *shard
+	channel string
+	score   float64
+}
+
+// loopState is one host's receive loop, as seen by receivers.
+type loopState struct {
+	keys      map[string]bool    // prefixes of the pop in progress
+	cancel    context.CancelFunc // interrupts the pop in progress
+	kick      chan struct{}      // wakes an idle loop
+	sweepReq  uint64             // Poll asks for a non-blocking pass
+	sweepDone uint64
+	sweepCh   chan struct{} // closed after each pass
+	failing   bool
+	err       error
+}
+
+func (ls *loopState) interrupt() {
+	if ls.cancel != nil {
+		ls.cancel()
+	}
+	select {
+	case ls.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *localState) init() {
+	s.prefixes = make(map[string]*procState)
+}
+
+func (s *localState) state(prefix string) *procState {
+	ps := s.prefixes[prefix]
+	if ps == nil {
+		ps = &procState{
+			prefix:  prefix,
+			queues:  make(map[string]*lqueue),
+			inReady: make(map[string]bool),
+			waiters: make(map[*waiter]struct{}),
+		}
+		s.prefixes[prefix] = ps
+	}
+	return ps
+}
+
+// want keeps prefix popped for a while and wakes loops that do not pop it.
+func (s *localState) want(l *Layer, prefix string, now time.Time) {
+	ps := s.state(prefix)
+	if until := now.Add(prefixGrace); until.After(ps.wantedUntil) {
+		ps.wantedUntil = until
+	}
+	if ps.full {
+		return
+	}
+	for _, sh := range l.shards {
+		if !sh.loop.keys[prefix] {
+			sh.loop.interrupt()
+		}
+	}
+}
+
+// register adds a waiter for the channels names (nil: any) under the
+// prefixes of chans.
+func (s *localState) register(l *Layer, chans []string, names map[string]bool) *waiter {
+	w := &waiter{names: names, signal: make(chan struct{}, 1)}
+	now := time.Now()
+	for _, ch := range chans {
+		p := nonLocal(ch)
+		if slices.Contains(w.prefixes, p) {
+			continue
+		}
+		w.prefixes = append(w.prefixes, p)
+		s.state(p).waiters[w] = struct{}{}
+		s.want(l, p, now)
+	}
+	return w
+}
+
+func (s *localState) unregister(w *waiter) {
+	now := time.Now()
+	for _, p := range w.prefixes {
+		if ps := s.prefixes[p]; ps != nil {
+			delete(ps.waiters, w)
+			if until := now.Add(prefixGrace); until.After(ps.wantedUntil) {
+				ps.wantedUntil = until
+			}
+		}
+	}
+}
+
+func (s *localState) wakeAll(err error) {
+	for _, ps := range s.prefixes {
+		for w := range ps.waiters {
+			w.wake(err)
+		}
+	}
+}
+
+// push queues a message for channel. It reports false when the name is not
+// a process-specific channel.
+func (s *localState) push(l *Layer, channel string, e lentry) bool {
+	p := nonLocal(channel)
+	if p == channel || p == "" {
+		return false
+	}
+	ps := s.state(p)
+	q := ps.queues[channel]
+	if q == nil {
+		q = &lqueue{}
+		ps.queues[channel] = q
+	}
+	q.items = append(q.items, e)
+	ps.n++
+	s.total++
+	if !ps.inReady[channel] {
+		ps.inReady[channel] = true
+		ps.ready = append(ps.ready, channel)
+	}
+	if l.s.processBuffer > 0 && ps.n >= l.s.processBuffer {
+		ps.full = true
+	}
+	for w := range ps.waiters {
+		if w.names == nil || w.names[channel] {
+			w.wake(nil)
+		}
+	}
+	return true
+}
+
+// take pops the next live message of channel.
+func (s *localState) take(l *Layer, channel string, now time.Time) (channels.Content, bool) {
+	ps := s.prefixes[nonLocal(channel)]
+	if ps == nil {
+		return nil, false
+	}
+	q := ps.queues[channel]
+	for q != nil && q.len() > 0 {
+		e := q.pop()
+		s.taken(l, ps)
+		if q.len() == 0 {
+			delete(ps.queues, channel)
+		}
+		if l.expired(e.score, now) {
+			l.st.expired.Add(1)
+			s.marks = append(s.marks, mark{shard: l.shardFor(channel), channel: channel, score: e.score})
+			continue
+		}
+		l.st.received.Add(1)
+		if e.shared {
+			return e.c.Clone(), true
+		}
+		return e.c, true
+	}
+	return nil, false
+}
+
+// taken accounts for a message leaving ps's buffer.
+func (s *localState) taken(l *Layer, ps *procState) {
+	ps.n--
+	s.total--
+	if ps.full && ps.n < l.s.processBuffer {
+		ps.full = false
+		for _, sh := range l.shards {
+			sh.loop.interrupt()
+		}
+	}
+}
+
+// takeNames takes a message from any of names, starting at a rotating
+// position.
+func (s *localState) takeNames(l *Layer, names []string) (string, channels.Content, bool) {
+	now := time.Now()
+	n := len(names)
+	s.rot++
+	for i := range n {
+		name := names[(s.rot+i)%n]
+		if c, ok := s.take(l, name, now); ok {
+			return name, c, true
+		}
+	}
+	return "", nil, false
+}
+
+// takePrefixes takes a message from any channel under the prefixes, round
+// robin between the channels of a prefix.
+func (s *localState) takePrefixes(l *Layer, prefixes []string) (string, channels.Content, bool) {
+	now := time.Now()
+	n := len(prefixes)
+	s.rot++
+	for i := range n {
+		ps := s.prefixes[prefixes[(s.rot+i)%n]]
+		if ps == nil {
+			continue
+		}
+		for len(ps.ready) > 0 {
+			name := ps.ready[0]
+			ps.ready[0] = ""
+			ps.ready = ps.ready[1:]
+			delete(ps.inReady, name)
+			c, ok := s.take(l, name, now)
+			if q := ps.queues[name]; q != nil && q.len() > 0 {
+				ps.inReady[name] = true
+				ps.ready = append(ps.ready, name)
+			}
+			if len(ps.ready) == 0 {
+				ps.ready = nil
+			}
+			if ok {
+				return name, c, true
+			}
+		}
+	}
+	return "", nil, false
+}
+
+// distribute sorts popped messages into the buffers.
+func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Time) {
+	for i := range msgs {
+		p := &msgs[i]
+		var d decoded
+		var err error
+		if p.d != nil {
+			d = *p.d
+		} else {
+			d, err = decodeMember(p.member)
+		}
+		if err != nil {
+			l.st.undeliverable.Add(1)
+			l.s.log.Error("dropped a message that cannot be decoded", "key", p.key, "host", sh.name, "error", err)
+			continue
+		}
+		if len(d.chans) == 0 {
+			l.st.undeliverable.Add(1)
+			l.s.log.Error("dropped a message on a process prefix without "+channelKey, "key", p.key, "host", sh.name)
+			continue
+		}
+		if l.expired(p.score, now) {
+			l.st.expired.Add(uint64(len(d.chans)))
+			for _, ch := range d.chans {
+				s.marks = append(s.marks, mark{shard: l.shardFor(ch), channel: ch, score: p.score})
+			}
+			continue
+		}
+		shared := len(d.chans) > 1
+		for _, ch := range d.chans {
+			if err := l.s.names.CheckChannel(ch); err != nil || !s.push(l, ch, lentry{c: d.c, score: p.score, shared: shared}) {
+				l.st.undeliverable.Add(1)
+				l.s.log.Error("dropped a message for an invalid process-specific channel name", "channel", ch, "key", p.key)
+			}
+		}
+	}
+}
+
+// activeKeys lists the Redis keys of the prefixes to pop now, rotated.
+func (s *localState) activeKeys(l *Layer, now time.Time) []string {
+	var keys []string
+	for p, ps := range s.prefixes {
+		if ps.full {
+			continue
+		}
+		if len(ps.waiters) > 0 || now.Before(ps.wantedUntil) {
+			keys = append(keys, l.s.prefix+p)
+		}
+	}
+	if len(keys) > 1 {
+		slices.Sort(keys)
+		s.rot++
+		r := s.rot % len(keys)
+		keys = append(keys[r:], keys[:r]...)
+	}
+	return keys
+}
+
+// janitor drops expired buffered messages and forgets idle prefixes, at
+// most once per janitorEvery. It returns the marks to write.
+func (s *localState) janitor(l *Layer, now time.Time) []mark {
+	if now.Sub(s.lastJanitor) >= janitorEvery || now.Before(s.lastJanitor) {
+		s.lastJanitor = now
+		for p, ps := range s.prefixes {
+			for ch, q := range ps.queues {
+				for q.len() > 0 && l.expired(q.items[q.head].score, now) {
+					e := q.pop()
+					s.taken(l, ps)
+					l.st.expired.Add(1)
+					s.marks = append(s.marks, mark{shard: l.shardFor(ch), channel: ch, score: e.score})
+				}
+				if q.len() == 0 {
+					delete(ps.queues, ch)
+				}
+			}
+			if ps.n == 0 && len(ps.waiters) == 0 && !now.Before(ps.wantedUntil) {
+				delete(s.prefixes, p)
+			}
+		}
+	}
+	m := s.marks
+	s.marks = nil
+	return m
+}
+
+func (s *localState) flush() {
+	s.gen++
+	for _, ps := range s.prefixes {
+		ps.queues = make(map[string]*lqueue)
+		ps.ready = nil
+		ps.inReady = make(map[string]bool)
+		ps.n = 0
+		ps.full = false
+	}
+	s.total = 0
+}
+
+func (s *localState) channelStats(channel string) (int, float64, bool) {
+	ps := s.prefixes[nonLocal(channel)]
+	if ps == nil {
+		return 0, 0, false
+	}
+	q := ps.queues[channel]
+	if q == nil || q.len() == 0 {
+		return 0, 0, false
+	}
+	return q.len(), q.items[q.head].score, true
+}
+
+// writeMarks records expired messages in Redis. Failures are logged: the
+// cost is a group member kept until its membership expires.
+func (l *Layer) writeMarks(marks []mark) {
+	if len(marks) == 0 {
+		return
+	}
+	byShard := make(map[*shard][]mark)
+	for _, m := range marks {
+		byShard[m.shard] = append(byShard[m.shard], m)
+	}
+	for sh, ms := range byShard {
+		keys := make([]string, len(ms))
+		args := make([]string, 1, len(ms)+1)
+		args[0] = l.markerTTL()
+		for i, m := range ms {
+			keys[i] = l.markerPrefix() + m.channel
+			args = append(args, strconv.FormatFloat(m.score, 'f', -1, 64))
+		}
+		ctx, cancel := l.s.withTimeout(context.Background())
+		err := markScript.Exec(ctx, sh.client, keys, args).Error()
+		cancel()
+		if err != nil {
+			l.s.log.Warn("could not record expired messages for group eviction", "host", sh.name, "error", err)
+		}
+	}
+}
+
+// procLoop is one host's receive loop for process-specific channels.
+func (l *Layer) procLoop(sh *shard) {
+	defer l.wg.Done()
+	var bc *bconn
+	defer func() {
+		if bc != nil {
+			bc.dc.Close()
+		}
+	}()
+	var backoff time.Duration
+	for {
+		l.mu.Lock()
+		if l.local.closed {
+			l.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		marks := l.local.janitor(l, now)
+		keys := l.local.activeKeys(l, now)
+		sweepTo := sh.loop.sweepReq
+		sweep := sweepTo > sh.loop.sweepDone
+		gen := l.local.gen
+		if len(keys) == 0 {
+			if sweep {
+				sh.loop.sweepDone = sweepTo
+				close(sh.loop.sweepCh)
+				sh.loop.sweepCh = make(chan struct{})
+			}
+			l.mu.Unlock()
+			l.writeMarks(marks)
+			t := time.NewTimer(loopTimeout)
+			select {
+			case <-sh.loop.kick:
+			case <-l.closeCtx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		ictx, icancel := context.WithCancel(l.closeCtx)
+		sh.loop.cancel = icancel
+		sh.loop.keys = make(map[string]bool, len(keys))
+		for _, k := range keys {
+			sh.loop.keys[k[len(l.s.prefix):]] = true
+		}
+		room := drainBatch
+		if l.s.processBuffer > 0 {
+			room = min(room, l.s.processBuffer)
+		}
+		l.mu.Unlock()
+		l.writeMarks(marks)
+
+		var (
+			msgs []popped
+			err  error
+		)
+		if sweep {
+			for _, k := range keys {
+				var got []popped
+				got, err = l.drain(sh, k, room, nil)
+				msgs = append(msgs, got...)
+				if err != nil {
+					break
+				}
+			}
+		} else {
+			if bc == nil {
+				bc, err = sh.dedicate(l.closeCtx)
+			}
+			if err == nil {
+				var p *popped
+				p, err = sh.bpop(ictx, bc, keys, loopTimeout)
+				var broken errBroken
+				if errors.As(err, &broken) {
+					bc.dc.Close()
+					bc = nil
+				}
+				if p != nil {
+					// Decode now: the drain that follows takes the
+					// message's channels off their counts.
+					d, derr := decodeMember(p.member)
+					if derr == nil {
+						p.d = &d
+					}
+					msgs = append(msgs, *p)
+					got, derr := l.drain(sh, p.key, room-1, p.channels())
+					msgs = append(msgs, got...)
+					if derr != nil && err == nil {
+						err = derr
+					}
+				}
+			}
+		}
+		icancel()
+
+		l.mu.Lock()
+		sh.loop.cancel = nil
+		sh.loop.keys = nil
+		if gen == l.local.gen && len(msgs) > 0 {
+			l.local.distribute(l, sh, msgs, time.Now())
+		}
+		if sweep {
+			sh.loop.sweepDone = sweepTo
+			close(sh.loop.sweepCh)
+			sh.loop.sweepCh = make(chan struct{})
+		}
+		if err != nil && !l.local.closed {
+			ferr := l.fail("receive loop on "+sh.name, err)
+			if !sh.loop.failing {
+				l.s.log.Warn("receive loop cannot reach Redis; retrying", "host", sh.name, "error", err)
+			}
+			sh.loop.failing, sh.loop.err = true, ferr
+			for p, ps := range l.local.prefixes {
+				if l.shardFor(p) == sh {
+					for w := range ps.waiters {
+						w.wake(ferr)
+					}
+				}
+			}
+			l.mu.Unlock()
+			backoff = min(max(2*backoff, 20*time.Millisecond), 500*time.Millisecond)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.closeCtx.Done():
+			}
+			t.Stop()
+			continue
+		}
+		if sh.loop.failing && err == nil {
+			sh.loop.failing, sh.loop.err = false, nil
+			l.st.reconnects.Add(1)
+			l.s.log.Info("receive loop reconnected", "host", sh.name)
+		}
+		backoff = 0
+		l.mu.Unlock()
+	}
+}
+
+// drain pops up to max messages from one process prefix key without
+// waiting, and takes them, and the channels of dec (a message popped by
+// the caller), off the key's channel counts.
+func (l *Layer) drain(sh *shard, key string, max int, dec []string) ([]popped, error) {
+	now := l.clock.next()
+	ctx, cancel := l.s.withTimeout(context.Background())
+	defer cancel()
+	args := append([]string{
+		l.cutoff(now), l.markerPrefix(), l.markerTTL(), strconv.Itoa(max),
+		l.countPrefix(), key[len(l.s.prefix):],
+	}, dec...)
+	arr, err := drainScript.Exec(ctx, sh.client, []string{key}, args).ToArray()
+	if err != nil {
+		return nil, err
+	}
+	if len(arr) < 1 || (len(arr)-1)%2 != 0 {
+		return nil, errors.New("unexpected drain script reply")
+	}
+	if n, _ := arr[0].AsInt64(); n > 0 {
+		l.st.expired.Add(uint64(n))
+	}
+	out := make([]popped, 0, (len(arr)-1)/2)
+	for i := 1; i+1 < len(arr); i += 2 {
+		var p popped
+		p.key = key
+		p.member, _ = arr[i].ToString()
+		if p.score, err = arr[i+1].AsFloat64(); err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// receiveLocal waits for a message on process-specific channels: the named
+// ones, or with prefixes any channel under them.
+func (l *Layer) receiveLocal(ctx context.Context, names, prefixes []string) (string, channels.Content, error) {
+	take := func() (string, channels.Content, bool) { return l.local.takeNames(l, names) }
+	chans, set := names, namesSet(names)
+	if prefixes != nil {
+		take = func() (string, channels.Content, bool) { return l.local.takePrefixes(l, prefixes) }
+		chans, set = prefixes, nil
+	}
+	l.mu.Lock()
+	var w *waiter
+	defer func() {
+		if w != nil {
+			l.local.unregister(w)
+		}
+		l.mu.Unlock()
+	}()
+	for {
+		if l.local.closed {
+			return "", nil, channels.ErrLayerClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return "", nil, err
+		}
+		if ch, c, ok := take(); ok {
+			return ch, c, nil
+		}
+		if w == nil {
+			w = l.local.register(l, chans, set)
+		} else if w.err != nil {
+			return "", nil, w.err
+		}
+		w.fired = false
+		l.mu.Unlock()
+		select {
+		case <-w.signal:
+		case <-ctx.Done():
+		}
+		l.mu.Lock()
+	}
+}
+
+// pollLocal has every receive loop take what Redis holds under the
+// prefixes of chans, then takes a message.
+func (l *Layer) pollLocal(ctx context.Context, chans []string, take func() (string, channels.Content, bool)) (string, channels.Content, error) {
+	l.mu.Lock()
+	if ch, c, ok := take(); ok {
+		l.mu.Unlock()
+		return ch, c, nil
+	}
+	now := time.Now()
+	var prefixes []string
+	for _, ch := range chans {
+		if p := nonLocal(ch); !slices.Contains(prefixes, p) {
+			prefixes = append(prefixes, p)
+			l.local.want(l, p, now)
+		}
+	}
+	want := make([]uint64, len(l.shards))
+	for i, sh := range l.shards {
+		sh.loop.sweepReq++
+		want[i] = sh.loop.sweepReq
+		sh.loop.interrupt()
+	}
+	var timeout <-chan time.Time
+	if l.s.timeout > 0 {
+		t := time.NewTimer(2*l.s.timeout + loopTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for i, sh := range l.shards {
+		for sh.loop.sweepDone < want[i] {
+			if l.local.closed {
+				l.mu.Unlock()
+				return "", nil, channels.ErrLayerClosed
+			}
+			done := sh.loop.sweepCh
+			l.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return "", nil, ctx.Err()
+			case <-timeout:
+				return "", nil, fmt.Errorf("redislayer: poll: %w (the receive loop on %s did not answer)", ErrUnavailable, sh.name)
+			}
+			l.mu.Lock()
+		}
+	}
+	for _, p := range prefixes {
+		if sh := l.shardFor(p); sh.loop.failing {
+			err := sh.loop.err
+			l.mu.Unlock()
+			return "", nil, err
+		}
+	}
+	ch, c, ok := take()
+	l.mu.Unlock()
+	if ok {
+		return ch, c, nil
+	}
+	return "", nil, nil
+}
+
+// ReceivePrefix implements channels.PrefixReceiver: it returns the next
+// message on any channel under the process prefixes (each ending in '!'),
+// round robin between the channels of a prefix. It blocks until a message
+// arrives or ctx is done; it never makes a round trip to Redis itself.
+func (l *Layer) ReceivePrefix(ctx context.Context, prefixes ...string) (string, channels.Content, error) {
+	if len(prefixes) == 0 {
+		return "", nil, nil
+	}
+	for _, p := range prefixes {
+		if err := l.s.names.CheckPattern(p); err != nil || p[len(p)-1] != '!' {
+			return "", nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
+		}
+	}
+	if l.closed() {
+		return "", nil, channels.ErrLayerClosed
+	}
+	return l.receiveLocal(ctx, nil, prefixes)
+}

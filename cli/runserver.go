@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/delay"
+	"github.com/gochannels/channels/gateway"
+	"github.com/gochannels/channels/httpconsumer"
+	"github.com/gochannels/channels/worker"
+)
+
+// DefaultDelayDatabase is the SQLite file runserver's delay server uses when
+// neither --delay-database nor DATABASE_URL says otherwise.
+const DefaultDelayDatabase = "channels-delay.db"
+
+func (a *App) runserver(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet(a.name()+" runserver", flag.ContinueOnError)
+	fs.SetOutput(a.stderr())
+	var (
+		layerURL    = fs.String("layer", os.Getenv(LayerEnv), "channel layer URL (memory:// or redis://...; default $"+LayerEnv+", else in-memory)")
+		workers     = fs.Int("workers", 4, "consumers run at once by the in-process worker")
+		nothreading = fs.Bool("nothreading", false, "run one consumer at a time (--workers 1)")
+		noworker    = fs.Bool("noworker", false, "start no in-process worker (run 'runworker' separately; needs a cross-process layer)")
+		rootPath    = fs.String("root-path", os.Getenv("FORCE_SCRIPT_NAME"), "root_path of every request (default $FORCE_SCRIPT_NAME)")
+		staticDir   = fs.String("static", "", "serve the files of this directory under --static-url")
+		staticURL   = fs.String("static-url", "/static/", "URL prefix of the static files")
+		nodelay     = fs.Bool("nodelay", false, "run no delay server in this process")
+		delayDB     = fs.String("delay-database", "", "delay server database URL (default $DATABASE_URL, else sqlite file "+DefaultDelayDatabase+")")
+		ipv6        = fs.Bool("ipv6", false, "default to ::1 instead of 127.0.0.1")
+		origins     stringsFlag
+		verbosity   = fs.Int("v", 1, "verbosity: 0 warnings, 1 info, 2 debug")
+		httpTimeout time.Duration
+	)
+	fs.BoolVar(ipv6, "6", false, "same as --ipv6")
+	fs.Var(&origins, "allowed-origins", "origins allowed to open WebSockets (patterns like *.example.com; default the request's own host)")
+	timeout := newSecondsFlag(&httpTimeout, 60*time.Second)
+	fs.Var(timeout, "http-timeout", "seconds to wait for a worker's response before answering 503")
+	fs.Var(timeout, "http_timeout", "same as --http-timeout (the Channels 1.0 spelling)")
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(positional) > 1 {
+		return usageError("runserver takes one optional addr:port, got %q", positional)
+	}
+	host, port := "127.0.0.1", "8000"
+	if *ipv6 {
+		host = "::1"
+	}
+	if len(positional) == 1 {
+		host, port, err = splitAddrPort(positional[0], host)
+		if err != nil {
+			return usageError("runserver: %v", err)
+		}
+	}
+	if *nothreading {
+		*workers = 1
+	}
+	if *workers < 1 {
+		return usageError("runserver: --workers must be at least 1")
+	}
+	log := newLogger(a.stderr(), *verbosity)
+
+	layer, err := OpenLayer(ctx, *layerURL)
+	if err != nil {
+		return err
+	}
+	defer closeLayer(layer)
+	if *noworker && IsInMemory(layer) {
+		log.Warn("--noworker with the in-memory layer: no other process can run the workers, so nothing will answer")
+	}
+
+	var handler http.Handler = a.HTTP
+	if *staticDir != "" {
+		mux := http.NewServeMux()
+		prefix := "/" + strings.Trim(*staticURL, "/") + "/"
+		mux.Handle(prefix, http.StripPrefix(prefix, http.FileServer(http.Dir(*staticDir))))
+		if a.HTTP != nil {
+			mux.Handle("/", a.HTTP)
+		}
+		handler = mux
+	}
+	var httpDefault channels.Consumer
+	if handler != nil {
+		httpDefault = &httpconsumer.Consumer{Handler: handler, Logger: log}
+	}
+	router := channels.WithDefaults(a.Router, httpDefault)
+
+	gw := &gateway.Server{
+		Layer:          layer,
+		HTTPTimeout:    httpTimeout,
+		RootPath:       *rootPath,
+		AllowedOrigins: origins,
+		Subprotocols:   splitList(os.Getenv("CHANNELS_WS_PROTOCOLS")),
+		Logger:         log,
+		OnAction:       runserverActions(a.stderr()),
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return fmt.Errorf("runserver: %w", err)
+	}
+	srv := gateway.NewHTTPServer(ln.Addr().String(), gw)
+
+	out := a.stdout()
+	fmt.Fprintf(out, "%s\n", time.Now().Format("January 02, 2006 - 15:04:05"))
+	fmt.Fprintf(out, "Starting Channels development server at http://%s/\n", ln.Addr())
+	fmt.Fprintf(out, "Channel layer %s\n", layer)
+	if *noworker {
+		fmt.Fprintln(out, "Worker thread disabled (--noworker).")
+	} else {
+		fmt.Fprintf(out, "Worker: %d consumer(s) at once on %s\n", *workers, strings.Join(router.Channels(), ", "))
+	}
+	fmt.Fprintln(out, "Quit the server with CONTROL-C.")
+
+	var wg sync.WaitGroup
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	errs := make(chan error, 3)
+	if !*noworker {
+		w := &worker.Worker{Layer: layer, Consumer: router, Concurrency: *workers, Logger: log}
+		wg.Go(func() {
+			if err := w.Run(bg); err != nil {
+				errs <- fmt.Errorf("worker: %w", err)
+			}
+		})
+	}
+	if !*nodelay {
+		ds, err := openDelayServer(ctx, layer, *delayDB, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer ds.Store.Close()
+		wg.Go(func() {
+			if err := ds.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("delay server: %w", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("runserver: %w", err)
+		}
+	})
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := gw.Shutdown(sctx); err != nil {
+		gw.Close()
+	}
+	stopBackground()
+	wg.Wait()
+	return runErr
+}
+
+func openDelayServer(ctx context.Context, layer channels.Layer, dbURL string, log interface {
+	Info(string, ...any)
+}) (*delay.Server, error) {
+	if dbURL == "" {
+		dbURL = os.Getenv("DATABASE_URL")
+	}
+	if dbURL == "" {
+		dbURL = DefaultDelayDatabase
+	}
+	store, err := delay.Open(ctx, dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("delay server: %w", err)
+	}
+	log.Info("delay server storing scheduled messages", "database", redactURL(dbURL))
+	return &delay.Server{Layer: layer, Store: store}, nil
+}
+
+// splitAddrPort parses runserver's positional "port", "addr:port" or
+// "[v6]:port".
+func splitAddrPort(s, defHost string) (string, string, error) {
+	if !strings.Contains(s, ":") {
+		return defHost, s, checkPort(s)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", "", fmt.Errorf("%q is not addr:port: %w", s, err)
+	}
+	if host == "" {
+		host = defHost
+	}
+	return host, port, checkPort(port)
+}
+
+func checkPort(p string) error {
+	var n int
+	if _, err := fmt.Sscanf(p, "%d", &n); err != nil || n < 0 || n > 65535 || fmt.Sprint(n) != p {
+		return fmt.Errorf("%q is not a port number", p)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, p)
+	}
+	return out
+}
+
+func redactURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "…@" + u[i+1:]
+		}
+	}
+	return u
+}
+
+// runserverActions writes runserver's own log lines to w:
+//
+//	[2026/11/21 07:40:00] HTTP GET /chat/ 200 [0.01, 127.0.0.1:53012]
+//	[2026/11/21 07:40:01] WebSocket CONNECT /chat/lobby/ [127.0.0.1:53014]
+//
+// coloured by status class when w is a terminal.
+func runserverActions(w io.Writer) func(string, string, gateway.ActionDetails) {
+	colour := isTerminal(w) && os.Getenv("NO_COLOR") == ""
+	var mu sync.Mutex
+	return func(protocol, action string, d gateway.ActionDetails) {
+		ts := time.Now().Format("2006/01/02 15:04:05")
+		client := d.Client
+		if client == "" {
+			client = "None"
+		}
+		var line, code string
+		switch {
+		case protocol == "http" && action == "complete":
+			line = fmt.Sprintf("[%s] HTTP %s %s %d [%.2f, %s]", ts, d.Method, d.Path, d.Status, d.TimeTaken.Seconds(), client)
+			code = statusColour(d.Status)
+		case protocol == "websocket":
+			word := map[string]string{"connecting": "HANDSHAKING", "connected": "CONNECT", "rejected": "REJECT", "disconnected": "DISCONNECT"}[action]
+			if word == "" {
+				line = fmt.Sprintf("[%s]", ts)
+				break
+			}
+			line = fmt.Sprintf("[%s] WebSocket %s %s [%s]", ts, word, d.Path, client)
+			code = "32"
+			if action == "rejected" {
+				code = "33"
+			}
+		default:
+			line = fmt.Sprintf("[%s]", ts)
+		}
+		if colour && code != "" {
+			line = "\x1b[" + code + "m" + line + "\x1b[0m"
+		}
+		mu.Lock()
+		fmt.Fprintln(w, line)
+		mu.Unlock()
+	}
+}
+
+func statusColour(status int) string {
+	switch {
+	case status < 200:
+		return "0"
+	case status < 300:
+		return "32"
+	case status == 304:
+		return "36"
+	case status < 400:
+		return "32;1"
+	case status == 404:
+		return "33"
+	case status < 500:
+		return "31;1"
+	default:
+		return "31"
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

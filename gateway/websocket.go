@@ -640,8 +640,12 @@ type reply struct {
 // ignored.
 func parseReply(m channels.Content) (a reply, bad string) {
 	for k := range m {
-		switch k {
-		case "bytes", "text", "close", "accept":
+		switch {
+		case k == "bytes", k == "text", k == "close", k == "accept":
+		case strings.HasPrefix(k, "__"):
+			// Framework metadata such as the delay server's "__delay_id__"
+			// or the worker's "__retries__": not for the client, and no
+			// reason to drop the frame.
 		default:
 			return a, fmt.Sprintf("unknown key %q (want bytes, text, close, accept)", k)
 		}

@@ -170,7 +170,10 @@ func TestB32_StreamingResponse(t *testing.T) {
 		return m.Reply(ctx, channels.Content{"content": []byte("last")})
 	})
 	srv := channelstest.NewServer(t, r)
-	resp, err := srv.HTTP.Client().Get(srv.URL + "/stream/")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/stream/", nil)
+	resp, err := srv.HTTP.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,7 +172,7 @@ func (l *Layer) countGroupSend(group string, sent, skipped, evicted, expired int
 	l.st.evicted.Add(uint64(evicted))
 	l.st.expired.Add(uint64(expired))
 	if skipped > 0 {
-		l.s.log.Info("group send skipped full channels", "group", group, "skipped", skipped, "sent", sent)
+		l.s.log.Debug("group send skipped full channels", "group", group, "skipped", skipped, "sent", sent)
 	}
 }
 

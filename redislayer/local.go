@@ -560,6 +560,13 @@ func (l *Layer) procLoop(sh *shard) {
 			}
 		}
 		icancel()
+		for i := range msgs {
+			if msgs[i].d == nil {
+				if d, err := decodeMember(msgs[i].member); err == nil {
+					msgs[i].d = &d
+				}
+			}
+		}
 
 		l.mu.Lock()
 		sh.loop.cancel = nil

@@ -23,8 +23,9 @@ import (
 // takes away. Counts can only drift upwards (a receiver that does not count,
 // such as channels_redis in Python, or a count lost with a connection), so
 // a channel that looks full is recounted exactly from the sorted set before
-// a send is refused (at most every 100 ms per process prefix). The whole
-// prefix key is also bounded (Config.ProcessCapacity).
+// a send is refused, unless nothing left the sorted set since the last
+// recount (then the counts are exact, and a stalled reader costs no scan).
+// The whole prefix key is also bounded (Config.ProcessCapacity).
 //
 // The channels of a process-specific message are read from its
 // "__asgi_channel__" entry: Go senders write it first in the msgpack map,
@@ -141,8 +142,9 @@ local function trim(key, cutoff, name)
   return n
 end
 
--- recount rebuilds the count hash of a process key from its messages.
-local function recount(key, ck, now)
+-- recount rebuilds the count hash of a process key from its messages,
+-- with the key's size then (~z) and the messages added since (~a).
+local function recount(key, ck)
   local counts = {}
   local all = redis.call('ZRANGE', key, 0, -1)
   for i = 1, #all do
@@ -151,7 +153,7 @@ local function recount(key, ck, now)
     end
   end
   redis.call('DEL', ck)
-  local args = {'~t', now}
+  local args = {'~z', #all, '~a', 0}
   for c, n in pairs(counts) do
     args[#args + 1] = c
     args[#args + 1] = n
@@ -166,20 +168,24 @@ local function recount(key, ck, now)
 end
 
 -- has_room reports whether process-specific channel ch, on key, holds
--- fewer than cap messages.
-local function has_room(key, ck, ch, cap, now, recounted)
+-- fewer than cap messages. A count at capacity is checked by a recount,
+-- unless nothing left the key since the last recount (its size is at
+-- least what it was plus what was added since): then the counts are exact.
+local function has_room(key, ck, ch, cap, recounted)
   local n = tonumber(redis.call('HGET', ck, ch)) or 0
   if n < cap then return true, recounted end
   if not recounted then
-    local t = tonumber(redis.call('HGET', ck, '~t')) or 0
-    if tonumber(now) - t < 0.1 then return false, recounted end
-    recounted = recount(key, ck, now)
+    local z0 = tonumber(redis.call('HGET', ck, '~z'))
+    local a = tonumber(redis.call('HGET', ck, '~a')) or 0
+    if z0 and redis.call('ZCARD', key) >= z0 + a then return false, recounted end
+    recounted = recount(key, ck)
   end
   return (recounted[ch] or 0) < cap, recounted
 end
 
 local function count_added(ck, list)
   for _, c in ipairs(list) do redis.call('HINCRBY', ck, c, 1) end
+  redis.call('HINCRBY', ck, '~a', 1)
   redis.call('PEXPIRE', ck, KTTL)
 end
 
@@ -225,7 +231,7 @@ local function deliver(key, list, cap, pcap, score, msg_of, recounted)
   local ck = CKP .. nonlocal(list[1])
   local ok, room = {}, false
   for _, c in ipairs(list) do
-    room, recounted = has_room(key, ck, c, cap, score, recounted)
+    room, recounted = has_room(key, ck, c, cap, recounted)
     if room then ok[#ok + 1] = c end
   end
   if #ok == 0 then return 0, #list end

@@ -1,0 +1,203 @@
+package redislayer_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/testenv"
+	"github.com/gochannels/channels/redislayer"
+	"github.com/google/go-cmp/cmp"
+)
+
+// reference is the message testdata/interop.py holds as REFERENCE.
+func reference() channels.Content {
+	return channels.Content{
+		"bytes":  []byte{0x00, 0xff, 0xc2, 0xa3},
+		"text":   "£ ✓ 漢字 🙂",
+		"int":    int64(42),
+		"neg":    int64(-7),
+		"big":    int64(math.MaxInt64),
+		"min":    int64(math.MinInt64),
+		"float":  3.25,
+		"nil":    nil,
+		"true":   true,
+		"false":  false,
+		"empty":  "",
+		"emptyb": []byte{},
+		"list":   []any{int64(1), "two", []byte("three"), []any{}, map[string]any{}},
+		"nested": map[string]any{
+			"a": map[string]any{"b": []any{[]byte{0xc2, 0xa3}, "£", nil}},
+			"h": []any{[]any{[]byte("host"), []byte("example.com")}},
+		},
+	}
+}
+
+// python is a running testdata/interop.py.
+type python struct {
+	t   *testing.T
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startPython(t *testing.T, url, prefix string) *python {
+	t.Helper()
+	bin := testenv.Python(t, "channels_redis.core")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, bin, "testdata/interop.py", url, prefix, "60")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		_ = cmd.Wait()
+		cancel()
+		if stderr.Len() > 0 {
+			t.Logf("interop.py stderr:\n%s", stderr.String())
+		}
+	})
+	return &python{t: t, in: in, out: bufio.NewScanner(out)}
+}
+
+// do sends one command and returns the answer after "ok".
+func (p *python) do(format string, args ...any) string {
+	p.t.Helper()
+	cmd := fmt.Sprintf(format, args...)
+	if _, err := fmt.Fprintln(p.in, cmd); err != nil {
+		p.t.Fatalf("python %q: %v", cmd, err)
+	}
+	if !p.out.Scan() {
+		p.t.Fatalf("python %q: no answer (%v)", cmd, p.out.Err())
+	}
+	line := p.out.Text()
+	if line != "ok" && !strings.HasPrefix(line, "ok ") {
+		p.t.Fatalf("python %q: %s", cmd, line)
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(line, "ok"), " ")
+}
+
+// Python's channels_redis and this layer share channels and groups on one
+// Redis: each receives what the other sends, to ordinary channels,
+// process-specific channels and groups, with every value type intact.
+func TestInteropWithChannelsRedis(t *testing.T) {
+	url := testenv.RedisURL(t)
+	prefix := testenv.Prefix("interop")
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Prefix: prefix})
+	py := startPython(t, url, prefix)
+	ctx := t.Context()
+	want := reference()
+
+	recv := func(names ...string) (string, channels.Content) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		ch, c, err := l.Receive(rctx, names...)
+		if err != nil {
+			t.Fatalf("Receive(%q): %v", names, err)
+		}
+		return ch, c
+	}
+	check := func(what string, got channels.Content) {
+		t.Helper()
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: Python's message changed on the way (-sent +received):\n%s", what, diff)
+		}
+	}
+
+	t.Run("PythonToGo", func(t *testing.T) {
+		// An ordinary channel.
+		py.do("send interop.normal")
+		if _, got := recv("interop.normal"); got != nil {
+			check("ordinary channel", got)
+		}
+		// Process-specific channels created by Go, directly and through a
+		// group: two of them share a process prefix, so channels_redis
+		// sends the group message once, naming both.
+		a, _ := l.NewChannel(ctx, "interop.go!")
+		b, _ := l.NewChannel(ctx, "interop.go!")
+		py.do("send %s", a)
+		ch, got := recv(a)
+		if ch != a {
+			t.Fatalf("Receive(%s) returned channel %s", a, ch)
+		}
+		check("process-specific channel", got)
+		for _, c := range []string{a, b, "interop.member"} {
+			if err := l.GroupAdd(ctx, "interop-group", c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		py.do("group_send interop-group")
+		for _, c := range []string{a, b, "interop.member"} {
+			ch, got := recv(c)
+			if ch != c {
+				t.Fatalf("Receive(%s) returned channel %s", c, ch)
+			}
+			check("group message on "+c, got)
+		}
+		// The same through ReceivePrefix, as a gateway reads.
+		py.do("send %s", b)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		ch, got, err := l.ReceivePrefix(pctx, "interop.go!")
+		if err != nil || ch != b {
+			t.Fatalf("ReceivePrefix = %q, %v; want a message for %s", ch, err, b)
+		}
+		check("ReceivePrefix", got)
+	})
+
+	t.Run("GoToPython", func(t *testing.T) {
+		if err := l.Send(ctx, "interop.normal2", want); err != nil {
+			t.Fatal(err)
+		}
+		py.do("receive interop.normal2")
+		name := py.do("new_channel interop.py")
+		if !strings.Contains(name, "!") {
+			t.Fatalf("channels_redis new_channel returned %q", name)
+		}
+		if err := l.Send(ctx, name, want); err != nil {
+			t.Fatal(err)
+		}
+		py.do("receive %s", name)
+		py.do("group_add interop-pygroup %s", name)
+		if err := l.GroupSend(ctx, "interop-pygroup", want); err != nil {
+			t.Fatal(err)
+		}
+		py.do("receive %s", name)
+		// Group membership made by Go, message sent by Go, received by
+		// Python.
+		if err := l.GroupAdd(ctx, "interop-pygroup2", name); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.GroupSend(ctx, "interop-pygroup2", want); err != nil {
+			t.Fatal(err)
+		}
+		py.do("receive %s", name)
+		// Go keeps counts of messages per process-specific channel;
+		// channels_redis's receiver does not take them away. Sending many
+		// more than the capacity, one at a time, must keep working.
+		for i := range 3 * redislayer.DefaultCapacity {
+			if err := l.Send(ctx, name, want); err != nil {
+				t.Fatalf("send %d to a Python channel that is being read: %v", i, err)
+			}
+			py.do("receive %s", name)
+		}
+	})
+	py.do("quit")
+}

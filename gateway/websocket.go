@@ -759,11 +759,25 @@ type hijackCapture struct {
 	conn net.Conn
 }
 
+// Hijack hands the connection to the WebSocket library with buffers smaller
+// than net/http's 4 KiB ones: an idle socket keeps both for its lifetime,
+// and larger reads and writes bypass them anyway.
 func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
 	h.conn = conn
-	return conn, brw, err
+	r := brw.Reader
+	if r.Buffered() == 0 {
+		r = bufio.NewReaderSize(conn, socketBufferSize)
+	}
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, socketBufferSize)), nil
 }
+
+// socketBufferSize is the size of an open WebSocket's read and write
+// buffers.
+const socketBufferSize = 1024
 
 func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 

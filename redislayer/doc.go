@@ -110,6 +110,9 @@
 // should re-add their connections to groups (or close them so clients
 // reconnect), as the ASGI specification recommends after layer data loss.
 // A send that fails with ErrUnavailable may or may not have been stored.
+// A pop abandoned because Redis did not answer within Config.Timeout (a
+// frozen or overloaded server, not a stopped one) may have taken a message
+// that is then lost.
 //
 // # Time
 //

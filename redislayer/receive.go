@@ -105,8 +105,16 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 			uctx, cancel := sh.l.s.withTimeout(context.Background())
 			n, err := sh.client.Do(uctx, sh.client.B().ClientUnblock().ClientId(bc.id).Timeout().Build()).AsInt64()
 			cancel()
-			if err != nil || n == 1 {
-				return // unblocked, or Redis is gone and the pop fails by itself
+			if n == 1 {
+				return
+			}
+			if err != nil {
+				// Redis does not answer: give the pop up by closing its
+				// connection. Were Redis only slow, a message it popped
+				// meanwhile would be lost with the connection; there is
+				// no way to tell.
+				bc.dc.Close()
+				return
 			}
 			// The pop has not reached Redis yet, or has just been answered.
 			time.Sleep(200 * time.Microsecond)
@@ -115,7 +123,11 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 	ms := max(math.Ceil(float64(timeout)/float64(time.Millisecond)), 1)
 	// The deadline only matters when Redis stops answering without closing
 	// the connection.
-	guard := time.Duration(ms)*time.Millisecond + max(sh.l.s.timeout, 2*time.Second)
+	slack := sh.l.s.timeout
+	if slack <= 0 {
+		slack = time.Minute
+	}
+	guard := time.Duration(ms)*time.Millisecond + slack
 	dctx, cancel := context.WithTimeout(context.Background(), guard)
 	res := bc.dc.Do(dctx, bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
 	cancel()

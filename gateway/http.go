@@ -164,8 +164,8 @@ func (x *httpExchange) run() {
 		"headers":       x.ri.headers,
 		"body":          first,
 		"body_channel":  bodyChannel,
-		"client":        x.ri.client,
-		"server":        x.ri.server,
+		"client":        orNull(x.ri.client),
+		"server":        orNull(x.ri.server),
 	}
 	if err := s.Layer.Send(ctx, "http.request", msg); err != nil {
 		if errors.Is(err, channels.ErrChannelFull) {
@@ -395,7 +395,10 @@ func (x *httpExchange) apply(m channels.Content) bool {
 	if len(content) > 0 {
 		n, err := x.w.Write(content)
 		x.size += int64(n)
-		if err != nil {
+		switch {
+		case errors.Is(err, http.ErrBodyNotAllowed):
+			s.log.Debug("response content dropped: the status allows no body", "path", x.ri.path, "status", x.status)
+		case err != nil:
 			x.writeFailed(err)
 			return true
 		}
@@ -471,6 +474,14 @@ func validHeaderValue(s string) bool {
 		}
 	}
 	return true
+}
+
+// orNull turns a missing address into null rather than an empty list.
+func orNull(addr []any) any {
+	if addr == nil {
+		return nil
+	}
+	return addr
 }
 
 func isMaxBytes(err error) bool {

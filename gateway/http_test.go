@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -496,4 +498,94 @@ func TestHTTPHandlerFastPath(t *testing.T) {
 		t.Fatalf("access log %q", log.String())
 	}
 	srv.DialWS("/ws/") // accepted by the worker's default route, over the layer
+}
+
+// Content sent with a status that allows no body (304) is dropped; the
+// response still completes normally.
+func TestBodilessStatusDropsContent(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, nil)
+	raw := dialRaw(t, srv.URL)
+	raw.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	req := layerMessage(t, l, "http.request")
+	reply(t, l, req, channels.Content{"status": 304, "content": []byte("not allowed")})
+	if resp := raw.response(nil); resp.StatusCode != 304 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// The connection is still usable: it was not aborted.
+	raw.write("GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+	req = layerMessage(t, l, "http.request")
+	reply(t, l, req, channels.Content{"status": 200})
+	if resp := raw.response(nil); resp.StatusCode != 200 {
+		t.Fatalf("second response %d", resp.StatusCode)
+	}
+}
+
+// Over TLS with HTTP/2 the request says so: scheme https, http_version 2;
+// responses still stream.
+func TestHTTP2AndTLS(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	gw := &gateway.Server{Layer: l}
+	ts := httptest.NewUnstartedServer(gw)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(func() { gw.Close(); ts.Close() })
+	done := make(chan string)
+	go func() {
+		resp, err := ts.Client().Get(ts.URL + "/h2")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- resp.Proto + " " + string(b)
+	}()
+	req := layerMessage(t, l, "http.request")
+	reply(t, l, req, channels.Content{"status": 200, "content": []byte("a"), "more_content": true}, channels.Content{"content": []byte("b")})
+	if got := <-done; got != "HTTP/2.0 ab" {
+		t.Fatalf("response %q", got)
+	}
+	if req.String("scheme") != "https" || req.String("http_version") != "2" {
+		t.Fatalf("scheme %q http_version %q", req.String("scheme"), req.String("http_version"))
+	}
+}
+
+// On a UNIX socket client and server are null.
+func TestUnixSocketAddressesAreNull(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	gw := &gateway.Server{Layer: l}
+	sock := filepath.Join(t.TempDir(), "gw.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Skipf("no UNIX sockets here: %v", err)
+	}
+	hs := gateway.NewHTTPServer("", gw)
+	go hs.Serve(ln)
+	t.Cleanup(func() { gw.Close(); hs.Close() })
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	done := make(chan int)
+	go func() {
+		resp, err := (&http.Client{Transport: tr}).Get("http://unix/x")
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	req := layerMessage(t, l, "http.request")
+	reply(t, l, req, channels.Content{"status": 200})
+	if s := <-done; s != 200 {
+		t.Fatalf("status %d", s)
+	}
+	if v, ok := req["client"]; !ok || v != nil {
+		t.Errorf("client %v, want null", v)
+	}
+	if v, ok := req["server"]; !ok || v != nil {
+		t.Errorf("server %v, want null", v)
+	}
 }

@@ -179,8 +179,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start ti
 		"query_string":  ri.query,
 		"root_path":     ri.rootPath,
 		"headers":       ri.headers,
-		"client":        ri.client,
-		"server":        ri.server,
+		"client":        orNull(ri.client),
+		"server":        orNull(ri.server),
 		"order":         int64(0),
 	})
 	if err != nil {

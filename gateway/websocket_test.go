@@ -758,3 +758,41 @@ func TestInvalidHandshake(t *testing.T) {
 		})
 	}
 }
+
+// Checklist D.42 / A1.7: frames a client sends before the handshake is
+// answered are not relayed until the application accepts; then they are,
+// numbered from 1.
+func TestD42_NoFramesBeforeAcceptance(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, nil)
+	raw := dialRaw(t, srv.URL)
+	raw.write(upgradeRequest("/early/") + string(clientFrame(0x1, []byte("too early"))))
+	c := layerMessage(t, l, "websocket.connect")
+	time.Sleep(50 * time.Millisecond) // give a wrong implementation time to relay it
+	if ch, m, _ := channels.Poll(context.Background(), l, "websocket.receive"); m != nil {
+		t.Fatalf("relayed %s before acceptance: %v", ch, m)
+	}
+	send(t, l, c.String("reply_channel"), channels.Content{"accept": true})
+	if resp := raw.response(nil); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	m := layerMessage(t, l, "websocket.receive")
+	if o, _ := m.Int("order"); o != 1 || m.String("text") != "too early" {
+		t.Fatalf("receive %v", m)
+	}
+}
+
+// Keys starting with "__" are framework metadata (such as the delay
+// server's "__delay_id__"): they do not make a reply invalid.
+func TestMetadataKeysInReplies(t *testing.T) {
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
+		return m.Reply(ctx, channels.Content{"text": "delayed", "__delay_id__": int64(7)})
+	})
+	srv := channelstest.NewServer(t, r)
+	ws := srv.DialWS("/")
+	ws.SendText("x")
+	if got := ws.ReceiveText(); got != "delayed" {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -201,3 +201,61 @@ func TestInteropWithChannelsRedis(t *testing.T) {
 	})
 	py.do("quit")
 }
+
+// With two hosts, channels_redis 4.0 sends to a process-specific channel on
+// the host of its full name's hash, not of its prefix's (where it
+// receives). This layer places such channels by their prefix, and its
+// receive loops read every host, so what channels_redis sends there still
+// arrives; group sends (which channels_redis places by prefix) too.
+func TestInteropTwoHosts(t *testing.T) {
+	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
+	prefix := testenv.Prefix("interop2")
+	hosts := []string{a.URL, b.URL}
+	l := newLayer(t, redislayer.Config{Hosts: hosts, Prefix: prefix})
+	py := startPython(t, a.URL+","+b.URL, prefix)
+	ctx := t.Context()
+	// A channel whose full name and prefix hash to different hosts: the
+	// case channels_redis gets wrong.
+	var name string
+	for range 100 {
+		n, err := l.NewChannel(ctx, "interop.two!")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if redislayer.ConsistentHash(n, 2) != redislayer.ConsistentHash("interop.two!", 2) {
+			name = n
+			break
+		}
+	}
+	if name == "" {
+		t.Fatal("no channel name hashing away from its prefix in 100 tries")
+	}
+	py.do("send %s", name)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ch, got, err := l.Receive(rctx, name)
+	if err != nil || ch != name {
+		t.Fatalf("Receive(%s) = %q, %v", name, ch, err)
+	}
+	if diff := cmp.Diff(reference(), got); diff != "" {
+		t.Fatalf("message changed (-sent +received):\n%s", diff)
+	}
+	if err := l.GroupAdd(ctx, "two-room", name); err != nil {
+		t.Fatal(err)
+	}
+	py.do("group_send two-room")
+	if ch, _, err := l.Receive(rctx, name); err != nil || ch != name {
+		t.Fatalf("Receive(%s) after a Python group send = %q, %v", name, ch, err)
+	}
+	// And an ordinary channel, which channels_redis sends to the hosts in
+	// turn: every message arrives.
+	for range 4 {
+		py.do("send interop.two.normal")
+	}
+	for range 4 {
+		if _, _, err := l.Receive(rctx, "interop.two.normal"); err != nil {
+			t.Fatalf("Receive(interop.two.normal): %v", err)
+		}
+	}
+	py.do("quit")
+}

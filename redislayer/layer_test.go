@@ -8,6 +8,7 @@ import (
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/layertest"
 	"github.com/gochannels/channels/redislayer"
+	"github.com/redis/rueidis"
 )
 
 // newLayer returns a layer on hosts with a random prefix, closed when the
@@ -50,4 +51,52 @@ func TestConformance(t *testing.T) {
 func TestConformanceTwoHosts(t *testing.T) {
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	conformance(t, []string{a.URL, b.URL}, layertest.Options{Sharded: true})
+}
+
+// Channels and groups are placed on hosts by channels_redis's consistent
+// hash; a process-specific channel by the hash of its process prefix.
+func TestShardPlacement(t *testing.T) {
+	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
+	prefix := testenv.Prefix("place")
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix})
+	raws := []rueidis.Client{rawClient(t, a.URL), rawClient(t, b.URL)}
+	ctx := t.Context()
+	where := func(key string) []int {
+		var on []int
+		for i, c := range raws {
+			if n, _ := c.Do(ctx, c.B().Exists().Key(key).Build()).AsInt64(); n == 1 {
+				on = append(on, i)
+			}
+		}
+		return on
+	}
+	for _, tc := range []struct{ channel, hashed string }{
+		{"http.request", "http.request"},
+		{"websocket.connect", "websocket.connect"},
+		{"a", "a"},
+		{"websocket.send.ABC!xyz", "websocket.send.ABC!"},
+		{"websocket.send.ABC!other", "websocket.send.ABC!"},
+		{"chat.q?abc", "chat.q?abc"},
+	} {
+		if err := l.Send(ctx, tc.channel, channels.Content{}); err != nil {
+			t.Fatal(err)
+		}
+		key := prefix + channels.ProcessPrefix(tc.channel)
+		if key == prefix {
+			key = prefix + tc.channel
+		}
+		want := redislayer.ConsistentHash(tc.hashed, 2)
+		if on := where(key); len(on) != 1 || on[0] != want {
+			t.Errorf("key %s of channel %s is on hosts %v; want only host %d", key, tc.channel, on, want)
+		}
+	}
+	for _, g := range []string{"chat", "asgi.delay", "room-1"} {
+		if err := l.GroupAdd(ctx, g, "x"); err != nil {
+			t.Fatal(err)
+		}
+		want := redislayer.ConsistentHash(g, 2)
+		if on := where(prefix + ":group:" + g); len(on) != 1 || on[0] != want {
+			t.Errorf("group %s is on hosts %v; want only host %d", g, on, want)
+		}
+	}
 }

@@ -1,6 +1,6 @@
 """Drives channels_redis (Python) for the Go interop test.
 
-Usage: interop.py REDIS_URL PREFIX EXPIRY
+Usage: interop.py REDIS_URL[,REDIS_URL...] PREFIX EXPIRY
 
 Reads one command per line on stdin and answers one line on stdout:
 
@@ -66,7 +66,7 @@ def same(a, b, path="message"):
 
 async def main():
     url, prefix, expiry = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    layer = RedisChannelLayer(hosts=[url], prefix=prefix, expiry=expiry)
+    layer = RedisChannelLayer(hosts=url.split(","), prefix=prefix, expiry=expiry)
     loop = asyncio.get_running_loop()
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)

@@ -1,0 +1,163 @@
+package redislayer_test
+
+import (
+	"context"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/testenv"
+	"github.com/gochannels/channels/internal/wire"
+	"github.com/gochannels/channels/redislayer"
+)
+
+// Group sends respect each member's capacity, also for process-specific
+// channels sharing one Redis key, whether the capacities are globs (read
+// by the group send script) or a Regexp (resolved in Go).
+func TestGroupSendCapacity(t *testing.T) {
+	url := testenv.RedisURL(t)
+	for _, tc := range []struct {
+		name  string
+		rules []channels.CapacityRule
+	}{
+		{"glob", []channels.CapacityRule{{Pattern: "cap.small!*", Capacity: 2}}},
+		{"regexp", []channels.CapacityRule{{Regexp: regexp.MustCompile(`cap\.small!`), Capacity: 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLayer(t, redislayer.Config{Hosts: []string{url}, Capacity: 5, ChannelCapacity: tc.rules})
+			ctx := t.Context()
+			members := []string{"cap.small!a", "cap.small!b", "cap.big"}
+			for _, m := range members {
+				if err := l.GroupAdd(ctx, "cap-group", m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 4 {
+				if err := l.GroupSend(ctx, "cap-group", channels.Content{"i": int64(i)}); err != nil {
+					t.Fatalf("GroupSend %d: %v", i, err)
+				}
+			}
+			st, err := l.Stats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.GroupSkipped != 4 || st.Sent != 8 {
+				t.Errorf("Stats: Sent %d, GroupSkipped %d; want 8 sent (2+2+4), 4 skipped", st.Sent, st.GroupSkipped)
+			}
+			for ch, want := range map[string]int{"cap.small!a": 2, "cap.small!b": 2, "cap.big": 4} {
+				for i := range want {
+					c := recvOne(t, l, ch)
+					if n, _ := c.Int("i"); n != int64(i) {
+						t.Errorf("%s: message %d has i=%d", ch, i, n)
+					}
+				}
+				noneOn(t, l, ch)
+			}
+		})
+	}
+}
+
+// One group send reaches all the channels of a process prefix with one
+// message naming them all (as channels_redis 4 does), and each receiver
+// gets its own copy.
+func TestGroupSendOneMessagePerProcess(t *testing.T) {
+	url := testenv.RedisURL(t)
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}})
+	ctx := t.Context()
+	var names []string
+	for range 3 {
+		n, _ := l.NewChannel(ctx, "gw.one!")
+		names = append(names, n)
+		if err := l.GroupAdd(ctx, "one-room", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.GroupSend(ctx, "one-room", channels.Content{"list": []any{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	raw := rawClient(t, url)
+	members, err := raw.Do(ctx, raw.B().Zrange().Key(l.Prefix()+"gw.one!").Min("0").Max("-1").Build()).AsStrSlice()
+	if err != nil || len(members) != 1 {
+		t.Fatalf("the process key holds %d messages (%v); want 1", len(members), err)
+	}
+	c, err := wire.Unmarshal([]byte(members[0][12:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range c["__asgi_channel__"].([]any) {
+		got = append(got, v.(string))
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(names))
+	if !slices.Equal(got, want) {
+		t.Fatalf("__asgi_channel__ = %v; want %v", got, want)
+	}
+	first := recvOne(t, l, names[0])
+	first["list"].([]any)[0] = "changed"
+	for _, n := range names[1:] {
+		if c := recvOne(t, l, n); c["list"].([]any)[0] != "x" {
+			t.Fatalf("%s received %v: copies are shared", n, c)
+		}
+	}
+}
+
+// While a process prefix's buffer is full, the receive loop leaves its
+// messages in Redis: memory stays bounded and nothing is lost or
+// reordered.
+func TestProcessBufferBound(t *testing.T) {
+	url := testenv.RedisURL(t)
+	const bound, n = 10, 40
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, ProcessBuffer: bound})
+	ctx := t.Context()
+	busy, _ := l.NewChannel(ctx, "buf.gw!")
+	idle, _ := l.NewChannel(ctx, "buf.gw!")
+	for i := range n {
+		if err := l.Send(ctx, busy, channels.Content{"i": int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Waiting on another channel of the prefix makes the loop pop it.
+	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, _, err := l.Receive(rctx, idle)
+	cancel()
+	if err == nil {
+		t.Fatal("received a message on a channel nobody sent to")
+	}
+	if b := l.Counters().Buffered; b == 0 || b > bound {
+		t.Fatalf("%d messages buffered; want between 1 and %d", b, bound)
+	}
+	cs, err := l.ChannelStats(ctx, busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Length != n {
+		t.Errorf("ChannelStats(%s).Length = %d; want %d (buffered here plus waiting in Redis)", busy, cs.Length, n)
+	}
+	for i := range n {
+		if c := recvOne(t, l, busy); c["i"] != int64(i) {
+			t.Fatalf("message %d has i=%v", i, c["i"])
+		}
+	}
+	noneOn(t, l, busy)
+}
+
+func recvOne(t *testing.T, l *redislayer.Layer, ch string) channels.Content {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	got, c, err := l.Receive(ctx, ch)
+	if err != nil || got != ch {
+		t.Fatalf("Receive(%s) = %q, %v", ch, got, err)
+	}
+	return c
+}
+
+func noneOn(t *testing.T, l *redislayer.Layer, ch string) {
+	t.Helper()
+	if got, c, err := l.Poll(t.Context(), ch); err != nil || c != nil {
+		t.Fatalf("Poll(%s) = %q, %v, %v; want nothing", ch, got, c, err)
+	}
+}

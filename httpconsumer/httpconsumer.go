@@ -306,7 +306,8 @@ func (c *Consumer) Consume(ctx context.Context, m *channels.Message) error {
 		head:   d.method == http.MethodHead,
 		header: make(http.Header),
 	}
-	info := &requestInfo{
+	info := &w.info
+	*info = requestInfo{
 		msg:        m,
 		w:          w,
 		rootPath:   d.rootPath,

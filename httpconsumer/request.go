@@ -58,25 +58,22 @@ type decoded struct {
 
 // decode checks and converts the keys of an "http.request" message
 // (messages.md §3.1). Errors wrap errBadRequest.
-func decode(c channels.Content) (*decoded, error) {
-	d := &decoded{}
-	var err error
-
+func decode(c channels.Content) (d decoded, err error) {
 	method, ok := c["method"].(string)
 	if !ok || method == "" {
-		return nil, badRequest("method must be non-empty text, got %T", c["method"])
+		return decoded{}, badRequest("method must be non-empty text, got %T", c["method"])
 	}
 	d.method = strings.ToUpper(method)
 	if !validToken(d.method) {
-		return nil, badRequest("invalid method %q", method)
+		return decoded{}, badRequest("invalid method %q", method)
 	}
 
 	path, ok := c["path"].(string)
 	if !ok || path == "" {
-		return nil, badRequest("path must be non-empty text, got %T", c["path"])
+		return decoded{}, badRequest("path must be non-empty text, got %T", c["path"])
 	}
 	if !utf8.ValidString(path) {
-		return nil, badRequest("path %q is not valid UTF-8", path)
+		return decoded{}, badRequest("path %q is not valid UTF-8", path)
 	}
 	d.path = path
 
@@ -84,11 +81,11 @@ func decode(c channels.Content) (*decoded, error) {
 	case nil:
 	case string:
 		if !utf8.ValidString(v) {
-			return nil, badRequest("root_path %q is not valid UTF-8", v)
+			return decoded{}, badRequest("root_path %q is not valid UTF-8", v)
 		}
 		d.rootPath = v
 	default:
-		return nil, badRequest("root_path must be text, got %T", v)
+		return decoded{}, badRequest("root_path must be text, got %T", v)
 	}
 	d.pathInfo = path
 	if d.rootPath != "" && strings.HasPrefix(path, d.rootPath) {
@@ -105,14 +102,14 @@ func decode(c channels.Content) (*decoded, error) {
 	case string:
 		d.rawQuery = v
 	default:
-		return nil, badRequest("query_string must be bytes, got %T", v)
+		return decoded{}, badRequest("query_string must be bytes, got %T", v)
 	}
 	if strings.ContainsAny(d.rawQuery, "#\x00\r\n") {
-		return nil, badRequest("query_string %q holds a forbidden character", d.rawQuery)
+		return decoded{}, badRequest("query_string %q holds a forbidden character", d.rawQuery)
 	}
 
 	if d.proto, d.major, d.minor, err = decodeVersion(c["http_version"]); err != nil {
-		return nil, err
+		return decoded{}, err
 	}
 
 	switch v := c["scheme"].(type) {
@@ -124,23 +121,23 @@ func decode(c channels.Content) (*decoded, error) {
 			d.scheme = "http"
 		}
 	default:
-		return nil, badRequest("scheme must be text, got %T", v)
+		return decoded{}, badRequest("scheme must be text, got %T", v)
 	}
 
 	if d.header, err = decodeHeaders(c["headers"]); err != nil {
-		return nil, err
+		return decoded{}, err
 	}
 
 	remoteHost, remotePort, ok, err := decodeAddr("client", c["client"])
 	if err != nil {
-		return nil, err
+		return decoded{}, err
 	}
 	if ok {
 		d.remoteAddr = net.JoinHostPort(remoteHost, strconv.FormatInt(remotePort, 10))
 	}
 	serverHost, serverPort, hasServer, err := decodeAddr("server", c["server"])
 	if err != nil {
-		return nil, err
+		return decoded{}, err
 	}
 	if hasServer {
 		d.serverName = serverHost
@@ -162,7 +159,7 @@ func decode(c channels.Content) (*decoded, error) {
 		d.host = hosts[0]
 		delete(d.header, "Host")
 	default:
-		return nil, badRequest("%d Host headers", len(hosts))
+		return decoded{}, badRequest("%d Host headers", len(hosts))
 	}
 
 	switch v := c["body"].(type) {
@@ -170,18 +167,18 @@ func decode(c channels.Content) (*decoded, error) {
 	case []byte:
 		d.body = v
 	default:
-		return nil, badRequest("body must be bytes, got %T", v)
+		return decoded{}, badRequest("body must be bytes, got %T", v)
 	}
 
 	switch v := c["body_channel"].(type) {
 	case nil:
 	case string:
 		if err := channels.ValidateChannelName(v); err != nil {
-			return nil, badRequest("body_channel: %v", err)
+			return decoded{}, badRequest("body_channel: %v", err)
 		}
 		d.bodyChannel = v
 	default:
-		return nil, badRequest("body_channel must be text, got %T", v)
+		return decoded{}, badRequest("body_channel must be text, got %T", v)
 	}
 	return d, nil
 }
@@ -222,65 +219,112 @@ func decodeHeaders(v any) (http.Header, error) {
 	case nil:
 		return make(http.Header), nil
 	case []any:
-		h := make(http.Header, len(v))
+		hb := newHeaderBuilder(len(v))
 		for i, pair := range v {
 			p, ok := pair.([]any)
 			if !ok || len(p) != 2 {
 				return nil, badRequest("headers[%d] must be a [name, value] pair, got %T", i, pair)
 			}
-			if err := addHeader(h, p[0], p[1]); err != nil {
+			if err := hb.add(p[0], p[1]); err != nil {
 				return nil, fmt.Errorf("%w (headers[%d])", err, i)
 			}
 		}
-		return h, nil
+		return hb.h, nil
 	case map[string]any:
 		names := make([]string, 0, len(v))
 		for name := range v {
 			names = append(names, name)
 		}
 		slices.Sort(names)
-		h := make(http.Header, len(v))
+		hb := newHeaderBuilder(len(v))
 		for _, name := range names {
-			if err := addHeader(h, name, v[name]); err != nil {
+			if err := hb.add(name, v[name]); err != nil {
 				return nil, err
 			}
 		}
-		return h, nil
+		return hb.h, nil
 	}
 	return nil, badRequest("headers must be a list of [name, value] pairs, got %T", v)
 }
 
-func addHeader(h http.Header, rawName, rawValue any) error {
-	var name string
+// headerBuilder fills an http.Header, taking the value slices of single
+// headers from one shared array as net/textproto's reader does.
+type headerBuilder struct {
+	h    http.Header
+	strs []string
+}
+
+func newHeaderBuilder(n int) headerBuilder {
+	return headerBuilder{h: make(http.Header, n), strs: make([]string, n)}
+}
+
+func (hb *headerBuilder) add(rawName, rawValue any) error {
+	var key string
 	switch n := rawName.(type) {
 	case []byte:
-		name = string(n)
+		if !validToken(n) {
+			return badRequest("invalid header name %q", n)
+		}
+		key = canonicalName(n)
 	case string:
-		name = n
+		if !validToken(n) {
+			return badRequest("invalid header name %q", n)
+		}
+		key = textproto.CanonicalMIMEHeaderKey(n)
 	default:
 		return badRequest("header name must be bytes, got %T", rawName)
-	}
-	if !validToken(name) {
-		return badRequest("invalid header name %q", name)
 	}
 	var value string
 	switch val := rawValue.(type) {
 	case []byte:
 		if !validValue(val) {
-			return badRequest("invalid value for header %q", name)
+			return badRequest("invalid value for header %q", key)
 		}
 		value = latin1(val)
 	case string:
 		if !validValue(val) {
-			return badRequest("invalid value for header %q", name)
+			return badRequest("invalid value for header %q", key)
 		}
 		value = val
 	default:
-		return badRequest("value of header %q must be bytes, got %T", name, rawValue)
+		return badRequest("value of header %q must be bytes, got %T", key, rawValue)
 	}
-	key := textproto.CanonicalMIMEHeaderKey(name)
-	h[key] = append(h[key], value)
+	if vs := hb.h[key]; vs != nil || len(hb.strs) == 0 {
+		hb.h[key] = append(vs, value)
+		return nil
+	}
+	hb.strs[0] = value
+	hb.h[key] = hb.strs[:1:1]
+	hb.strs = hb.strs[1:]
 	return nil
+}
+
+// commonHeaders maps the lower-case names interface servers send to their
+// canonical form, so that the usual headers cost no allocation.
+var commonHeaders = func() map[string]string {
+	m := make(map[string]string)
+	for _, name := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Encoding", "Content-Length", "Content-Type",
+		"Cookie", "Dnt", "Host", "If-Match", "If-Modified-Since", "If-None-Match", "Origin",
+		"Pragma", "Priority", "Range", "Referer", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile",
+		"Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site",
+		"Sec-Fetch-User", "Sec-Websocket-Extensions", "Sec-Websocket-Key",
+		"Sec-Websocket-Protocol", "Sec-Websocket-Version", "Te", "Upgrade",
+		"Upgrade-Insecure-Requests", "User-Agent", "X-Csrftoken", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Requested-With",
+	} {
+		m[strings.ToLower(name)] = name
+	}
+	return m
+}()
+
+// canonicalName is textproto.CanonicalMIMEHeaderKey for a name in bytes.
+func canonicalName(b []byte) string {
+	if s, ok := commonHeaders[string(b)]; ok {
+		return s
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(b))
 }
 
 // latin1 decodes ISO-8859-1 bytes: each byte is the rune of the same number.
@@ -300,8 +344,8 @@ func latin1(b []byte) string {
 }
 
 // validToken reports whether s is an RFC 9110 token (method, header name).
-func validToken(s string) bool {
-	if s == "" {
+func validToken[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

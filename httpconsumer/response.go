@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type responseWriter struct {
 	m      *channels.Message
 	head   bool        // a HEAD request: the body is counted and sniffed, never sent
 	header http.Header // the handler's header map
+	info   requestInfo // what the accessors return, allocated with the writer
 
 	mu            sync.Mutex
 	status        int         // 0 until WriteHeader
@@ -294,7 +296,7 @@ func (w *responseWriter) responseMessage(complete bool) channels.Content {
 // breaks become spaces (as net/http writes them) and they are encoded as
 // Latin-1 when every character fits.
 func encodeHeaders(h http.Header) []any {
-	names := make([]string, 0, len(h))
+	names := make([]string, 0, len(h)+1)
 	n := 0
 	for name, values := range h {
 		if name == "Set-Cookie" || name == "Trailer" || strings.HasPrefix(name, http.TrailerPrefix) || !validToken(name) {
@@ -304,37 +306,63 @@ func encodeHeaders(h http.Header) []any {
 		n += len(values)
 	}
 	slices.Sort(names)
-	out := make([]any, 0, n+len(h["Set-Cookie"]))
-	for _, name := range append(names, "Set-Cookie") {
+	names = append(names, "Set-Cookie")
+	n += len(h["Set-Cookie"])
+
+	// One allocation each for the list, the pairs and the bytes: the layer
+	// copies the message on Send, so they need not outlive it.
+	size := 0
+	for _, name := range names {
 		for _, v := range h[name] {
-			out = append(out, []any{[]byte(name), encodeValue(v)})
+			size += len(name) + len(v)
+		}
+	}
+	out := make([]any, 0, n)
+	pairs := make([]any, 2*n)
+	buf := make([]byte, 0, size)
+	for _, name := range names {
+		for _, v := range h[name] {
+			start := len(buf)
+			buf = append(buf, name...)
+			nameBytes := buf[start:len(buf):len(buf)]
+			start = len(buf)
+			buf = appendValue(buf, v)
+			pair := pairs[:2:2]
+			pairs = pairs[2:]
+			pair[0], pair[1] = nameBytes, buf[start:len(buf):len(buf)]
+			out = append(out, pair)
 		}
 	}
 	return out
 }
 
-var newlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
-
-func encodeValue(v string) []byte {
-	v = strings.TrimSpace(newlineToSpace.Replace(v))
-	ascii := true
-	for i := 0; i < len(v); i++ {
-		if v[i] >= utf8.RuneSelf {
-			ascii = false
+// appendValue appends a header value as it is sent: trimmed, line breaks
+// turned into spaces, encoded as Latin-1 when every character fits and as
+// the bytes written otherwise (what net/http sends). It never appends more
+// than len(v) bytes.
+func appendValue(buf []byte, v string) []byte {
+	v = textproto.TrimString(v)
+	start := len(buf)
+	latin := utf8.ValidString(v)
+	for _, r := range v {
+		if r > 0xFF {
+			latin = false
 			break
 		}
 	}
-	if ascii || !utf8.ValidString(v) {
-		return []byte(v)
-	}
-	out := make([]byte, 0, len(v))
-	for _, r := range v {
-		if r > 0xFF {
-			return []byte(v) // not Latin-1: the bytes as written, as net/http sends them
+	if !latin {
+		buf = append(buf, v...)
+	} else {
+		for _, r := range v {
+			buf = append(buf, byte(r))
 		}
-		out = append(out, byte(r))
 	}
-	return out
+	for i := start; i < len(buf); i++ {
+		if buf[i] == '\r' || buf[i] == '\n' {
+			buf[i] = ' '
+		}
+	}
+	return buf
 }
 
 // bodyAllowed reports whether a response with status may have a body.

@@ -283,7 +283,9 @@ func TestRunLifecycle(t *testing.T) {
 
 	l2 := inmemory.MustNew(inmemory.Config{})
 	done := make(chan error, 1)
-	go func() { done <- (&delay.Server{Layer: l2, Store: store, Logger: testLogger(t)}).Run(context.Background()) }()
+	go func() {
+		done <- (&delay.Server{Layer: l2, Store: store, Logger: testLogger(t)}).Run(context.Background())
+	}()
 	time.Sleep(20 * time.Millisecond)
 	l2.Close()
 	select {

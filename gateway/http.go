@@ -81,15 +81,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Ti
 		return
 	}
 	ri := s.info(r, path)
+	rc := http.NewResponseController(w)
+	// A write deadline set during an earlier request on this keep-alive
+	// connection must not cut this one.
+	_ = rc.SetWriteDeadline(time.Time{})
 	if s.HTTPHandler != nil {
 		s.serveLocal(w, r, ri, start)
 		return
 	}
-	x := &httpExchange{s: s, w: w, rc: http.NewResponseController(w), r: r, ri: ri, start: start}
+	x := &httpExchange{s: s, w: w, rc: rc, r: r, ri: ri, start: start}
 	if s.cfg.httpTimeout > 0 {
 		x.deadline = start.Add(s.cfg.httpTimeout)
 	}
 	defer func() {
+		if s.cfg.writeTimeout > 0 { // bounds net/http's final flush
+			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+		}
 		s.accessLog("http", "complete", r.Method+" "+ri.rawURI, ActionDetails{
 			Path: ri.path, Client: ri.clientS, Method: r.Method, Status: x.status, Size: x.size, TimeTaken: time.Since(start),
 		}, x.status, x.size)
@@ -180,6 +187,9 @@ func (x *httpExchange) run() {
 	if bodyChannel != nil && !x.streamBody(body, bodyChannel.(string)) {
 		return
 	}
+	// The body is read: lift its deadline, which would otherwise make
+	// net/http report the client as gone when it passes.
+	_ = x.rc.SetReadDeadline(time.Time{})
 	x.relay()
 }
 

@@ -460,8 +460,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // server's goroutines to end. Close after Close does nothing.
 func (s *Server) Close() error {
 	s.init()
-	s.beginShutdown()
 	s.doneOnce.Do(func() { close(s.closed) })
+	s.beginShutdown()
 	for _, e := range s.reg.all() {
 		if c, ok := e.(*wsConn); ok {
 			c.abort()

@@ -335,6 +335,12 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	c.rearmLocked(now)
 	c.mu.Unlock()
 	select {
+	case <-s.closed:
+		c.abort()
+		return
+	default:
+	}
+	select {
 	case <-s.closing:
 		c.shutdown()
 	default:
@@ -525,6 +531,12 @@ func (c *wsConn) writeReply(m channels.Content) {
 // closeWith runs the closing handshake; it returns once the peer has
 // answered or the handshake has timed out (5 s to write, 5 s to wait).
 func (c *wsConn) closeWith(code int, reason string) {
+	select {
+	case <-c.s.closed: // Close drops sockets without a closing handshake
+		c.abort()
+		return
+	default:
+	}
 	c.mu.Lock()
 	c.closing = true
 	if c.sentCode == 0 {

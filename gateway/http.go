@@ -76,8 +76,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Ti
 	path, perr := decodePath(r)
 	if perr != "" {
 		n := writeErrorPage(w, http.StatusBadRequest, string(perr))
-		s.accessLog("http", "complete", r.Method+" "+r.RequestURI,
-			ActionDetails{Path: r.URL.Path, Method: r.Method, Status: 400, Size: n, TimeTaken: time.Since(start)}, 400, n)
+		client := s.info(r, r.URL.Path).clientS
+		s.accessLog("http", "complete", r.Method+" "+r.RequestURI, ActionDetails{
+			Path: r.URL.Path, Client: client, Method: r.Method, Status: 400, Size: n, TimeTaken: time.Since(start),
+		}, 400, n)
 		return
 	}
 	ri := s.info(r, path)
@@ -178,6 +180,12 @@ func (x *httpExchange) run() {
 		if errors.Is(err, channels.ErrChannelFull) {
 			s.stats.requestFull.Add(1)
 			x.errorPage(http.StatusServiceUnavailable, "Request queue full.")
+			return
+		}
+		if errors.Is(err, channels.ErrMessageTooLarge) {
+			s.stats.tooLarge.Add(1)
+			s.log.Warn("request too large for the channel layer (headers?)", "path", x.ri.path, "error", err)
+			x.errorPage(http.StatusRequestEntityTooLarge, "Request too large.")
 			return
 		}
 		s.log.Error("sending http.request failed", "error", err)

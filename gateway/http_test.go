@@ -589,3 +589,21 @@ func TestUnixSocketAddressesAreNull(t *testing.T) {
 		t.Errorf("server %v, want null", v)
 	}
 }
+
+// A request whose message is over the layer's size limit (here: huge
+// headers on a layer with a small limit) gets 413, for HTTP and WebSocket.
+func TestMessageTooLargeForLayer(t *testing.T) {
+	l := newLayer(t, inmemory.Config{MaxMessageSize: 2000})
+	srv := appless(t, l, nil)
+	big := "X-Big: " + strings.Repeat("b", 3000) + "\r\n"
+	for _, req := range []string{"GET / HTTP/1.1\r\nHost: x\r\n" + big + "\r\n", upgradeRequest("/", big)} {
+		raw := dialRaw(t, srv.URL)
+		raw.write(req)
+		if resp := raw.response(nil); resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status %d, want 413", resp.StatusCode)
+		}
+	}
+	if got := srv.Gateway.Stats().TooLarge; got != 2 {
+		t.Fatalf("TooLarge = %d", got)
+	}
+}

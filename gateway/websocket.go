@@ -190,6 +190,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start ti
 			s.stats.connectFull.Add(1)
 			s.log.Warn("WebSocket refused: websocket.connect is full", "path", path)
 			writeErrorPage(w, http.StatusServiceUnavailable, "Connection queue at capacity")
+		} else if errors.Is(err, channels.ErrMessageTooLarge) {
+			s.stats.tooLarge.Add(1)
+			s.log.Warn("WebSocket refused: websocket.connect too large for the channel layer (headers?)", "path", path, "error", err)
+			writeErrorPage(w, http.StatusRequestEntityTooLarge, "Request too large.")
 		} else {
 			s.log.Error("sending websocket.connect failed", "error", err)
 			writeErrorPage(w, http.StatusServiceUnavailable, "Channel layer unavailable.")

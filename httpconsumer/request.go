@@ -149,11 +149,14 @@ func decode(c channels.Content) (d decoded, err error) {
 
 	switch hosts := d.header["Host"]; len(hosts) {
 	case 0:
-		if hasServer {
+		switch {
+		case !hasServer:
+		case serverPort != defaultPort(d.scheme):
+			d.host = net.JoinHostPort(serverHost, d.serverPort)
+		case strings.Contains(serverHost, ":"):
+			d.host = "[" + serverHost + "]"
+		default:
 			d.host = serverHost
-			if serverPort != defaultPort(d.scheme) {
-				d.host = net.JoinHostPort(serverHost, d.serverPort)
-			}
 		}
 	case 1:
 		d.host = hosts[0]
@@ -384,11 +387,32 @@ func decodeAddr(key string, v any) (host string, port int64, ok bool, err error)
 	if !isText {
 		return "", 0, false, badRequest("%s host must be text, got %T", key, l[0])
 	}
-	port, isInt := channels.Content{"port": l[1]}.Int("port")
+	port, isInt := toInt(l[1])
 	if !isInt || port < 0 {
 		return "", 0, false, badRequest("%s port must be a non-negative integer, got %v", key, l[1])
 	}
 	return host, port, true, nil
+}
+
+// toInt reads an integer as the layers deliver it: int64, or a whole
+// float64 from JSON; other Go integer types are accepted for messages built
+// in process.
+func toInt(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return int64(v), true
+		}
+	}
+	return 0, false
 }
 
 // request builds the *http.Request the handler sees, with the complete body.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -136,6 +137,11 @@ func TestRequestValues(t *testing.T) {
 		}},
 		{"host from server with a port", with(get("/"), "headers", nil, "server", []any{"10.0.0.2", int64(8000)}), func(t *testing.T, s seen) {
 			if s.r.Host != "10.0.0.2:8000" {
+				t.Errorf("Host = %q", s.r.Host)
+			}
+		}},
+		{"host from an IPv6 server", with(get("/"), "headers", nil, "server", []any{"2001:db8::2", int64(80)}), func(t *testing.T, s seen) {
+			if s.r.Host != "[2001:db8::2]" {
 				t.Errorf("Host = %q", s.r.Host)
 			}
 		}},
@@ -491,4 +497,48 @@ func TestNoReplyChannel(t *testing.T) {
 	if err := (&httpconsumer.Consumer{}).Consume(context.Background(), m); err == nil || !strings.Contains(err.Error(), "Handler is nil") {
 		t.Errorf("Consume without a handler = %v", err)
 	}
+}
+
+// FuzzRequest checks that any message with fuzzed text and bytes in its
+// keys gets either the handler's response with the values carried over, or
+// a 400 without the handler running; never a panic or silence.
+func FuzzRequest(f *testing.F) {
+	f.Add("GET", "/", []byte("a=1"), []byte("host"), []byte("example.com"), "", []byte(""))
+	f.Add("post", "/forum/x", []byte("x=1&y=%26foo+bar%2Bbaz"), []byte("X-Name"), []byte("caf\xe9"), "/forum", []byte("body"))
+	f.Add("G ET", "/\xff", []byte("\r\n"), []byte("bad name"), []byte("a\nb"), "\xff", []byte{})
+	f.Add("HEAD", "*", []byte{}, []byte("cookie"), []byte("a=b"), "*", []byte("x"))
+	f.Fuzz(func(t *testing.T, method, path string, query, hname, hvalue []byte, root string, body []byte) {
+		var got *http.Request
+		var gotBody []byte
+		c := httpconsumer.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got = r
+			gotBody, _ = io.ReadAll(r.Body)
+			io.WriteString(w, r.URL.Path)
+		}))
+		c.Logger = slog.New(slog.DiscardHandler)
+		msg := with(get(path), "method", method, "query_string", query, "root_path", root, "body", body,
+			"headers", []any{[]any{hname, hvalue}})
+		resp := serve(t, c, msg)
+		switch resp.status {
+		case 200:
+			if got == nil {
+				t.Fatal("200 without the handler")
+			}
+			if got.Method != strings.ToUpper(method) || got.URL.RawQuery != string(query) || string(gotBody) != string(body) {
+				t.Errorf("request %q %q %q body %q", got.Method, got.URL.Path, got.URL.RawQuery, gotBody)
+			}
+			if !strings.HasSuffix(path, got.URL.Path) && got.URL.Path != "/" {
+				t.Errorf("path %q became %q", path, got.URL.Path)
+			}
+			if got.Method != "HEAD" && resp.body != got.URL.Path {
+				t.Errorf("body %q, want %q", resp.body, got.URL.Path)
+			}
+		case 400:
+			if got != nil {
+				t.Fatal("400 after the handler ran")
+			}
+		default:
+			t.Fatalf("status %d", resp.status)
+		}
+	})
 }

@@ -256,9 +256,9 @@ func (c *Consumer) warnUnsafe() {
 //
 // Consume returns an error only when the response could not be delivered
 // (the reply channel stayed full for SendTimeout, the layer failed, ctx
-// ended) or the message has no reply channel; what the handler does,
-// panics included, is the handler's business and gives nil. It is safe to
-// call concurrently.
+// ended), when the message has no reply channel or layer, or when Handler
+// is nil; what the handler does, panics included, is the handler's
+// business and gives nil. It is safe to call concurrently.
 func (c *Consumer) Consume(ctx context.Context, m *channels.Message) error {
 	if c.Handler == nil {
 		return errors.New("httpconsumer: Consumer.Handler is nil")

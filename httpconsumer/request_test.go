@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"strings"
@@ -539,6 +540,53 @@ func FuzzRequest(f *testing.F) {
 			}
 		default:
 			t.Fatalf("status %d", resp.status)
+		}
+	})
+}
+
+// §6.1 POST and FILES: form and multipart bodies parse with net/http's own
+// methods, and the body reads as a stream.
+func TestFormBodies(t *testing.T) {
+	t.Run("urlencoded", func(t *testing.T) {
+		s, _ := capture(t, with(get("/"), "method", "POST", "body", []byte("name=caf%C3%A9&n=1&n=2"), "headers", []any{
+			[]any{[]byte("content-type"), []byte("application/x-www-form-urlencoded")},
+		}))
+		s.r.Body = io.NopCloser(strings.NewReader(s.body))
+		if err := s.r.ParseForm(); err != nil {
+			t.Fatal(err)
+		}
+		if s.r.PostForm.Get("name") != "café" || len(s.r.PostForm["n"]) != 2 {
+			t.Errorf("PostForm = %v", s.r.PostForm)
+		}
+	})
+	t.Run("multipart", func(t *testing.T) {
+		var buf strings.Builder
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("title", "notes")
+		fw, _ := mw.CreateFormFile("upload", "notes.txt")
+		io.WriteString(fw, "file contents")
+		mw.Close()
+		var title, file string
+		c := httpconsumer.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			first := make([]byte, 3)
+			if _, err := io.ReadFull(r.Body, first); err != nil {
+				t.Errorf("read(3): %v", err)
+			}
+			rest, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(strings.NewReader(string(first) + string(rest)))
+			f, _, err := r.FormFile("upload")
+			if err != nil {
+				t.Errorf("FormFile: %v", err)
+				return
+			}
+			b, _ := io.ReadAll(f)
+			title, file = r.FormValue("title"), string(b)
+		}))
+		serve(t, c, with(get("/"), "method", "POST", "body", []byte(buf.String()), "headers", []any{
+			[]any{[]byte("content-type"), []byte(mw.FormDataContentType())},
+		}))
+		if title != "notes" || file != "file contents" {
+			t.Errorf("title %q, file %q", title, file)
 		}
 	})
 }

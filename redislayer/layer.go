@@ -56,6 +56,10 @@ type shard struct {
 	name   string // for logs, without password
 	client rueidis.Client
 
+	// zmpop: the server has ZMPOP (Redis 7), so pops over several keys need
+	// no Lua.
+	zmpop bool
+
 	// Dedicated connections for blocking pops.
 	sem  chan struct{}
 	cmu  sync.Mutex
@@ -161,11 +165,25 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	sh.loop.sweepCh = make(chan struct{})
 	cctx, cancel := l.s.withTimeout(ctx)
 	defer cancel()
-	if err := client.Do(cctx, client.B().Ping().Build()).Error(); err != nil {
+	info, err := client.Do(cctx, client.B().Info().Section("server").Build()).ToString()
+	if err != nil {
 		client.Close()
 		return nil, l.fail("connect to "+name, err)
 	}
+	sh.zmpop = serverMajor(info) >= 7
 	return sh, nil
+}
+
+// serverMajor returns the major version in an INFO server reply, or 0.
+func serverMajor(info string) int {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			major, _, _ := strings.Cut(v, ".")
+			n, _ := strconv.Atoi(major)
+			return n
+		}
+	}
+	return 0
 }
 
 // String describes the layer for logs.
@@ -340,27 +358,37 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	}
 	now := l.clock.next()
 	sh := l.shardFor(channel)
+	key := l.key(channel)
+	capacity := strconv.Itoa(l.s.caps.For(channel))
 	cctx, cancel := l.s.withTimeout(ctx)
 	defer cancel()
-	res, err := sendScript.Exec(cctx, sh.client, []string{l.key(channel)}, []string{
-		rueidis.BinaryString(member),
-		formatMicros(now),
-		l.cutoff(now),
-		strconv.Itoa(l.s.caps.For(channel)),
-		l.keyTTL(),
-		l.markerPrefix(),
-		l.markerTTL(),
-		channel,
-		l.countPrefix(),
-		strconv.Itoa(l.s.processCap),
-	}).AsIntSlice()
+	var sent int64
+	if proc == "" {
+		sent, err = sendFastScript.Exec(cctx, sh.client, []string{key}, []string{
+			rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capacity, l.keyTTL(),
+		}).AsInt64()
+	} else {
+		sent, err = sendProcessFastScript.Exec(cctx, sh.client, []string{key}, []string{
+			rueidis.BinaryString(member), formatMicros(now), capacity, l.keyTTL(),
+			l.countPrefix() + nonLocal(channel), channel, strconv.Itoa(l.s.processCap),
+		}).AsInt64()
+		if err == nil && sent < 0 {
+			var res []int64
+			res, err = sendScript.Exec(cctx, sh.client, []string{key}, []string{
+				rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capacity,
+				l.keyTTL(), l.markerPrefix(), l.markerTTL(), channel, l.countPrefix(),
+				strconv.Itoa(l.s.processCap),
+			}).AsIntSlice()
+			if err == nil && len(res) == 2 {
+				sent = res[0]
+				l.st.expired.Add(uint64(res[1]))
+			}
+		}
+	}
 	if err != nil {
 		return l.failCtx(ctx, what, err)
 	}
-	if len(res) == 2 && res[1] > 0 {
-		l.st.expired.Add(uint64(res[1]))
-	}
-	if len(res) < 1 || res[0] != 1 {
+	if sent != 1 {
 		l.st.full.Add(1)
 		return fmt.Errorf("redislayer: %s: %w", what, channels.ErrChannelFull)
 	}

@@ -544,13 +544,17 @@ func (l *Layer) procLoop(sh *shard) {
 					bc = nil
 				}
 				if p != nil {
-					// Decode now: the drain that follows takes the
-					// message's channels off their counts.
+					// Deliver it at once, then take what followed it (and
+					// its channels off their counts) in one more trip.
 					d, derr := decodeMember(p.member)
 					if derr == nil {
 						p.d = &d
 					}
-					msgs = append(msgs, *p)
+					l.mu.Lock()
+					if gen == l.local.gen {
+						l.local.distribute(l, sh, []popped{*p}, time.Now())
+					}
+					l.mu.Unlock()
 					got, derr := l.drain(sh, p.key, room-1, p.channels())
 					msgs = append(msgs, got...)
 					if derr != nil && err == nil {

@@ -158,19 +158,33 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 }
 
 // poll pops, without waiting, the oldest live message of the first
-// non-empty key (in the order given). names are the channel names for the
-// keys' expiry markers ("" for process prefix keys).
+// non-empty key (in the order given). names are the keys' channel names,
+// for expiry markers. It pops with ZPOPMIN or ZMPOP; when that yields an
+// expired message it records it and falls back to a script that removes
+// every expired message of the keys before popping.
 func (sh *shard) poll(ctx context.Context, keys, names []string) (*popped, int64, error) {
 	l := sh.l
-	now := l.clock.next()
-	args := make([]string, 0, 3+len(names))
-	args = append(args, l.cutoff(now), l.markerPrefix(), l.markerTTL())
-	args = append(args, names...)
 	// A pop must finish even when the caller gives up: abandoning it could
 	// drop a message Redis already popped. Only the layer's own timeout
 	// bounds it.
 	cctx, cancel := l.s.withTimeout(context.WithoutCancel(ctx))
 	defer cancel()
+	if len(keys) == 1 || sh.zmpop {
+		p, err := sh.zpop(cctx, keys)
+		if err != nil || p == nil {
+			return nil, 0, err
+		}
+		if !l.expired(p.score, time.Now()) {
+			return p, 0, nil
+		}
+		name := strings.TrimPrefix(p.key, l.s.prefix)
+		l.writeMarks([]mark{{shard: sh, channel: name, score: p.score}})
+		l.st.expired.Add(1)
+	}
+	now := l.clock.next()
+	args := make([]string, 0, 3+len(names))
+	args = append(args, l.cutoff(now), l.markerPrefix(), l.markerTTL())
+	args = append(args, names...)
 	arr, err := popScript.Exec(cctx, sh.client, keys, args).ToArray()
 	if err != nil {
 		return nil, 0, err
@@ -191,6 +205,26 @@ func (sh *shard) poll(ctx context.Context, keys, names []string) (*popped, int64
 		return nil, expired, err
 	}
 	return &p, expired, nil
+}
+
+// zpop pops the oldest message of the first non-empty key.
+func (sh *shard) zpop(ctx context.Context, keys []string) (*popped, error) {
+	c := sh.client
+	if len(keys) == 1 {
+		zs, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Build()).AsZScores()
+		if err != nil || len(zs) == 0 {
+			return nil, err
+		}
+		return &popped{key: keys[0], member: zs[0].Member, score: zs[0].Score}, nil
+	}
+	kz, err := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(1).Build()).AsZMPop()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil || len(kz.Values) == 0 {
+		return nil, err
+	}
+	return &popped{key: kz.Key, member: kz.Values[0].Member, score: kz.Values[0].Score}, nil
 }
 
 // pushBack puts a popped message back in Redis where it was.

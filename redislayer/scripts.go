@@ -242,6 +242,35 @@ local function deliver(key, list, cap, pcap, score, msg_of, recounted)
 end
 `
 
+// sendFastScript sends to an ordinary channel. Only live messages count
+// against capacity; expired ones are removed by pops and group sends.
+// KEYS[1] channel key; ARGV: member, score, cutoff, capacity, key TTL (ms).
+// Returns 1 sent, 0 full.
+var sendFastScript = rueidis.NewLuaScript(`
+if redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], '+inf') >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`)
+
+// sendProcessFastScript sends to a process-specific channel whose count is
+// below its capacity; it returns -1, changing nothing, when the channel or
+// its process key looks full, and the caller then runs sendScript, which
+// removes expired messages and recounts.
+// KEYS[1] process key; ARGV: member, score, capacity, key TTL (ms), count
+// key, channel, process capacity.
+var sendProcessFastScript = rueidis.NewLuaScript(`
+local ck, ch = ARGV[5], ARGV[6]
+local n = tonumber(redis.call('HGET', ck, ch)) or 0
+if n >= tonumber(ARGV[3]) or redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[7]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HINCRBY', ck, ch, 1)
+redis.call('HINCRBY', ck, '~a', 1)
+redis.call('PEXPIRE', ck, ARGV[4])
+return 1
+`)
+
 // sendScript: KEYS[1] channel key; ARGV: 1 member, 2 score, 3 cutoff,
 // 4 capacity, 5 key TTL (ms), 6 marker prefix, 7 marker TTL (ms),
 // 8 channel, 9 count key prefix, 10 process capacity. Returns

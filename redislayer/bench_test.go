@@ -1,0 +1,106 @@
+package redislayer_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/testenv"
+	"github.com/gochannels/channels/redislayer"
+)
+
+var benchContent = channels.Content{
+	"reply_channel": "websocket.send.abcdefghijkl!mnopqrstuvwx",
+	"path":          "/chat/lobby/",
+	"order":         int64(12),
+	"text":          `{"message": "hello, everybody in the lobby"}`,
+}
+
+func benchLayer(b *testing.B, cfg redislayer.Config) *redislayer.Layer {
+	b.Helper()
+	cfg.Hosts = []string{testenv.RedisURL(b)}
+	return newLayer(b, cfg)
+}
+
+// One send and one receive of a typical websocket.receive message: two
+// round trips to Redis.
+func BenchmarkSendReceive(b *testing.B) {
+	ctx := context.Background()
+	l := benchLayer(b, redislayer.Config{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Send(ctx, "websocket.receive", benchContent); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := l.Receive(ctx, "websocket.receive", "websocket.disconnect"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// One send to a process-specific channel and its receipt through
+// ReceivePrefix, the gateway's path: the send, then the receive loop's pop.
+func BenchmarkSendReceivePrefix(b *testing.B) {
+	ctx := context.Background()
+	l := benchLayer(b, redislayer.Config{})
+	ch, err := l.NewChannel(ctx, "websocket.send.bench!")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Send(ctx, ch, benchContent); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := l.ReceivePrefix(ctx, "websocket.send.bench!"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Sends and receives from 16 goroutines per CPU: the client pipelines
+// their round trips.
+func BenchmarkSendReceiveParallel(b *testing.B) {
+	ctx := context.Background()
+	l := benchLayer(b, redislayer.Config{Capacity: 100000})
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Send(ctx, "websocket.receive", benchContent); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, _, err := l.Receive(ctx, "websocket.receive"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// A group send to 100 members (the connections of four gateways), each of
+// which receives it by prefix: one Lua call, four Redis messages.
+func BenchmarkGroupSend100(b *testing.B) {
+	ctx := context.Background()
+	l := benchLayer(b, redislayer.Config{})
+	prefixes := []string{"websocket.send.gw1!", "websocket.send.gw2!", "websocket.send.gw3!", "websocket.send.gw4!"}
+	for i := range 100 {
+		m := fmt.Sprintf("%sm%d", prefixes[i%4], i)
+		if err := l.GroupAdd(ctx, "room", m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.GroupSend(ctx, "room", benchContent); err != nil {
+			b.Fatal(err)
+		}
+		for range 100 {
+			if _, _, err := l.ReceivePrefix(ctx, prefixes...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

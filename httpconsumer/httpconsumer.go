@@ -12,8 +12,12 @@
 // ordinary net/http handler sees, with these differences, each documented
 // on the function or field concerned:
 //
-//   - r.URL.Path is the path with the mount point ("root_path") removed, as
-//     http.StripPrefix would give it; see [RootPath].
+//   - r.URL.Path is the path with the mount point ("root_path") removed:
+//     what http.StripPrefix passes on and WSGI calls PATH_INFO, so that a
+//     handler written for "/" works unchanged wherever it is mounted.
+//     r.RequestURI keeps the full path, routing filters (channels.Path)
+//     match the message's full path, and [RootPath] gives the mount point
+//     for building links.
 //   - The whole body has been read before the handler runs; r.ContentLength
 //     is its length. An upload the client abandoned gets no response at
 //     all, a slow one a 408, a large one a 413, and the handler does not
@@ -22,6 +26,12 @@
 //     [Consumer.Consume].
 //   - r.TLS is non-nil, but empty, when the interface server says the
 //     scheme was https; see [Scheme].
+//   - Response headers go out as net/http would write them: Content-Type
+//     sniffed when the handler set none, Content-Length added to a
+//     response that is complete in one message, values encoded as Latin-1
+//     when every character fits. The interface server adds Date.
+//   - A panic gives a 500 (see [Consumer.Consume]), not a dropped
+//     connection.
 //   - Hijacking and HTTP/2 server push are not supported: the
 //     ResponseWriter implements neither http.Hijacker nor http.Pusher, so
 //     http.ResponseController.Hijack returns an error wrapping
@@ -270,34 +280,17 @@ func (c *Consumer) Consume(ctx context.Context, m *channels.Message) error {
 		return fmt.Errorf("httpconsumer: message on %q: %w", m.Channel, channels.ErrNoLayer)
 	}
 	c.warnUnsafe()
-	log := c.logger()
 
 	d, err := decode(m.Content)
 	if err != nil {
-		log.Warn("httpconsumer: bad request", "channel", m.Channel, "reply_channel", m.ReplyChannel, "error", err)
+		c.logger().Warn("httpconsumer: bad request", "channel", m.Channel, "reply_channel", m.ReplyChannel, "error", err)
 		return c.sendPlain(ctx, m, http.StatusBadRequest, "400 Bad Request\n")
 	}
-	{
-		body, err := c.readBody(ctx, m.Layer, d.body, d.bodyChannel)
-		switch {
-		case err == nil:
-			d.body = body
-		case errors.Is(err, errAborted):
-			log.Debug("httpconsumer: client closed the request while sending its body; no response", "path", d.path, "reply_channel", m.ReplyChannel)
-			return nil
-		case errors.Is(err, errBodyTimeout):
-			log.Warn("httpconsumer: request body arrived too slowly", "path", d.path, "timeout", c.bodyTimeout(), "reply_channel", m.ReplyChannel)
-			return c.sendPlain(ctx, m, http.StatusRequestTimeout, "408 Request Timeout (upload too slow)")
-		case errors.Is(err, errTooLarge):
-			log.Warn("httpconsumer: request body too large", "path", d.path, "limit", c.maxBodySize(), "reply_channel", m.ReplyChannel)
-			return c.sendPlain(ctx, m, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large\n")
-		case errors.Is(err, errBadChunk):
-			log.Warn("httpconsumer: bad request body chunk", "path", d.path, "error", err, "reply_channel", m.ReplyChannel)
-			return c.sendPlain(ctx, m, http.StatusBadRequest, "400 Bad Request\n")
-		default:
-			return err
-		}
+	body, err := c.readBody(ctx, m.Layer, d.body, d.bodyChannel)
+	if err != nil {
+		return c.bodyFailed(ctx, m, d.path, err)
 	}
+	d.body = body
 
 	w := &responseWriter{
 		c:      c,
@@ -332,6 +325,28 @@ func (c *Consumer) Consume(ctx context.Context, m *channels.Message) error {
 	}
 	cancel()
 	return w.error()
+}
+
+// bodyFailed answers a request whose body could not be read: nothing for
+// an aborted upload, 408, 413 or 400 for the others; errors from the layer
+// or ctx are returned without an answer.
+func (c *Consumer) bodyFailed(ctx context.Context, m *channels.Message, path string, err error) error {
+	log := c.logger().With("path", path, "reply_channel", m.ReplyChannel)
+	switch {
+	case errors.Is(err, errAborted):
+		log.Debug("httpconsumer: client closed the request while sending its body; no response")
+		return nil
+	case errors.Is(err, errBodyTimeout):
+		log.Warn("httpconsumer: request body arrived too slowly", "timeout", c.bodyTimeout())
+		return c.sendPlain(ctx, m, http.StatusRequestTimeout, "408 Request Timeout (upload too slow)")
+	case errors.Is(err, errTooLarge):
+		log.Warn("httpconsumer: request body too large", "limit", c.maxBodySize())
+		return c.sendPlain(ctx, m, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large\n")
+	case errors.Is(err, errBadChunk):
+		log.Warn("httpconsumer: bad request body chunk", "error", err)
+		return c.sendPlain(ctx, m, http.StatusBadRequest, "400 Bad Request\n")
+	}
+	return err
 }
 
 // serve runs the handler and reports a recovered panic.

@@ -62,8 +62,9 @@
 //     a slow client, 1009 for a message over MaxMessageSize);
 //   - otherwise 1006 (connection lost, ping timeout, Close).
 //
-// A full websocket.connect channel answers 503; a full websocket.receive
-// channel closes the socket with 1013 and mutes it (no further receive or
+// A full websocket.connect channel answers 503; a websocket.receive channel
+// that stays full for half a second (the socket is not read meanwhile)
+// closes the socket with 1013 and mutes it (no further receive or
 // disconnect messages). A client that does not read its frames is closed
 // with 1008 when OutboundQueue messages are waiting for it, or dropped when
 // one frame takes longer than WriteTimeout to write.

@@ -219,7 +219,7 @@ type Stats struct {
 	OriginRejected        uint64 // handshakes refused because of their Origin (403)
 	RequestQueueFull      uint64 // 503s because http.request was full
 	ConnectQueueFull      uint64 // 503s because websocket.connect was full
-	ReceiveQueueFull      uint64 // sockets closed with 1013 because websocket.receive was full
+	ReceiveQueueFull      uint64 // sockets closed with 1013 because websocket.receive stayed full
 	HTTPTimeouts          uint64 // requests that ran out of HTTPTimeout
 	SlowClients           uint64 // connections closed because their outbound queue overflowed or a write timed out
 	PingTimeouts          uint64 // WebSockets dropped because a ping got no pong

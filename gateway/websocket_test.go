@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -437,8 +438,8 @@ func TestConnectQueueFullIs503(t *testing.T) {
 	}
 }
 
-// A full websocket.receive channel closes the socket with 1013 and mutes it:
-// no more receive messages and no disconnect.
+// A websocket.receive channel that stays full closes the socket with 1013
+// and mutes it: no more receive messages and no disconnect.
 func TestReceiveQueueFullCloses1013(t *testing.T) {
 	l := newLayer(t, inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "websocket.receive", Capacity: 1}}})
 	srv := channelstest.StartServer(t, channelstest.ServerConfig{
@@ -794,5 +795,64 @@ func TestMetadataKeysInReplies(t *testing.T) {
 	ws.SendText("x")
 	if got := ws.ReceiveText(); got != "delayed" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// Many sockets at once through the single receive loop: every client gets
+// its own replies, in order.
+func TestManyConcurrentSockets(t *testing.T) {
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
+		return m.Reply(ctx, channels.Content{"text": m.Content.String("text")})
+	})
+	srv := channelstest.NewServer(t, r)
+	const sockets, frames = 50, 10
+	clients := make([]*channelstest.WSClient, sockets)
+	for i := range clients {
+		clients[i] = srv.DialWS("/")
+	}
+	var wg sync.WaitGroup
+	for i, ws := range clients {
+		wg.Go(func() {
+			for j := range frames {
+				ws.SendText(fmt.Sprintf("%d-%d", i, j))
+			}
+			for j := range frames {
+				if got, want := ws.ReceiveText(), fmt.Sprintf("%d-%d", i, j); got != want {
+					t.Errorf("client %d: got %q, want %q", i, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if s := srv.Gateway.Stats(); s.WebSocketsOpen != sockets || s.DroppedReplies != 0 || s.SlowClients != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A websocket.receive channel that is full only for a moment does not
+// close the socket: the frame waits for room.
+func TestReceiveQueueBrieflyFull(t *testing.T) {
+	l := newLayer(t, inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "websocket.receive", Capacity: 1}}})
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Layer:  l,
+		Worker: func(w *worker.Worker) { w.Only = []string{"websocket.connect"} },
+	})
+	ws := srv.DialWS("/")
+	send(t, l, "websocket.receive", channels.Content{"filler": true})
+	ws.SendText("one")
+	waitFor(t, "the gateway to find the channel full", func() bool {
+		st, _ := l.Stats(context.Background())
+		return st.Full >= 1
+	})
+	if m := layerMessage(t, l, "websocket.receive"); !m.Bool("filler") {
+		t.Fatalf("first message %v", m)
+	}
+	if m := layerMessage(t, l, "websocket.receive"); m.String("text") != "one" {
+		t.Fatalf("second message %v", m)
+	}
+	if got := ws.CloseStatus(); got != 0 {
+		t.Fatalf("socket closed with %d", got)
 	}
 }

@@ -45,6 +45,24 @@ func BenchmarkEcho(b *testing.B) {
 	}
 }
 
+// Echo round trips on many sockets at once (one per parallel goroutine):
+// the single receive loop and the worker shared by every connection.
+func BenchmarkEchoParallel(b *testing.B) {
+	srv := channelstest.NewServer(b, echoRouter())
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		ws := srv.DialWS("/echo/")
+		for pb.Next() {
+			ws.SendText("hello")
+			if ws.ReceiveText() != "hello" {
+				b.Error("wrong echo")
+				return
+			}
+		}
+	})
+}
+
 // One HTTP request and response over a keep-alive connection, through the
 // layer and a worker.
 func BenchmarkHTTP(b *testing.B) {

@@ -638,3 +638,64 @@ func TestNameAndChannels(t *testing.T) {
 		t.Errorf("Channels (-want +got):\n%s", diff)
 	}
 }
+
+// WriteHeader misuse behaves as in net/http: an invalid code panics (so the
+// client gets a 500), a second call is logged and ignored.
+func TestWriteHeaderMisuse(t *testing.T) {
+	resp := serve(t, httpconsumer.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(42)
+	})), get("/"))
+	if resp.status != 500 {
+		t.Errorf("invalid code: status %d, want 500", resp.status)
+	}
+
+	var logs syncBuffer
+	c := httpconsumer.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		w.WriteHeader(http.StatusOK)
+	}))
+	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if resp := serve(t, c, get("/")); resp.status != http.StatusTeapot {
+		t.Errorf("status %d, want 418", resp.status)
+	}
+	if !strings.Contains(logs.String(), "superfluous WriteHeader") {
+		t.Errorf("no warning in:\n%s", logs.String())
+	}
+}
+
+// Headers too large for the layer give the client a 500 instead of
+// silence, and Consume reports the error.
+func TestHeadersTooLarge(t *testing.T) {
+	l := inmemory.MustNew(inmemory.Config{MaxMessageSize: 4096})
+	t.Cleanup(func() { l.Close() })
+	c := httpconsumer.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Huge", strings.Repeat("h", 8192))
+		io.WriteString(w, "body")
+	}))
+	c.Logger = testLogger(t)
+	router := channels.NewRouter()
+	router.Route("http.request", c)
+	cl := channelstest.NewClientOn(t, l, router)
+	cl.Send("http.request", get("/"))
+	if err := cl.Consume("http.request"); !errors.Is(err, channels.ErrMessageTooLarge) {
+		t.Errorf("Consume = %v, want ErrMessageTooLarge", err)
+	}
+	if resp := receiveResponse(t, cl); resp.status != 500 {
+		t.Errorf("status %d, want 500", resp.status)
+	}
+	cl.ReceiveNothing()
+}
+
+// Panicking with ErrResponseLater after the response started ends the
+// response instead.
+func TestResponseLaterPanicTooLate(t *testing.T) {
+	c := httpconsumer.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "part")
+		w.(http.Flusher).Flush()
+		panic(httpconsumer.ErrResponseLater)
+	}))
+	resp := serve(t, c, get("/"))
+	if diff := cmp.Diff([]msgShape{{true, 4, true}, {false, -1, false}}, shapes(resp.msgs)); diff != "" {
+		t.Errorf("messages (-want +got):\n%s", diff)
+	}
+}

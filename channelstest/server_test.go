@@ -2,6 +2,7 @@ package channelstest_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -99,5 +100,39 @@ func TestStartServerNoWorker(t *testing.T) {
 	}
 	if got := ws.ReceiveText(); got != "welcome" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func ExampleNewServer() {
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
+		return m.Reply(ctx, channels.Content{"text": "echo: " + m.Content.String("text")})
+	})
+
+	// In a test, pass the test's *testing.T; everything stops when it ends.
+	t := &exampleTB{}
+	defer t.end()
+	srv := channelstest.NewServer(t, r)
+	ws := srv.DialWS("/echo/")
+	ws.SendText("hello")
+	fmt.Println(ws.ReceiveText())
+	fmt.Println("closed with", ws.Close(1000, "bye"))
+	// Output:
+	// echo: hello
+	// closed with 1000
+}
+
+// exampleTB stands in for *testing.T in examples, running the cleanups at
+// the end.
+type exampleTB struct{ cleanups []func() }
+
+func (*exampleTB) Helper()                      {}
+func (*exampleTB) Output() io.Writer            { return io.Discard }
+func (*exampleTB) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+func (t *exampleTB) Cleanup(f func())           { t.cleanups = append(t.cleanups, f) }
+
+func (t *exampleTB) end() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
 	}
 }

@@ -607,3 +607,33 @@ func TestMessageTooLargeForLayer(t *testing.T) {
 		t.Fatalf("TooLarge = %d", got)
 	}
 }
+
+// Shutdown lets HTTP requests in progress finish, refusing new ones.
+func TestShutdownWaitsForRequests(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, nil)
+	got := make(chan string)
+	go func() {
+		resp, body := get(t, srv, "/pending")
+		got <- fmt.Sprint(resp.StatusCode, " ", body)
+	}()
+	req := layerMessage(t, l, "http.request")
+	shut := make(chan error)
+	go func() { shut <- srv.Gateway.Shutdown(context.Background()) }()
+	waitFor(t, "new requests to be refused", func() bool {
+		resp, _ := get(t, srv, "/new")
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a request was in progress", err)
+	default:
+	}
+	reply(t, l, req, channels.Content{"status": 200, "content": []byte("done")})
+	if r := <-got; r != "200 done" {
+		t.Fatalf("pending request got %q", r)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}

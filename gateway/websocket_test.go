@@ -856,3 +856,21 @@ func TestReceiveQueueBrieflyFull(t *testing.T) {
 		t.Fatalf("socket closed with %d", got)
 	}
 }
+
+// A client that leaves during the handshake still produces
+// websocket.disconnect (1006, order 1).
+func TestClientLeavesDuringHandshake(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, nil)
+	raw := dialRaw(t, srv.URL)
+	raw.write(upgradeRequest("/leaving/"))
+	c := layerMessage(t, l, "websocket.connect")
+	raw.c.Close()
+	d := layerMessage(t, l, "websocket.disconnect")
+	code, _ := d.Int("code")
+	order, _ := d.Int("order")
+	if d.String("reply_channel") != c.String("reply_channel") || code != 1006 || order != 1 || d.String("path") != "/leaving/" {
+		t.Fatalf("disconnect %v", d)
+	}
+	waitFor(t, "no handshake in progress", func() bool { return srv.Gateway.Stats().WebSocketsHandshaking == 0 })
+}

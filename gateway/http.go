@@ -129,10 +129,14 @@ func (x *httpExchange) run() {
 	}
 	first, eof, err := body.next()
 	if err != nil {
-		if isMaxBytes(err) {
+		switch {
+		case isMaxBytes(err):
 			s.stats.tooLarge.Add(1)
 			x.errorPage(http.StatusRequestEntityTooLarge, "Request body too large.")
-		} else {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.stats.httpTimeouts.Add(1)
+			x.errorPage(http.StatusServiceUnavailable, "Worker server failed to respond within time limit.")
+		default:
 			x.aborted = true // the client went away mid-body; the app never heard of it
 		}
 		return

@@ -637,3 +637,20 @@ func TestShutdownWaitsForRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A body that does not arrive within HTTPTimeout gets the timeout's 503,
+// without the application hearing of the request.
+func TestSlowBodyTimesOut(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, func(g *gateway.Server) { g.HTTPTimeout = 200 * time.Millisecond })
+	raw := dialRaw(t, srv.URL)
+	raw.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+	resp := raw.response(nil)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "failed to respond within time limit") {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if ch, c, _ := channels.Poll(context.Background(), l, "http.request"); c != nil {
+		t.Fatalf("the request reached %s", ch)
+	}
+}

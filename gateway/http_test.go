@@ -654,3 +654,31 @@ func TestSlowBodyTimesOut(t *testing.T) {
 		t.Fatalf("the request reached %s", ch)
 	}
 }
+
+// A client that does not read a streamed response is dropped once the
+// chunks waiting for it overflow OutboundQueue (or a write times out).
+func TestSlowHTTPClientDropped(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, func(g *gateway.Server) {
+		g.OutboundQueue = 2
+		g.WriteTimeout = 300 * time.Millisecond
+	})
+	raw := dialRaw(t, srv.URL)
+	_ = raw.c.(*net.TCPConn).SetReadBuffer(4096)
+	raw.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	req := layerMessage(t, l, "http.request")
+	chunk := bytes.Repeat([]byte("x"), 256<<10)
+	reply(t, l, req, channels.Content{"status": 200, "more_content": true})
+	for srv.Gateway.Stats().SlowClients == 0 {
+		err := l.Send(context.Background(), req.String("reply_channel"), channels.Content{"content": chunk, "more_content": true})
+		if err != nil && !strings.Contains(err.Error(), "full") {
+			t.Fatal(err)
+		}
+		if err != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if d := layerMessage(t, l, "http.disconnect"); d.String("path") != "/big" {
+		t.Fatalf("disconnect %v", d)
+	}
+}

@@ -121,8 +121,9 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	if l.closed() {
 		return channels.ErrLayerClosed
 	}
-	what := "send to group " + strconv.Quote(group)
-	nc, err := l.prepare(what, c)
+	const verb = "send to group"
+	what := opString(verb, group)
+	nc, err := l.prepare(verb, group, c)
 	if err != nil {
 		return err
 	}

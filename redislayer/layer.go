@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ type Layer struct {
 	luaCapsOK bool
 
 	rot atomic.Uint32 // rotates receive order
+
+	// Arguments that never change, formatted once.
+	keyTTLArg, markerTTLArg, groupTTLArg string
+	markerPfx, countPfx, processCapArg  string
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc
@@ -79,6 +84,12 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l := &Layer{s: s}
 	l.closeCtx, l.closeFn = context.WithCancel(context.Background())
 	l.local.init()
+	l.keyTTLArg = strconv.FormatInt(2*s.expiry.Milliseconds()+1000, 10)
+	l.markerTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1000), 10)
+	l.groupTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1), 10)
+	l.markerPfx = s.prefix + ":expired:"
+	l.countPfx = s.prefix + ":count:"
+	l.processCapArg = strconv.Itoa(s.processCap)
 	l.luaCapsOK = true
 	for _, r := range s.rules {
 		if r.Regexp != nil {
@@ -143,6 +154,8 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	opt.ReadBufferEachConn = l.s.connBuffer
 	opt.WriteBufferEachConn = l.s.connBuffer
 	opt.BlockingPoolSize = l.s.receiveConns + 4
+	opt.MaxFlushDelay = l.s.flushDelay
+	opt.PipelineMultiplex = bits.Len(uint(l.s.pipelineConns)) - 1 // connections = 2^PipelineMultiplex
 	if opt.Dialer.Timeout == 0 && l.s.timeout > 0 {
 		opt.Dialer.Timeout = min(l.s.timeout, rueidis.DefaultDialTimeout)
 	}
@@ -249,22 +262,18 @@ func (l *Layer) key(name string) string { return l.s.prefix + nonLocal(name) }
 
 func (l *Layer) groupKey(group string) string { return l.s.prefix + ":group:" + group }
 
-func (l *Layer) markerPrefix() string { return l.s.prefix + ":expired:" }
+func (l *Layer) markerPrefix() string { return l.markerPfx }
 
-func (l *Layer) countPrefix() string { return l.s.prefix + ":count:" }
+func (l *Layer) countPrefix() string { return l.countPfx }
 
 // keyTTL is how long a channel key outlives its last message: twice the
 // expiry, so that expired messages stay long enough to be seen (and their
 // channels evicted from groups) before the key goes.
-func (l *Layer) keyTTL() string { return strconv.FormatInt(2*l.s.expiry.Milliseconds()+1000, 10) }
+func (l *Layer) keyTTL() string { return l.keyTTLArg }
 
-func (l *Layer) markerTTL() string {
-	return strconv.FormatInt(max(l.s.groupExpiry.Milliseconds(), 1000), 10)
-}
+func (l *Layer) markerTTL() string { return l.markerTTLArg }
 
-func (l *Layer) groupTTL() string {
-	return strconv.FormatInt(max(l.s.groupExpiry.Milliseconds(), 1), 10)
-}
+func (l *Layer) groupTTL() string { return l.groupTTLArg }
 
 // cutoff is the newest score that has expired at score now.
 func (l *Layer) cutoff(now int64) string { return formatMicros(now - l.s.expiry.Microseconds()) }
@@ -282,9 +291,24 @@ func (l *Layer) fail(op string, err error) error {
 }
 
 func (l *Layer) failCtx(ctx context.Context, op string, err error) error {
+	return l.failOp(ctx, op, "", err)
+}
+
+// opString names an operation in errors: verb, and the quoted name if any.
+// It is built only when an error is returned.
+func opString(verb, name string) string {
+	if name == "" {
+		return verb
+	}
+	return verb + " " + strconv.Quote(name)
+}
+
+// failOp is failCtx for an operation on a named channel or group.
+func (l *Layer) failOp(ctx context.Context, verb, name string, err error) error {
 	if err == nil {
 		return nil
 	}
+	op := opString(verb, name)
 	if ctx != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("redislayer: %s: %w", op, ctx.Err())
 	}
@@ -318,18 +342,19 @@ func (l *Layer) checkChannels(names []string) error {
 	return nil
 }
 
-// prepare validates and normalizes content for sending.
-func (l *Layer) prepare(what string, c channels.Content) (channels.Content, error) {
+// prepare validates and normalizes content for sending (verb and name
+// name the operation in errors).
+func (l *Layer) prepare(verb, name string, c channels.Content) (channels.Content, error) {
 	if _, ok := c[channelKey]; ok {
-		return nil, fmt.Errorf("redislayer: %s: %w: key %q is reserved", what, channels.ErrInvalidContent, channelKey)
+		return nil, fmt.Errorf("redislayer: %s: %w: key %q is reserved", opString(verb, name), channels.ErrInvalidContent, channelKey)
 	}
 	nc, size, err := channels.Normalize(c)
 	if err != nil {
-		return nil, fmt.Errorf("redislayer: %s: %w", what, err)
+		return nil, fmt.Errorf("redislayer: %s: %w", opString(verb, name), err)
 	}
 	if l.s.maxSize > 0 && size > l.s.maxSize {
 		l.st.tooLarge.Add(1)
-		return nil, fmt.Errorf("redislayer: %s: %w (%d bytes, limit %d)", what, channels.ErrMessageTooLarge, size, l.s.maxSize)
+		return nil, fmt.Errorf("redislayer: %s: %w (%d bytes, limit %d)", opString(verb, name), channels.ErrMessageTooLarge, size, l.s.maxSize)
 	}
 	return nc, nil
 }
@@ -343,8 +368,7 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	if l.closed() {
 		return channels.ErrLayerClosed
 	}
-	what := "send to " + strconv.Quote(channel)
-	nc, err := l.prepare(what, c)
+	nc, err := l.prepare("send to", channel, c)
 	if err != nil {
 		return err
 	}
@@ -370,14 +394,14 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	} else {
 		sent, err = sendProcessFastScript.Exec(cctx, sh.client, []string{key}, []string{
 			rueidis.BinaryString(member), formatMicros(now), capacity, l.keyTTL(),
-			l.countPrefix() + nonLocal(channel), channel, strconv.Itoa(l.s.processCap),
+			l.countPrefix() + nonLocal(channel), channel, l.processCapArg,
 		}).AsInt64()
 		if err == nil && sent < 0 {
 			var res []int64
 			res, err = sendScript.Exec(cctx, sh.client, []string{key}, []string{
 				rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capacity,
 				l.keyTTL(), l.markerPrefix(), l.markerTTL(), channel, l.countPrefix(),
-				strconv.Itoa(l.s.processCap),
+				l.processCapArg,
 			}).AsIntSlice()
 			if err == nil && len(res) == 2 {
 				sent = res[0]
@@ -386,11 +410,11 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 		}
 	}
 	if err != nil {
-		return l.failCtx(ctx, what, err)
+		return l.failOp(ctx, "send to", channel, err)
 	}
 	if sent != 1 {
 		l.st.full.Add(1)
-		return fmt.Errorf("redislayer: %s: %w", what, channels.ErrChannelFull)
+		return fmt.Errorf("redislayer: %s: %w", opString("send to", channel), channels.ErrChannelFull)
 	}
 	l.st.sent.Add(1)
 	l.rates.add(channel, time.Now())
@@ -647,16 +671,17 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 }
 
 // rateTable tracks recent sends per channel for ChannelStats, for at most
-// rateChannels channels (the least recently used are forgotten).
+// rateChannels channels. Recording a send takes no lock once the channel
+// is known.
 type rateTable struct {
-	mu sync.Mutex
-	m  map[string]*rate
+	m sync.Map // channel → *rate
+	n atomic.Int64
 }
 
 type rate struct {
-	windowStart time.Time
-	count       int
-	last        float64
+	windowStart atomic.Int64 // Unix nanoseconds
+	count       atomic.Int64
+	last        atomic.Uint64 // float64 bits: the rate of the previous window
 }
 
 const (
@@ -665,48 +690,50 @@ const (
 )
 
 func (t *rateTable) add(channel string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = make(map[string]*rate)
-	}
-	r := t.m[channel]
-	if r == nil {
-		if len(t.m) >= rateChannels {
-			for k, v := range t.m { // drop idle entries
-				if now.Sub(v.windowStart) > 2*rateWindow {
-					delete(t.m, k)
+	v, ok := t.m.Load(channel)
+	if !ok {
+		if t.n.Load() >= rateChannels {
+			t.m.Range(func(k, v any) bool { // forget idle channels
+				if now.Sub(time.Unix(0, v.(*rate).windowStart.Load())) > 2*rateWindow {
+					t.m.Delete(k)
+					t.n.Add(-1)
 				}
-			}
-			if len(t.m) >= rateChannels {
+				return true
+			})
+			if t.n.Load() >= rateChannels {
 				return
 			}
 		}
-		r = &rate{windowStart: now}
-		t.m[channel] = r
+		r := &rate{}
+		r.windowStart.Store(now.UnixNano())
+		var loaded bool
+		if v, loaded = t.m.LoadOrStore(channel, r); !loaded {
+			t.n.Add(1)
+		}
 	}
-	if el := now.Sub(r.windowStart); el >= rateWindow {
-		r.last = float64(r.count) / el.Seconds()
-		r.windowStart, r.count = now, 0
+	r := v.(*rate)
+	start := r.windowStart.Load()
+	if el := now.UnixNano() - start; el >= int64(rateWindow) && r.windowStart.CompareAndSwap(start, now.UnixNano()) {
+		n := r.count.Swap(0)
+		r.last.Store(math.Float64bits(float64(n) / time.Duration(el).Seconds()))
 	}
-	r.count++
+	r.count.Add(1)
 }
 
 func (t *rateTable) rate(channel string, now time.Time) float64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r := t.m[channel]
-	if r == nil {
+	v, ok := t.m.Load(channel)
+	if !ok {
 		return 0
 	}
-	el := now.Sub(r.windowStart)
-	if el >= 2*rateWindow {
+	r := v.(*rate)
+	el := now.Sub(time.Unix(0, r.windowStart.Load()))
+	switch {
+	case el >= 2*rateWindow:
 		return 0
+	case el >= time.Second:
+		return float64(r.count.Load()) / el.Seconds()
 	}
-	if el >= time.Second {
-		return float64(r.count) / el.Seconds()
-	}
-	return r.last
+	return math.Float64frombits(r.last.Load())
 }
 
 var (

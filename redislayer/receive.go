@@ -296,32 +296,34 @@ func (l *Layer) receiveMixed(ctx context.Context, normal, proc []string) (string
 		}()
 	}
 	n := len(normal)
+	allKeys := make([]string, n)
+	for i, name := range normal {
+		allKeys[i] = l.key(name)
+	}
 	keys := make([]string, n)
 	order := make([]string, n)
 	for {
 		start := int(l.rot.Add(1) % uint32(n))
 		for i := range n {
 			order[i] = normal[(start+i)%n]
-			keys[i] = l.key(order[i])
+			keys[i] = allKeys[(start+i)%n]
 		}
-		ictx, cancel := context.WithCancel(ctx)
-		if w != nil {
-			l.mu.Lock()
-			if w.fired {
-				cancel()
-			} else {
-				w.notify = cancel
+		// First without waiting: under load a message is usually there.
+		p, sh, err := l.pollShards(ctx, keys, order)
+		if p == nil && (err == nil || len(l.shards) > 1) {
+			if w != nil {
+				l.mu.Lock()
+				if ch, c, ok := l.local.takeNames(l, proc); ok {
+					l.mu.Unlock()
+					return ch, c, nil
+				}
+				l.mu.Unlock()
 			}
-			l.mu.Unlock()
-		}
-		stopClose := context.AfterFunc(l.closeCtx, cancel)
-		p, sh, err := l.pop(ictx, keys, order)
-		stopClose()
-		cancel()
-		if w != nil {
-			l.mu.Lock()
-			w.notify = nil
-			l.mu.Unlock()
+			var berr error
+			p, sh, berr = l.blockingPop(ctx, w, keys)
+			if err == nil {
+				err = berr
+			}
 		}
 		if p != nil {
 			name := strings.TrimPrefix(p.key, l.s.prefix)
@@ -353,6 +355,31 @@ func (l *Layer) receiveMixed(ctx context.Context, normal, proc []string) (string
 			}
 		}
 	}
+}
+
+// blockingPop waits for a message on keys for at most one block timeout,
+// and less when the waiter w (if any) is woken by a message on a
+// process-specific channel or the layer closes.
+func (l *Layer) blockingPop(ctx context.Context, w *waiter, keys []string) (*popped, *shard, error) {
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if w != nil {
+		l.mu.Lock()
+		if w.fired {
+			cancel()
+		} else {
+			w.notify = cancel
+		}
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			w.notify = nil
+			l.mu.Unlock()
+		}()
+	}
+	stopClose := context.AfterFunc(l.closeCtx, cancel)
+	defer stopClose()
+	return l.block(ictx, keys)
 }
 
 // deliverPopped decodes a message popped from an ordinary channel. It
@@ -388,15 +415,15 @@ func (l *Layer) blockFor(ctx context.Context) (time.Duration, bool) {
 	return t, true
 }
 
-// pop takes one message from keys (ordinary channels named names), waiting
-// at most one block timeout. With one host it is a blocking pop, preceded
-// by a non-blocking one that shares the pipelined connections (so that a
-// busy layer does not pay a dedicated round trip per message). With several
-// hosts it tries each host without waiting, then waits on all of them at
-// once and puts back any message popped after the first.
-func (l *Layer) pop(ctx context.Context, keys, names []string) (*popped, *shard, error) {
+// pollShards takes one message from keys (ordinary channels named names)
+// without waiting, trying the hosts in turn from a rotating start. It
+// returns the first error when no host had a message.
+func (l *Layer) pollShards(ctx context.Context, keys, names []string) (*popped, *shard, error) {
 	n := len(l.shards)
-	start := int(l.rot.Load() % uint32(n))
+	start := 0
+	if n > 1 {
+		start = int(l.rot.Load() % uint32(n))
+	}
 	var firstErr error
 	for i := range n {
 		if err := ctx.Err(); err != nil {
@@ -411,19 +438,21 @@ func (l *Layer) pop(ctx context.Context, keys, names []string) (*popped, *shard,
 			return p, sh, nil
 		}
 		if err != nil && firstErr == nil {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
 			firstErr = err
 		}
 	}
-	if firstErr != nil && n == 1 {
-		return nil, nil, firstErr
-	}
+	return nil, nil, firstErr
+}
+
+// block takes one message from keys, waiting at most one block timeout.
+// With several hosts it waits on all of them at once and puts back any
+// message popped after the first.
+func (l *Layer) block(ctx context.Context, keys []string) (*popped, *shard, error) {
 	t, ok := l.blockFor(ctx)
 	if !ok {
 		return nil, nil, ctx.Err()
 	}
+	n := len(l.shards)
 	if n == 1 {
 		return l.bpopOn(ctx, l.shards[0], keys, t)
 	}
@@ -441,7 +470,10 @@ func (l *Layer) pop(ctx context.Context, keys, names []string) (*popped, *shard,
 			results <- result{p, sh, err}
 		}()
 	}
-	var win *result
+	var (
+		win      *result
+		firstErr error
+	)
 	for range n {
 		r := <-results
 		switch {

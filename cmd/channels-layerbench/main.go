@@ -9,7 +9,7 @@
 //
 //	channels-layerbench [-url redis://127.0.0.1:6379/0] [-senders 32] [-receivers 32]
 //	                    [-duration 10s] [-mode normal|process] [-channels 4]
-//	                    [-size 64] [-baseline] [-cpuprofile cpu.out]
+//	                    [-size 64] [-baseline] [-rounds 3] [-cpuprofile cpu.out]
 //
 // In normal mode receivers call Receive on ordinary channels (what workers
 // do); in process mode they call ReceivePrefix on one process prefix and
@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,31 +55,57 @@ func main() {
 		nchannels  = flag.Int("channels", 4, "ordinary channels (normal mode)")
 		size       = flag.Int("size", 64, "text bytes per message")
 		baseline   = flag.Bool("baseline", false, "also run redis-benchmark -t zadd -P 16 against the same server")
-		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the measured run to this file")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the first measured run to this file")
+		rounds     = flag.Int("rounds", 1, "alternate the baseline and the layer this many times and report medians (the machine's load varies)")
 	)
 	flag.Parse()
 	if *mode != "normal" && *mode != "process" {
 		log.Fatalf("-mode must be normal or process")
 	}
 
-	var zaddRate float64
-	if *baseline {
-		r, err := redisBenchmark(*rawURL)
-		if err != nil {
-			log.Fatalf("redis-benchmark: %v", err)
+	var zadds, rates, ratios []float64
+	for round := range *rounds {
+		var zaddRate float64
+		if *baseline {
+			r, err := redisBenchmark(*rawURL)
+			if err != nil {
+				log.Fatalf("redis-benchmark: %v", err)
+			}
+			zaddRate = r
+			zadds = append(zadds, r)
+			fmt.Printf("round %d: redis-benchmark -t zadd -P 16: %.0f ZADD/s\n", round+1, r)
 		}
-		zaddRate = r
-		fmt.Printf("redis-benchmark -t zadd -P 16: %.0f ZADD/s\n", r)
+		profile := ""
+		if round == 0 {
+			profile = *cpuprofile
+		}
+		rate, err := run(*rawURL, *mode, *senders, *receivers, *nchannels, *size, *duration, profile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		rates = append(rates, rate)
+		fmt.Printf("round %d: layer (%s, %d senders, %d receivers): %.0f messages/s sent and received\n", round+1, *mode, *senders, *receivers, rate)
+		if zaddRate > 0 {
+			ratios = append(ratios, rate/zaddRate)
+			fmt.Printf("round %d: ratio to pipelined ZADD: %.2f\n", round+1, rate/zaddRate)
+		}
 	}
+	if *rounds > 1 {
+		fmt.Printf("median over %d rounds: layer %.0f messages/s", *rounds, median(rates))
+		if len(ratios) > 0 {
+			fmt.Printf(", ZADD %.0f/s, ratio %.2f", median(zadds), median(ratios))
+		}
+		fmt.Println()
+	}
+}
 
-	rate, err := run(*rawURL, *mode, *senders, *receivers, *nchannels, *size, *duration, *cpuprofile)
-	if err != nil {
-		log.Fatal(err)
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
 	}
-	fmt.Printf("layer (%s, %d senders, %d receivers): %.0f messages/s sent and received\n", *mode, *senders, *receivers, rate)
-	if zaddRate > 0 {
-		fmt.Printf("ratio to pipelined ZADD: %.2f\n", rate/zaddRate)
-	}
+	return s[len(s)/2]
 }
 
 func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Duration, cpuprofile string) (float64, error) {

@@ -38,7 +38,7 @@ type Layer struct {
 
 	// Arguments that never change, formatted once.
 	keyTTLArg, markerTTLArg, groupTTLArg string
-	markerPfx, countPfx, processCapArg  string
+	markerPfx, countPfx, processCapArg   string
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc

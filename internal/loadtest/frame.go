@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,8 +55,9 @@ var errBadFrame = errors.New("not a load-test frame")
 
 // ParseFrame reads seq, t and src from a frame. Frames come back the way
 // AppendFrame wrote them, so a fast scanner handles them without allocating;
-// anything it does not expect (escapes, other key orders with nested values,
-// whitespace is fine) goes through encoding/json instead.
+// anything else it does not expect (escapes, values other than integers
+// and plain strings, keys differing only in case; whitespace and key order
+// are fine) goes through encoding/json instead.
 func ParseFrame(b []byte) (Frame, error) {
 	if f, ok := scanFrame(b); ok {
 		return f, nil
@@ -91,7 +93,7 @@ func scanFrame(b []byte) (Frame, bool) {
 		}
 		j := i + 1
 		for j < len(b) && b[j] != '"' {
-			if b[j] == '\\' {
+			if b[j] == '\\' || b[j] < 0x20 {
 				return f, false
 			}
 			j++
@@ -113,6 +115,12 @@ func scanFrame(b []byte) (Frame, bool) {
 			dst, have = &f.T, have|2
 		case "src":
 			dst, have = &f.Src, have|4
+		default:
+			// encoding/json matches keys without regard to case (and
+			// with escapes); leave such frames to it.
+			if bytes.EqualFold(key, []byte("seq")) || bytes.EqualFold(key, []byte("t")) || bytes.EqualFold(key, []byte("src")) {
+				return f, false
+			}
 		}
 		if dst != nil {
 			n, k, ok := scanInt(b, i)
@@ -121,7 +129,7 @@ func scanFrame(b []byte) (Frame, bool) {
 			}
 			*dst, i = n, k
 		} else {
-			k, ok := skipScalar(b, i)
+			k, ok := skipString(b, i)
 			if !ok {
 				return f, false
 			}
@@ -164,7 +172,8 @@ func scanInt(b []byte, i int) (int64, int, bool) {
 		n = n*10 + uint64(b[i]-'0')
 		i++
 	}
-	if i == start || (i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E')) || n > math.MaxInt64 {
+	if i == start || (b[start] == '0' && i-start > 1) ||
+		(i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E')) || n > math.MaxInt64 {
 		return 0, 0, false
 	}
 	if neg {
@@ -173,34 +182,19 @@ func scanInt(b []byte, i int) (int64, int, bool) {
 	return int64(n), i, true
 }
 
-// skipScalar skips a string without escapes, a number, true, false or null.
-func skipScalar(b []byte, i int) (int, bool) {
-	if i >= len(b) {
+// skipString skips a string without escapes or control characters, the
+// only other value a load-test frame has ("pad").
+func skipString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
-	switch c := b[i]; {
-	case c == '"':
-		for j := i + 1; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				return j + 1, true
-			case '\\':
-				return 0, false
-			}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, true
+		case c == '\\' || c < 0x20:
+			return 0, false
 		}
-		return 0, false
-	case c == '-' || (c >= '0' && c <= '9'):
-		j := i + 1
-		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
-			j++
-		}
-		return j, true
-	default:
-		for _, lit := range []string{"true", "false", "null"} {
-			if len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
-				return i + len(lit), true
-			}
-		}
-		return 0, false
 	}
+	return 0, false
 }

@@ -332,7 +332,8 @@ func (s *Reference) broadcast(rm *room, b []byte) {
 		case m.queue <- b:
 		case <-m.dead:
 		case <-t.C:
-			s.evict(m, "send queue full", false)
+			// A writer stuck in a write cannot send a close frame either.
+			s.evict(m, "send queue full", m.writingSince.Load() != 0)
 		}
 		t.Stop()
 	}

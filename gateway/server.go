@@ -271,7 +271,8 @@ func (s *Server) ServerID() string {
 	return s.id
 }
 
-// String describes the server for logs.
+// String describes the server for logs: its ID and its layer. Like
+// ServerID, it starts the server if it has not started yet.
 func (s *Server) String() string {
 	s.init()
 	return fmt.Sprintf("gateway %s on %v", s.id, s.Layer)

@@ -19,6 +19,7 @@ import (
 	"github.com/gochannels/channels/delay"
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/redislayer"
+	"go.uber.org/goleak"
 )
 
 // The crash test runs the delay server as a separate process (this test
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envServer) == "1" {
 		os.Exit(crashServerMain())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // crashServerMain is the delay-server process of the crash test.

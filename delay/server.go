@@ -445,9 +445,6 @@ func (s *Server) sendDue(ctx context.Context, recs []Record) []time.Time {
 				}
 				continue
 			}
-			if s.deliverHook != nil {
-				s.deliverHook()
-			}
 			c := r.Content
 			c[IDKey] = r.ID
 			err := s.Layer.Send(ctx, r.Channel, c)

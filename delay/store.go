@@ -27,6 +27,9 @@ const DefaultTablePrefix = "channels_"
 // expects. Open migrates older tables up to it and refuses newer ones.
 const SchemaVersion = 1
 
+// outcomeTimeout bounds the recording of sends that have already happened.
+const outcomeTimeout = 10 * time.Second
+
 // ErrStoreClosed is returned by a Store's methods after Close.
 var ErrStoreClosed = errors.New("delay: store closed")
 
@@ -460,8 +463,10 @@ func (s *Store) Add(ctx context.Context, recs ...Record) (int, error) {
 // transaction commits, the records are neither removed nor rescheduled and
 // are delivered again later, with the same IDs.
 //
-// A stored record whose content cannot be decoded is removed with an error
-// log and not handed to send. Deliver blocks until the transaction ends.
+// The outcome of the sends is recorded even when ctx ends while send runs,
+// within a further 10 s. A stored record whose content cannot be decoded is
+// removed with an error log and not handed to send. Deliver blocks until the
+// transaction ends.
 func (s *Store) Deliver(ctx context.Context, now time.Time, limit int, send DueFunc) (int, error) {
 	if s.closed.Load() {
 		return 0, ErrStoreClosed
@@ -469,7 +474,16 @@ func (s *Store) Deliver(ctx context.Context, now time.Time, limit int, send DueF
 	if limit <= 0 {
 		limit = 1
 	}
-	tx, err := s.db.begin(ctx)
+	// The transaction outlives ctx by outcomeTimeout: once the sends have
+	// happened their outcome must be recorded, or they would all be sent
+	// again (database/sql rolls a transaction back when its context ends).
+	txCtx := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		txCtx, cancel = context.WithDeadline(txCtx, d.Add(outcomeTimeout))
+		defer cancel()
+	}
+	tx, err := s.db.begin(txCtx)
 	if err != nil {
 		return 0, fmt.Errorf("delay: deliver: %w", err)
 	}
@@ -511,7 +525,7 @@ func (s *Store) Deliver(ctx context.Context, now time.Time, limit int, send DueF
 	rows.Close()
 	claimed := len(due) + len(bad)
 	if claimed == 0 {
-		return 0, tx.commit(ctx)
+		return 0, tx.commit(txCtx)
 	}
 	var retry []time.Time
 	if len(due) > 0 {
@@ -520,6 +534,7 @@ func (s *Store) Deliver(ctx context.Context, now time.Time, limit int, send DueF
 			return 0, fmt.Errorf("delay: deliver: send returned %d results for %d records", len(retry), len(due))
 		}
 	}
+	ctx = txCtx // the sends have happened: record their outcome
 	var remove, keep []string
 	remove = append(remove, bad...)
 	for i, r := range due {

@@ -204,6 +204,29 @@ func TestStoreUncommittedDeliveryIsRepeated(t *testing.T) {
 	})
 }
 
+// The outcome of sends that happened is recorded even when Deliver's
+// context ends while they run; otherwise they would all be sent again.
+func TestStoreRecordsOutcomeAfterContextEnds(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cfg func(*testing.T) delay.StoreConfig) {
+		s := openStore(t, cfg(t))
+		now := time.Now()
+		add(t, s, delay.Record{ID: "slow", Channel: "c", Content: channels.Content{}, Due: now})
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		n, err := s.Deliver(ctx, now, 10, func(ctx context.Context, recs []delay.Record) []time.Time {
+			<-ctx.Done()
+			time.Sleep(50 * time.Millisecond)
+			return make([]time.Time, len(recs))
+		})
+		if err != nil || n != 1 {
+			t.Fatalf("Deliver = %d, %v; want 1, nil", n, err)
+		}
+		if p := pending(t, s); p != 0 {
+			t.Errorf("pending = %d, want 0: the send's outcome was not recorded", p)
+		}
+	})
+}
+
 // Opening migrates once and is idempotent; the version is recorded; a
 // database with a newer schema is refused.
 func TestStoreSchemaVersion(t *testing.T) {

@@ -23,9 +23,11 @@ var NotFound = ConsumerFunc(func(ctx context.Context, m *Message) error {
 
 // WithDefaults returns a router that tries r first and then the default
 // routes that workers install after the application's own, so that the
-// four interface channels are always consumed: "websocket.connect" accepts,
-// "websocket.receive" and "websocket.disconnect" do nothing, and
-// "http.request" goes to httpDefault (NotFound when nil).
+// interface channels are always consumed: "websocket.connect" accepts,
+// "websocket.receive", "websocket.disconnect" and "http.disconnect" do
+// nothing, and "http.request" goes to httpDefault (NotFound when nil).
+// Consuming http.disconnect by default keeps that channel from filling up
+// when the application does not care about it.
 func WithDefaults(r *Router, httpDefault Consumer) *Router {
 	if httpDefault == nil {
 		httpDefault = NotFound
@@ -36,5 +38,6 @@ func WithDefaults(r *Router, httpDefault Consumer) *Router {
 	out.Route("websocket.connect", AcceptConnection)
 	out.Route("websocket.receive", Ignore)
 	out.Route("websocket.disconnect", Ignore)
+	out.Route("http.disconnect", Ignore)
 	return out
 }

@@ -61,7 +61,9 @@ var ErrDenyConnection error = &CloseError{}
 // means 1000). Returned from a "websocket.connect" consumer it rejects the
 // handshake with HTTP 403; the code is then not visible to the client.
 //
-// Application codes are 1000 or 3000–4999; other codes are refused by
+// Application codes are 1000 or 3000–4999 (see ValidCloseCode). The
+// gateway also accepts 1001 (going away) and 1011 (internal error, which the
+// Runner sends after a consumer panics); other codes are refused by
 // interface servers.
 type CloseError struct {
 	Code   int    // WebSocket close code; 0 means 1000

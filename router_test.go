@@ -213,7 +213,7 @@ func TestWithDefaults(t *testing.T) {
 	if got, _ := match(t, r, "websocket.connect", channels.Content{"path": "/chat/"}); got != "mine" {
 		t.Errorf("the application's route did not win: %s", got)
 	}
-	want := []string{"http.request", "websocket.connect", "websocket.disconnect", "websocket.receive"}
+	want := []string{"http.disconnect", "http.request", "websocket.connect", "websocket.disconnect", "websocket.receive"}
 	if diff := cmp.Diff(want, r.Channels()); diff != "" {
 		t.Errorf("Channels (-want +got):\n%s", diff)
 	}

@@ -8,6 +8,14 @@
 //	c := channelstest.NewClient(t, router)
 //	c.SendAndConsume("websocket.connect", channels.Content{"path": "/chat/lobby/"})
 //	reply := c.Receive() // {"accept": true}
+//
+// A Server runs a real gateway and worker on a local socket, and a WSClient
+// talks to it as a browser would, for tests of what is visible on the wire:
+//
+//	srv := channelstest.NewServer(t, router)
+//	ws := srv.DialWS("/chat/lobby/")
+//	ws.SendText("hello")
+//	fmt.Println(ws.ReceiveText())
 package channelstest
 
 import (

@@ -88,7 +88,6 @@ type Server struct {
 	plannedWake                                   atomic.Int64 // Unix µs the dispatcher sleeps until
 	cfgOnce                                       sync.Once
 	cfg                                           serverConfig
-	deliverHook                                   func() // tests: runs before each send
 }
 
 type serverConfig struct {
@@ -154,7 +153,7 @@ func (s *Server) Stats() Stats {
 // done, then finishes the step in progress (storing what it has received,
 // or committing the batch it is sending; each within StepTimeout) and
 // returns nil. It returns an error at once when Layer or Store is missing,
-// and when the layer is closed. Invalid messages, full channels and
+// and when the layer or the store is closed. Invalid messages, full channels and
 // failures of the layer or the database are logged, counted and retried;
 // they never stop the server.
 func (s *Server) Run(ctx context.Context) error {
@@ -172,16 +171,26 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel(nil)
 	var (
 		wg    sync.WaitGroup
+		mu    sync.Mutex
 		fatal error
 	)
+	fail := func(err error) {
+		mu.Lock()
+		fatal = errors.Join(fatal, err)
+		mu.Unlock()
+		cancel(err)
+	}
 	wg.Go(func() { s.Store.listen(runCtx, s.notify) })
 	wg.Go(func() {
 		if err := s.intake(runCtx); err != nil {
-			fatal = err
-			cancel(err)
+			fail(err)
 		}
 	})
-	wg.Go(func() { s.dispatch(runCtx) })
+	wg.Go(func() {
+		if err := s.dispatch(runCtx); err != nil {
+			fail(err)
+		}
+	})
 	wg.Wait()
 	cfg.log.Info("delay: server stopped", "stats", s.Stats())
 	return fatal
@@ -244,7 +253,9 @@ func (s *Server) intake(ctx context.Context) error {
 			batch = append(batch, c)
 		}
 		s.received.Add(uint64(len(batch)))
-		s.accept(ctx, batch)
+		if err := s.accept(ctx, batch); err != nil {
+			return err
+		}
 	}
 }
 
@@ -254,8 +265,9 @@ type confirmation struct {
 }
 
 // accept validates a batch of received messages, stores the valid ones and
-// confirms to the producers that asked.
-func (s *Server) accept(ctx context.Context, batch []channels.Content) {
+// confirms to the producers that asked. It returns an error only when the
+// store is closed.
+func (s *Server) accept(ctx context.Context, batch []channels.Content) error {
 	cfg := s.config()
 	now := time.Now()
 	recs := make([]Record, 0, len(batch))
@@ -280,8 +292,8 @@ func (s *Server) accept(ctx context.Context, batch []channels.Content) {
 		}
 	}
 	if len(recs) > 0 {
-		if !s.storeBatch(ctx, recs) {
-			return // lost, and logged: confirming would be a lie
+		if stored, err := s.storeBatch(ctx, recs); !stored {
+			return err // lost, and logged: confirming would be a lie
 		}
 		early := recs[0].Due
 		for _, r := range recs[1:] {
@@ -302,6 +314,7 @@ func (s *Server) accept(ctx context.Context, batch []channels.Content) {
 		}
 		s.confirmed.Add(1)
 	}
+	return nil
 }
 
 func keys(c channels.Content) []string {
@@ -314,8 +327,8 @@ func keys(c channels.Content) []string {
 
 // storeBatch adds recs to the store, retrying failures until it succeeds or
 // StepTimeout has passed since ctx was done. It reports whether they were
-// stored.
-func (s *Server) storeBatch(ctx context.Context, recs []Record) bool {
+// stored, and returns an error when the store is closed.
+func (s *Server) storeBatch(ctx context.Context, recs []Record) (bool, error) {
 	cfg := s.config()
 	lctx, cancel := lingering(ctx, cfg.step)
 	defer cancel()
@@ -327,27 +340,34 @@ func (s *Server) storeBatch(ctx context.Context, recs []Record) bool {
 		if err == nil {
 			s.stored.Add(uint64(n))
 			s.duplicates.Add(uint64(len(recs) - n))
-			return true
+			return true, nil
 		}
 		s.storeErrors.Add(1)
 		backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
-		if errors.Is(err, ErrStoreClosed) || sleep(lctx, backoff) != nil {
+		if closed := errors.Is(err, ErrStoreClosed); closed || sleep(lctx, backoff) != nil {
 			s.lost.Add(uint64(len(recs)))
 			cfg.log.Error("delay: LOST received messages: they could not be stored before the server stopped", "count", len(recs), "error", err)
-			return false
+			if closed {
+				return false, err
+			}
+			return false, nil
 		}
 		cfg.log.Error("delay: storing received messages failed; retrying (they exist only in this process until stored)", "count", len(recs), "error", err, "retry_in", backoff)
 	}
 }
 
-// dispatch sends due messages until ctx is done.
-func (s *Server) dispatch(ctx context.Context) {
+// dispatch sends due messages until ctx is done. It returns an error only
+// when the store is closed.
+func (s *Server) dispatch(ctx context.Context) error {
 	cfg := s.config()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastPurge := time.Now()
 	backoff := time.Duration(0)
 	fail := func(what string, err error) bool {
+		if errors.Is(err, ErrStoreClosed) {
+			return false
+		}
 		s.storeErrors.Add(1)
 		backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
 		cfg.log.Error("delay: "+what+" failed; retrying", "error", err, "retry_in", backoff)
@@ -362,12 +382,12 @@ func (s *Server) dispatch(ctx context.Context) {
 		cancel()
 		if err != nil {
 			if !fail("sending due messages", err) {
-				return
+				return closedErr(err)
 			}
 			continue
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if n >= cfg.batch {
 			continue // more may be due
@@ -382,7 +402,7 @@ func (s *Server) dispatch(ctx context.Context) {
 		next, ok, err := s.Store.NextDue(ctx)
 		if err != nil {
 			if ctx.Err() != nil || !fail("looking up the next due message", err) {
-				return
+				return closedErr(err)
 			}
 			continue
 		}
@@ -408,9 +428,18 @@ func (s *Server) dispatch(ctx context.Context) {
 		case <-s.wake:
 			timer.Stop()
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
+	return nil
+}
+
+// closedErr returns err when it says the store is closed, else nil.
+func closedErr(err error) error {
+	if errors.Is(err, ErrStoreClosed) {
+		return err
+	}
+	return nil
 }
 
 // permanent reports whether a send error will never go away by retrying.

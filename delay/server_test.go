@@ -298,6 +298,27 @@ func TestRunLifecycle(t *testing.T) {
 	}
 }
 
+// Closing the store stops Run with ErrStoreClosed instead of losing every
+// message received afterwards.
+func TestRunStopsWhenStoreCloses(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	store := openStore(t, sqliteConfig(t))
+	done := make(chan error, 1)
+	go func() { done <- (&delay.Server{Layer: l, Store: store, Logger: testLogger(t)}).Run(t.Context()) }()
+	sendRaw(t, l, channels.Content{"channel": "out", "content": map[string]any{}, "delay": int64(0)})
+	receive(t, l, "out", 5*time.Second)
+	store.Close()
+	sendRaw(t, l, channels.Content{"channel": "out", "content": map[string]any{}, "delay": int64(0)})
+	select {
+	case err := <-done:
+		if !errors.Is(err, delay.ErrStoreClosed) {
+			t.Errorf("Run after the store closed = %v, want ErrStoreClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the store was closed")
+	}
+}
+
 // Messages received just before Run's context is done are still stored.
 func TestStopStoresWhatWasReceived(t *testing.T) {
 	l := newLayer(t, inmemory.Config{Capacity: 1000})

@@ -325,6 +325,10 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "channels-load compare: unknown mode %q\n", fs.Arg(0))
 		return exitUsage
 	}
+	if m.name == "idle" && (*pidA == 0 || *pidB == 0) {
+		fmt.Fprintf(stderr, "channels-load compare: idle measures the servers' memory: -a-pid and -b-pid are required\n")
+		return exitUsage
+	}
 	mfs := flag.NewFlagSet("channels-load compare "+m.name, flag.ContinueOnError)
 	mfs.SetOutput(stderr)
 	cf := commonFlags(mfs)

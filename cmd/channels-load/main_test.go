@@ -66,6 +66,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"compare", "echo"}, exitUsage, "-a, -b and a mode are required"},
 		{[]string{"compare", "-a", "ws://x/", "-b", "ws://y/", "bogus"}, exitUsage, `unknown mode "bogus"`},
 		{[]string{"compare", "-a", "ws://x/", "-b", "ws://y/", "echo", "-c", "-1"}, exitUsage, "connections (-c)"},
+		{[]string{"compare", "-a", "ws://x/", "-b", "ws://y/", "-a-pid", "1", "idle"}, exitUsage, "-a-pid and -b-pid are required"},
 		{[]string{"reference", "-addr", "256.0.0.1:1"}, exitFailure, "channels-load reference:"},
 	} {
 		code, stdout, stderr := cli(t, tc.args...)

@@ -305,9 +305,12 @@ func (r *echoRun) pipelined(ec *echoConn) {
 			if r.stopped.Load() {
 				return
 			}
-			if ec.outstanding.Add(1) == 1 {
+			// The clock starts when the first frame goes out; it must be
+			// set before the watchdog can see anything outstanding.
+			if ec.outstanding.Load() == 0 {
 				ec.lastEvent.Store(r.now())
 			}
+			ec.outstanding.Add(1)
 			out = AppendFrame(out[:0], seq, time.Now().UnixNano(), ec.id, r.cfg.Size)
 			if err := ec.c.Write(bg, websocket.MessageText, out); err != nil {
 				r.fail(ec, err)

@@ -279,6 +279,9 @@ func TestIdleCountsDroppedConnections(t *testing.T) {
 	if rep.Connected != 20 || rep.Dropped != 5 || rep.OpenAtEnd != 15 {
 		t.Errorf("connected %d, dropped %d, open at end %d; want 20, 5, 15", rep.Connected, rep.Dropped, rep.OpenAtEnd)
 	}
+	if err := rep.Failure(); !errors.Is(err, loadtest.ErrConnect) || !strings.Contains(err.Error(), "closed 5 of 20") {
+		t.Errorf("Failure() = %v, want ErrConnect saying the server closed 5 of 20", err)
+	}
 }
 
 func TestHTTPCountsStatusesReconnectsAndTimeouts(t *testing.T) {

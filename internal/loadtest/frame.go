@@ -118,7 +118,8 @@ func scanFrame(b []byte) (Frame, bool) {
 		default:
 			// encoding/json matches keys without regard to case (and
 			// with escapes); leave such frames to it.
-			if bytes.EqualFold(key, []byte("seq")) || bytes.EqualFold(key, []byte("t")) || bytes.EqualFold(key, []byte("src")) {
+			if (len(key) == 1 || len(key) == 3) &&
+				(bytes.EqualFold(key, []byte("seq")) || bytes.EqualFold(key, []byte("t")) || bytes.EqualFold(key, []byte("src"))) {
 				return f, false
 			}
 		}

@@ -192,7 +192,9 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	if ctx.Err() != nil {
 		rep.StoppedEarly = stopReason(ctx, cfg.Duration, "while connecting")
 	}
-	rep.RSSOpen, _ = ReadRSS(cfg.ServerPID)
+	if rep.RSSOpen, err = ReadRSS(cfg.ServerPID); err != nil {
+		warn("the server's memory with all connections open is unknown: %v", err)
+	}
 	if n, err := countFDs(cfg.ServerPID); err == nil {
 		rep.FDsOpen = n
 	}
@@ -206,16 +208,18 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 		}
 	}
 	rep.HoldSec = time.Since(holdStart).Seconds()
-	rep.RSSSettled, _ = ReadRSS(cfg.ServerPID)
+	if rep.RSSSettled, err = ReadRSS(cfg.ServerPID); err != nil {
+		warn("the server's memory after the hold is unknown: %v", err)
+	}
 	finishing.Store(true)
 	prog.stop()
 	rep.Client, _ = meter.stop()
 	rep.Dropped = dropped.Load()
 	rep.OpenAtEnd = rep.Connected - int(rep.Dropped)
-	if rep.Connected > 0 {
+	if rep.Connected > 0 && rep.RSSOpen > 0 {
 		rep.PerConnKiB = float64(rep.RSSOpen-rep.RSSBefore) / float64(rep.Connected)
 	}
-	if rep.OpenAtEnd > 0 {
+	if rep.OpenAtEnd > 0 && rep.RSSSettled > 0 {
 		rep.PerConnSettledKiB = float64(rep.RSSSettled-rep.RSSBefore) / float64(rep.OpenAtEnd)
 	}
 	return rep, nil

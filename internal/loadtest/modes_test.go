@@ -129,6 +129,9 @@ func TestIdleAgainstReferenceInThisProcess(t *testing.T) {
 	if rep.FDsOpen-rep.FDsBefore < 120 {
 		t.Errorf("open files went from %d to %d; want at least 120 more for 60 loopback connections", rep.FDsBefore, rep.FDsOpen)
 	}
+	if rep.Failure() != nil {
+		t.Errorf("Failure() = %v", rep.Failure())
+	}
 	if rep.Connect.Count != 60 || rep.NoFileLimit == 0 || len(warnings) != 0 {
 		t.Errorf("connect samples %d, open-files limit %d, warnings %q", rep.Connect.Count, rep.NoFileLimit, warnings)
 	}

@@ -198,9 +198,17 @@ func (r *IdleReport) WriteText(w io.Writer) error {
 	return t.flush(w)
 }
 
-// Failure reports connections that could not be opened.
+// Failure reports connections that could not be opened or that the server
+// closed during the hold: either way the memory per connection is not what
+// it claims to be.
 func (r *IdleReport) Failure() error {
-	return connectFailure(r.ConnectErrors, r.Conns, r.FirstConnectError)
+	if err := connectFailure(r.ConnectErrors, r.Conns, r.FirstConnectError); err != nil {
+		return err
+	}
+	if r.Dropped > 0 {
+		return fmt.Errorf("%w: the server closed %d of %d connections during the hold", ErrConnect, r.Dropped, r.Connected)
+	}
+	return nil
 }
 
 // Metrics returns the server's memory per connection.

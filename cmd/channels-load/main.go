@@ -372,7 +372,7 @@ func runReference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:9000", "listen address")
 	queue := fs.Int("queue", loadtest.DefaultQueueSize, "broadcast frames buffered per connection")
-	slow := fs.Duration("slow", loadtest.DefaultSlowTimeout, "how long a full queue or a blocked write is tolerated before the client is closed")
+	slow := fs.Duration("slow", loadtest.DefaultSlowTimeout, "how long one write to a client may block before the client is closed as too slow")
 	direct := fs.Bool("direct", false, "broadcast by writing to each member directly instead of through its queue and writer goroutine")
 	if code, done := parse(fs, args); done {
 		return code

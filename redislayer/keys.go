@@ -3,6 +3,7 @@ package redislayer
 import (
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -68,21 +69,24 @@ func (c *clock) next() int64 {
 // formatMicros writes Unix microseconds as seconds with six decimals, the
 // unit of channels_redis's scores, exactly.
 func formatMicros(us int64) string {
-	neg := us < 0
-	if neg {
+	var buf [32]byte
+	b := buf[:0]
+	if us < 0 {
+		b = append(b, '-')
 		us = -us
 	}
-	frac := strconv.FormatInt(us%1e6, 10)
-	s := strconv.FormatInt(us/1e6, 10) + "." + strings.Repeat("0", 6-len(frac)) + frac
-	if neg {
-		s = "-" + s
+	b = strconv.AppendInt(b, us/1e6, 10)
+	b = append(b, '.')
+	frac := us % 1e6
+	for d := int64(1e5); d > 0; d /= 10 {
+		b = append(b, byte('0'+frac/d%10))
 	}
-	return s
+	return string(b)
 }
 
 // scoreTime turns a score (Unix seconds) into a time.
 func scoreTime(score float64) time.Time {
-	return time.UnixMicro(int64(score * 1e6))
+	return time.UnixMicro(int64(math.Round(score * 1e6)))
 }
 
 // encodeMember returns a sorted-set member: 12 random bytes followed by the

@@ -155,6 +155,13 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	opt.WriteBufferEachConn = l.s.connBuffer
 	opt.BlockingPoolSize = l.s.receiveConns + 4
 	opt.MaxFlushDelay = l.s.flushDelay
+	if l.s.timeout > 0 {
+		// A pipelined connection whose replies stop coming is closed
+		// after this long (rueidis pings it after Dialer.KeepAlive without
+		// replies), failing every call waiting on it: the hot paths rely
+		// on that instead of a context per call.
+		opt.ConnWriteTimeout = l.s.timeout
+	}
 	opt.PipelineMultiplex = bits.Len(uint(l.s.pipelineConns)) - 1 // connections = 2^PipelineMultiplex
 	if opt.Dialer.Timeout == 0 && l.s.timeout > 0 {
 		opt.Dialer.Timeout = min(l.s.timeout, rueidis.DefaultDialTimeout)
@@ -384,8 +391,9 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	sh := l.shardFor(channel)
 	key := l.key(channel)
 	capacity := strconv.Itoa(l.s.caps.For(channel))
-	cctx, cancel := l.s.withTimeout(ctx)
-	defer cancel()
+	// No context per call: the connection's own timeout bounds the wait
+	// (see connect).
+	cctx := ctx
 	var sent int64
 	if proc == "" {
 		sent, err = sendFastScript.Exec(cctx, sh.client, []string{key}, []string{

@@ -165,10 +165,9 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 func (sh *shard) poll(ctx context.Context, keys, names []string) (*popped, int64, error) {
 	l := sh.l
 	// A pop must finish even when the caller gives up: abandoning it could
-	// drop a message Redis already popped. Only the layer's own timeout
-	// bounds it.
-	cctx, cancel := l.s.withTimeout(context.WithoutCancel(ctx))
-	defer cancel()
+	// drop a message Redis already popped. Only the connection's timeout
+	// bounds it (see connect).
+	cctx := context.Background()
 	if len(keys) == 1 || sh.zmpop {
 		p, err := sh.zpop(cctx, keys)
 		if err != nil || p == nil {

@@ -14,8 +14,11 @@
 // In normal mode receivers call Receive on ordinary channels (what workers
 // do); in process mode they call ReceivePrefix on one process prefix and
 // senders send to 1000 channels under it (what an interface server does
-// with its connections' reply channels). Keys go under a random prefix and
-// are deleted at the end.
+// with its connections' reply channels). In raw mode the same goroutines
+// use a bare Redis client: senders ZADD, receivers ZPOPMIN (BZPOPMIN when
+// empty), the two round trips of a send and a receive without the layer's
+// work, which shows what the client library itself costs. Keys go under a
+// random prefix and are deleted at the end.
 package main
 
 import (
@@ -39,6 +42,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/redislayer"
+	"github.com/redis/rueidis"
 )
 
 func main() {
@@ -51,7 +55,7 @@ func main() {
 		senders    = flag.Int("senders", 32, "sending goroutines")
 		receivers  = flag.Int("receivers", 32, "receiving goroutines")
 		duration   = flag.Duration("duration", 10*time.Second, "how long to measure")
-		mode       = flag.String("mode", "normal", "normal (Receive on ordinary channels) or process (ReceivePrefix)")
+		mode       = flag.String("mode", "normal", "normal (Receive on ordinary channels), process (ReceivePrefix), or raw (a bare client's ZADD and ZPOPMIN, for comparison)")
 		nchannels  = flag.Int("channels", 4, "ordinary channels (normal mode)")
 		size       = flag.Int("size", 64, "text bytes per message")
 		baseline   = flag.Bool("baseline", false, "also run redis-benchmark -t zadd -P 16 against the same server")
@@ -59,8 +63,8 @@ func main() {
 		rounds     = flag.Int("rounds", 1, "alternate the baseline and the layer this many times and report medians (the machine's load varies)")
 	)
 	flag.Parse()
-	if *mode != "normal" && *mode != "process" {
-		log.Fatalf("-mode must be normal or process")
+	if *mode != "normal" && *mode != "process" && *mode != "raw" {
+		log.Fatalf("-mode must be normal, process or raw")
 	}
 
 	var zadds, rates, ratios []float64
@@ -78,6 +82,10 @@ func main() {
 		profile := ""
 		if round == 0 {
 			profile = *cpuprofile
+		}
+		run := run
+		if *mode == "raw" {
+			run = runRaw
 		}
 		rate, err := run(*rawURL, *mode, *senders, *receivers, *nchannels, *size, *duration, profile)
 		if err != nil {
@@ -262,4 +270,89 @@ func redisBenchmark(rawURL string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no ZADD figure in its output: %q", out)
+}
+
+// runRaw is run with a bare client: ZADD to send, ZPOPMIN (then BZPOPMIN
+// on a dedicated connection when empty) to receive.
+func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Duration, cpuprofile string) (float64, error) {
+	cfg, err := redislayer.ParseURL(rawURL)
+	if err != nil {
+		return 0, err
+	}
+	opt, err := rueidis.ParseURL(cfg.Hosts[0])
+	if err != nil {
+		return 0, err
+	}
+	opt.DisableCache = true
+	opt.ForceSingleClient = true
+	opt.MaxFlushDelay = 20 * time.Microsecond
+	if cfg.FlushDelay != 0 {
+		opt.MaxFlushDelay = max(cfg.FlushDelay, 0)
+	}
+	opt.ReadBufferEachConn, opt.WriteBufferEachConn = 64<<10, 64<<10
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	prefix := "layerbench-raw-" + hex.EncodeToString(b) + ":"
+	keys := make([]string, nchannels)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%sbench.work.%d", prefix, i)
+	}
+	defer func() {
+		c.Do(context.Background(), c.B().Del().Key(keys...).Build())
+	}()
+	payload := strings.Repeat("x", size+100)
+	var received atomic.Int64
+	var wg sync.WaitGroup
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	for r := range receivers {
+		wg.Go(func() {
+			key := keys[r%len(keys)]
+			for ctx.Err() == nil {
+				zs, err := c.Do(ctx, c.B().Zpopmin().Key(key).Build()).AsZScores()
+				if err == nil && len(zs) > 0 {
+					received.Add(1)
+					continue
+				}
+				bctx, cancel := context.WithTimeout(ctx, time.Second)
+				if r, err := c.Do(bctx, c.B().Bzpopmin().Key(key).Timeout(0.5).Build()).ToArray(); err == nil && len(r) == 3 {
+					received.Add(1)
+				}
+				cancel()
+			}
+		})
+	}
+	for s := range senders {
+		wg.Go(func() {
+			var n uint64
+			for i := s; ctx.Err() == nil; i++ {
+				n++
+				member := fmt.Sprintf("%d-%d-%s", s, n, payload)
+				c.Do(ctx, c.B().Zadd().Key(keys[i%len(keys)]).ScoreMember().ScoreMember(float64(time.Now().UnixMicro())/1e6, member).Build())
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	r0, start := received.Load(), time.Now()
+	time.Sleep(d)
+	r1, el := received.Load(), time.Since(start)
+	stop()
+	wg.Wait()
+	return float64(r1-r0) / el.Seconds(), nil
 }

@@ -257,10 +257,18 @@ type Usage struct {
 }
 
 // usageMeter measures the client's and (optionally) the server's CPU time
-// between start and stop.
+// between start and stop, or between start and the last mark.
 type usageMeter struct {
 	pid       int
 	start     time.Time
+	self, srv time.Duration
+	srvErr    error
+	marked    *usageMark
+}
+
+// usageMark is a reading of the clock and both CPU times.
+type usageMark struct {
+	at        time.Time
 	self, srv time.Duration
 	srvErr    error
 }
@@ -273,22 +281,37 @@ func startUsage(pid int) *usageMeter {
 	return m
 }
 
+func (m *usageMeter) read() *usageMark {
+	u := &usageMark{at: time.Now(), self: selfCPU()}
+	if m.pid != 0 {
+		u.srv, u.srvErr = readCPU(m.pid)
+	}
+	return u
+}
+
+// mark records the usage so far; stop then reports up to the last mark.
+// Fanout marks each time deliveries progress, so that the grace period
+// spent waiting for lost frames does not dilute the percentages.
+func (m *usageMeter) mark() { m.marked = m.read() }
+
 func (m *usageMeter) stop() (client Usage, server *Usage) {
-	wall := time.Since(m.start).Seconds()
+	end := m.marked
+	if end == nil {
+		end = m.read()
+	}
+	wall := end.at.Sub(m.start).Seconds()
 	pct := func(cpu time.Duration) float64 {
 		if wall <= 0 {
 			return 0
 		}
 		return 100 * cpu.Seconds() / wall
 	}
-	cpu := selfCPU() - m.self
+	cpu := end.self - m.self
 	client = Usage{CPUSeconds: cpu.Seconds(), CPUPercent: pct(cpu)}
-	if m.pid != 0 && m.srvErr == nil {
-		if now, err := readCPU(m.pid); err == nil {
-			s := &Usage{PID: m.pid, CPUSeconds: (now - m.srv).Seconds(), CPUPercent: pct(now - m.srv)}
-			s.RSSKiB, _ = ReadRSS(m.pid)
-			server = s
-		}
+	if m.pid != 0 && m.srvErr == nil && end.srvErr == nil {
+		s := &Usage{PID: m.pid, CPUSeconds: (end.srv - m.srv).Seconds(), CPUPercent: pct(end.srv - m.srv)}
+		s.RSSKiB, _ = ReadRSS(m.pid)
+		server = s
 	}
 	return client, server
 }

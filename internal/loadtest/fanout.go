@@ -238,7 +238,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	if err != nil && ctx.Err() == nil {
 		r.errs.add(fmt.Errorf("publisher: %w", err))
 	}
-	r.wait(ctx)
+	r.wait(ctx, meter)
 	rep.Client, rep.Server = meter.stop()
 	prog.stop()
 	finish()
@@ -326,14 +326,17 @@ func (r *fanoutRun) publish(ctx context.Context, pub *websocket.Conn) (int64, ti
 }
 
 // wait returns when every delivery has arrived, when deliveries have
-// stalled for the grace period, or when ctx is done.
-func (r *fanoutRun) wait(ctx context.Context) {
+// stalled for the grace period, or when ctx is done. It marks the meter
+// whenever deliveries progress, so that CPU use is reported up to the last
+// delivery seen, not over the grace period.
+func (r *fanoutRun) wait(ctx context.Context, meter *usageMeter) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	seen, since := r.received.Load(), time.Now()
 	for {
 		select {
 		case <-r.done:
+			meter.mark()
 			return
 		case <-ctx.Done():
 			return
@@ -341,6 +344,7 @@ func (r *fanoutRun) wait(ctx context.Context) {
 		}
 		if n := r.received.Load(); n != seen {
 			seen, since = n, time.Now()
+			meter.mark()
 		} else if time.Since(since) > r.cfg.Grace {
 			return
 		}

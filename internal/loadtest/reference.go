@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ const (
 	DefaultQueueSize   = 256
 	DefaultSlowTimeout = 5 * time.Second
 	DefaultReadLimit   = 1 << 20
+	DefaultBufferSize  = 1 << 10
 )
 
 // Reference is the ceiling the Channels servers are measured against: the
@@ -25,7 +28,8 @@ const (
 // served by net/http and coder/websocket alone, with an in-process hub of
 // rooms instead of a channel layer and workers.
 //
-// Each WebSocket has one goroutine reading it. Echoes are written back by
+// Each WebSocket has one goroutine reading it, and 1 KiB read and write
+// buffers instead of net/http's 4 KiB ones. Echoes are written back by
 // that goroutine. A broadcast puts the frame (one shared, immutable slice) on
 // every member's bounded send queue, drained by the member's writer
 // goroutine; with DirectWrite it writes to every member in turn instead,
@@ -49,6 +53,9 @@ type Reference struct {
 	SlowTimeout time.Duration
 	// ReadLimit is the largest frame accepted, in bytes (default 1 MiB).
 	ReadLimit int64
+	// BufferSize is the size of each connection's read and write buffers
+	// (default 1 KiB).
+	BufferSize int
 	// DirectWrite makes broadcasts write to each member directly instead
 	// of through its send queue and writer goroutine.
 	DirectWrite bool
@@ -64,7 +71,7 @@ type Reference struct {
 	conns    map[*refConn]struct{}
 	rooms    map[string]*room
 	shutdown bool
-	handlers sync.WaitGroup // handlers and writer goroutines
+	handlers sync.WaitGroup // read loops and writer goroutines
 	closers  sync.WaitGroup // close handshakes in progress
 
 	evicted atomic.Int64
@@ -107,6 +114,9 @@ func (s *Reference) setup() {
 		}
 		if s.SlowTimeout <= 0 {
 			s.SlowTimeout = DefaultSlowTimeout
+		}
+		if s.BufferSize <= 0 {
+			s.BufferSize = DefaultBufferSize
 		}
 		if s.ReadLimit <= 0 {
 			s.ReadLimit = DefaultReadLimit
@@ -186,7 +196,8 @@ func (s *Reference) serveHTTP(w http.ResponseWriter, _ *http.Request) {
 // accept upgrades the request and registers the connection; nil when the
 // handshake failed or the server is shutting down.
 func (s *Reference) accept(w http.ResponseWriter, r *http.Request) *refConn {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, err := websocket.Accept(&smallBuffers{ResponseWriter: w, size: s.BufferSize}, r,
+		&websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return nil // Accept has answered the request
 	}
@@ -203,6 +214,32 @@ func (s *Reference) accept(w http.ResponseWriter, r *http.Request) *refConn {
 	s.mu.Unlock()
 	return c
 }
+
+// smallBuffers hands the hijacked connection to the WebSocket library with
+// buffers of the given size instead of net/http's 4 KiB ones: an idle
+// socket keeps both for its lifetime, and reads and writes larger than a
+// buffer bypass it anyway.
+type smallBuffers struct {
+	http.ResponseWriter
+	size int
+}
+
+// Hijack takes over the connection, keeping whatever the client has sent
+// beyond the handshake.
+func (h *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	r := brw.Reader
+	if r.Buffered() == 0 {
+		r = bufio.NewReaderSize(conn, h.size)
+	}
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, h.size)), nil
+}
+
+// Unwrap gives http.ResponseController the original writer.
+func (h *smallBuffers) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func (s *Reference) release(c *refConn) {
 	c.kill()
@@ -223,11 +260,17 @@ func (s *Reference) write(c *refConn, typ websocket.MessageType, b []byte) error
 
 var echoBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// The handlers return as soon as the connection is registered: its read
+// loop runs on a fresh goroutine, whose stack starts small, rather than on
+// the net/http one, whose stack grew while serving the handshake.
+
 func (s *Reference) serveEcho(w http.ResponseWriter, r *http.Request) {
-	c := s.accept(w, r)
-	if c == nil {
-		return
+	if c := s.accept(w, r); c != nil {
+		go s.echoLoop(c)
 	}
+}
+
+func (s *Reference) echoLoop(c *refConn) {
 	defer s.release(c)
 	for {
 		typ, rd, err := c.ws.Reader(context.Background())
@@ -254,12 +297,16 @@ func (s *Reference) serveFanout(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	defer s.release(c)
 	if !s.DirectWrite {
 		c.queue = make(chan []byte, s.QueueSize)
 		s.handlers.Go(func() { s.writeLoop(c) })
 	}
 	rm := s.join(name, c)
+	go s.fanoutLoop(c, name, rm)
+}
+
+func (s *Reference) fanoutLoop(c *refConn, name string, rm *room) {
+	defer s.release(c)
 	defer s.leave(name, rm, c)
 	for {
 		// Read allocates the frame; it is shared, read-only, by every

@@ -1,9 +1,11 @@
 package loadtest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -217,5 +219,38 @@ func TestReferenceShutdownClosesWebSockets(t *testing.T) {
 	}
 	if !strings.Contains(srvWS, "ws://") {
 		t.Fatal(srvWS)
+	}
+}
+
+// TestReferenceKeepsBytesSentWithTheHandshake sends the upgrade request and
+// a first frame in one write: the frame is then already in net/http's
+// buffer when the connection is hijacked, and must not be lost with it.
+func TestReferenceKeepsBytesSentWithTheHandshake(t *testing.T) {
+	ws, _ := startReference(t, &loadtest.Reference{})
+	host := strings.TrimPrefix(ws, "ws://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	mask := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | 2, mask[0], mask[1], mask[2], mask[3], 'h' ^ mask[0], 'i' ^ mask[1]}
+	req := "GET /echo/ HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v, %v", resp, err)
+	}
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(br, echo); err != nil {
+		t.Fatalf("reading the echo: %v", err)
+	}
+	if want := []byte{0x81, 2, 'h', 'i'}; !bytes.Equal(echo, want) {
+		t.Errorf("echo % x, want % x", echo, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/httpconsumer"
@@ -70,6 +71,8 @@ func runDelay(ctx context.Context, name string, args []string, stderr interface 
 	layerURL := fs.String("layer", os.Getenv(LayerEnv), "channel layer URL (redis://...; default $"+LayerEnv+")")
 	dbURL := fs.String("database", "", "database URL: sqlite file path or sqlite:///path, or postgres://... (default $DATABASE_URL, else "+DefaultDelayDatabase+")")
 	verbosity := fs.Int("v", 1, "verbosity: 0 warnings, 1 info, 2 debug")
+	var poll time.Duration
+	fs.Var(newSecondsFlag(&poll, 0), "sleep", "seconds between safety polls of the database (delivery itself is driven by a timer on the next due message; default 5)")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
@@ -88,6 +91,7 @@ func runDelay(ctx context.Context, name string, args []string, stderr interface 
 	}
 	defer ds.Store.Close()
 	ds.Logger = log
+	ds.PollInterval = poll
 	log.Info(fmt.Sprintf("Running delay server against channel layer %s", layer))
 	if err := ds.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("rundelay: %w", err)

@@ -14,7 +14,9 @@
 // 60s), -timeout (per connection attempt and per wait for an answer, default
 // 10s), -progress (interval of the progress lines on stderr, 0 for none),
 // -pid (the server's process ID, to report its CPU time and memory; required
-// by idle) and -json (print the report as one JSON object instead of text).
+// by idle), -json (print the report as one JSON object instead of text) and
+// -cpuprofile (the tool's own CPU profile). README.md describes every mode,
+// its report and the method.
 //
 // The target implements GET /http/ (200, "ok"), WebSocket /echo/ (every
 // text frame sent back) and WebSocket /fanout/<room>/ (every frame

@@ -141,19 +141,23 @@ func TestReferenceEvictsSlowClients(t *testing.T) {
 		dialWS(t, ws+"/fanout/r/") // never reads
 		waitFor(t, "three members", func() bool { return ref.Stats().Conns == 3 })
 
-		// 10 MB: more than the kernel buffers for the slow member (a 4 MB
-		// send buffer and a receive window that never grows unread).
-		const frames = 160
+		// Publish 64 KiB frames until the slow member, its kernel buffers
+		// full, has been evicted (a few MB on Linux's defaults), then an
+		// end marker. The healthy member must get every one of them.
 		frame := bytes.Repeat([]byte("x"), 64<<10)
-		got := 0
+		got, sent := 0, 0
 		healthyDone := make(chan struct{})
 		go func() {
 			defer close(healthyDone)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			for got < frames {
-				if _, _, err := healthy.Read(ctx); err != nil {
+			for {
+				_, b, err := healthy.Read(ctx)
+				if err != nil {
 					t.Errorf("direct=%v: healthy member: %v", direct, err)
+					return
+				}
+				if string(b) == "end" {
 					return
 				}
 				got++
@@ -168,15 +172,20 @@ func TestReferenceEvictsSlowClients(t *testing.T) {
 				}
 			}
 		}()
-		for range frames {
+		for ref.Stats().Evicted == 0 {
+			if sent == 4000 { // 256 MB
+				t.Fatalf("direct=%v: the member that never reads was not evicted", direct)
+			}
 			writeWS(t, pub, websocket.MessageText, frame)
+			sent++
 		}
+		writeWS(t, pub, websocket.MessageText, []byte("end"))
 		<-healthyDone
-		waitFor(t, "the slow member's eviction", func() bool { return ref.Stats().Evicted == 1 && ref.Stats().Conns == 2 })
+		waitFor(t, "the slow member's release", func() bool { return ref.Stats().Conns == 2 })
 		pub.CloseNow()
 		<-pubDone
-		if got != frames {
-			t.Errorf("direct=%v: the healthy member got %d of %d frames", direct, got, frames)
+		if got != sent {
+			t.Errorf("direct=%v: the healthy member got %d of %d frames", direct, got, sent)
 		}
 		if ev := ref.Stats().Evicted; ev != 1 {
 			t.Errorf("direct=%v: %d evictions, want exactly the slow member", direct, ev)

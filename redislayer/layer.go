@@ -735,13 +735,14 @@ func (t *rateTable) rate(channel string, now time.Time) float64 {
 	}
 	r := v.(*rate)
 	el := now.Sub(time.Unix(0, r.windowStart.Load()))
+	last := math.Float64frombits(r.last.Load())
 	switch {
 	case el >= 2*rateWindow:
 		return 0
-	case el >= time.Second:
-		return float64(r.count.Load()) / el.Seconds()
+	case el < time.Second && last > 0: // a window just began
+		return last
 	}
-	return math.Float64frombits(r.last.Load())
+	return float64(r.count.Load()) / max(el, time.Second).Seconds()
 }
 
 var (

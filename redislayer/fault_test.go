@@ -22,6 +22,7 @@ import (
 // process stays up; after the restart the loop recovers without anything
 // being restarted on the Go side.
 func TestRedisRestart(t *testing.T) {
+	t.Parallel()
 	srv := testenv.StartRedis(t)
 	l := newLayer(t, redislayer.Config{Hosts: []string{srv.URL}, Timeout: 500 * time.Millisecond})
 	ctx := t.Context()
@@ -161,6 +162,7 @@ func tail[T any](xs []T, n int) []T {
 // frozen with SIGSTOP): sends, receives and prefix receives all return
 // within a bounded time, and work resumes once Redis answers again.
 func TestRedisFrozen(t *testing.T) {
+	t.Parallel()
 	srv := testenv.StartRedis(t)
 	l := newLayer(t, redislayer.Config{Hosts: []string{srv.URL}, Timeout: 500 * time.Millisecond})
 	proc := redisPID(t, srv.URL)

@@ -108,6 +108,7 @@ func TestGroupSendOneMessagePerProcess(t *testing.T) {
 // messages in Redis: memory stays bounded and nothing is lost or
 // reordered.
 func TestProcessBufferBound(t *testing.T) {
+	t.Parallel()
 	url := testenv.RedisURL(t)
 	const bound, n = 10, 40
 	l := newLayer(t, redislayer.Config{Hosts: []string{url}, ProcessBuffer: bound})

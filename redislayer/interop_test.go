@@ -97,6 +97,7 @@ func (p *python) do(format string, args ...any) string {
 // Redis: each receives what the other sends, to ordinary channels,
 // process-specific channels and groups, with every value type intact.
 func TestInteropWithChannelsRedis(t *testing.T) {
+	t.Parallel()
 	url := testenv.RedisURL(t)
 	prefix := testenv.Prefix("interop")
 	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Prefix: prefix})
@@ -208,6 +209,7 @@ func TestInteropWithChannelsRedis(t *testing.T) {
 // receive loops read every host, so what channels_redis sends there still
 // arrives; group sends (which channels_redis places by prefix) too.
 func TestInteropTwoHosts(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	prefix := testenv.Prefix("interop2")
 	hosts := []string{a.URL, b.URL}

@@ -58,6 +58,7 @@ func escapeGlob(s string) string {
 // messages expiring unread and group members being evicted), and Flush
 // leaves no key under the prefix.
 func TestEveryKeyExpiresAndFlushDeletesAll(t *testing.T) {
+	t.Parallel()
 	url := testenv.RedisURL(t)
 	prefix := testenv.Prefix("ttl")
 	l := newLayer(t, redislayer.Config{

@@ -42,6 +42,7 @@ func conformance(t *testing.T, hosts []string, opts layertest.Options) {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	url := testenv.RedisURL(t)
 	conformance(t, []string{url}, layertest.Options{})
 }
@@ -49,6 +50,7 @@ func TestConformance(t *testing.T) {
 // Two hosts: channels and groups are sharded by consistent hashing, and
 // receivers read every host.
 func TestConformanceTwoHosts(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	conformance(t, []string{a.URL, b.URL}, layertest.Options{Sharded: true})
 }
@@ -56,6 +58,7 @@ func TestConformanceTwoHosts(t *testing.T) {
 // Channels and groups are placed on hosts by channels_redis's consistent
 // hash; a process-specific channel by the hash of its process prefix.
 func TestShardPlacement(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	prefix := testenv.Prefix("place")
 	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix})

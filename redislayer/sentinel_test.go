@@ -55,6 +55,7 @@ func startSentinel(t *testing.T, master *testenv.RedisServer) string {
 // The layer finds its master through Sentinel and passes the conformance
 // suite there.
 func TestConformanceSentinel(t *testing.T) {
+	t.Parallel()
 	master := testenv.StartRedis(t)
 	sentinel := startSentinel(t, master)
 	layertest.Run(t, func(t *testing.T, s layertest.Settings) channels.Layer {

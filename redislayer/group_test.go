@@ -162,3 +162,55 @@ func noneOn(t *testing.T, l *redislayer.Layer, ch string) {
 		t.Fatalf("Poll(%s) = %q, %v, %v; want nothing", ch, got, c, err)
 	}
 }
+
+// A Receive over ordinary and process-specific channels serves both: a
+// busy channel of one kind does not starve a quiet one of the other.
+func TestMixedReceiveFairness(t *testing.T) {
+	url := testenv.RedisURL(t)
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Capacity: 50})
+	ctx := t.Context()
+	proc, _ := l.NewChannel(ctx, "fair.gw!")
+	for _, tc := range []struct{ busy, quiet string }{
+		{"fair.busy", proc},
+		{proc, "fair.quiet"},
+	} {
+		for i := range 20 {
+			if err := l.Send(ctx, tc.busy, channels.Content{"i": int64(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Send(ctx, tc.quiet, channels.Content{"quiet": true}); err != nil {
+			t.Fatal(err)
+		}
+		// Let the receive loop take the process-specific messages into
+		// this process's buffer (waiting on another channel of the prefix
+		// makes it pop the prefix).
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, _, _ = l.Receive(rctx, "fair.gw!other")
+		cancel()
+		if b := l.Counters().Buffered; b == 0 {
+			t.Fatalf("no message buffered after waiting on the prefix")
+		}
+		got := false
+		for range 10 {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ch, _, err := l.Receive(rctx, "fair.busy", "fair.quiet", proc)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch == tc.quiet {
+				got = true
+				break
+			}
+		}
+		if !got {
+			t.Errorf("10 receives with %s busy never returned the message waiting on %s", tc.busy, tc.quiet)
+		}
+		for { // drain
+			if _, c, err := l.Poll(ctx, "fair.busy", "fair.quiet", proc); err != nil || c == nil {
+				break
+			}
+		}
+	}
+}

@@ -282,10 +282,6 @@ func (l *Layer) receiveMixed(ctx context.Context, normal, proc []string) (string
 	var w *waiter
 	if len(proc) > 0 {
 		l.mu.Lock()
-		if ch, c, ok := l.local.takeNames(l, proc); ok {
-			l.mu.Unlock()
-			return ch, c, nil
-		}
 		w = l.local.register(l, proc, namesSet(proc))
 		l.mu.Unlock()
 		defer func() {
@@ -302,10 +298,21 @@ func (l *Layer) receiveMixed(ctx context.Context, normal, proc []string) (string
 	keys := make([]string, n)
 	order := make([]string, n)
 	for {
-		start := int(l.rot.Add(1) % uint32(n))
+		rot := l.rot.Add(1)
+		start := int(rot % uint32(n))
 		for i := range n {
 			order[i] = normal[(start+i)%n]
 			keys[i] = allKeys[(start+i)%n]
+		}
+		// Every other call, process-specific channels go first, so that
+		// neither kind starves the other.
+		if w != nil && rot%2 == 0 {
+			l.mu.Lock()
+			if ch, c, ok := l.local.takeNames(l, proc); ok {
+				l.mu.Unlock()
+				return ch, c, nil
+			}
+			l.mu.Unlock()
 		}
 		// First without waiting: under load a message is usually there.
 		p, sh, err := l.pollShards(ctx, keys, order)

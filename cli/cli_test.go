@@ -108,8 +108,14 @@ func TestRunserverServesHTTPAndWebSockets(t *testing.T) {
 	if got := ws.ReceiveText(); got != "echo: hi" {
 		t.Fatalf("echo = %q", got)
 	}
-	// runserver's own log format.
-	log := app.Stderr.(*syncBuffer).String()
+	// runserver's own log format. The line is written once the response is
+	// finished, which may be just after the client has read it.
+	var log string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if log = app.Stderr.(*syncBuffer).String(); strings.Contains(log, "HTTP GET /page/") {
+			break
+		}
+	}
 	if !regexp.MustCompile(`\[\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\] HTTP GET /page/ 200 \[\d+\.\d\d, 127\.0\.0\.1:\d+\]`).MatchString(log) {
 		t.Errorf("no runserver HTTP log line in:\n%s", log)
 	}

@@ -66,6 +66,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	fs.BoolVar(&proxyHeaders, "proxy-headers", false, "believe X-Forwarded-For/-Port/-Proto from --trusted-proxies (default loopback)")
 	fs.Var(&proxies, "trusted-proxies", "networks whose proxy headers are believed, e.g. 10.0.0.0/8 (repeatable)")
 	fs.Var(&origins, "allowed-origins", "origins allowed to open WebSockets, e.g. *.example.com (default the request's own host)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -76,6 +77,13 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		return usageError("%s: unexpected arguments %q", name, positional)
 	}
 	log := newLogger(stderr, verbosity)
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	var trusted []netip.Prefix
 	if proxyHeaders && len(proxies) == 0 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		ipv6        = fs.Bool("ipv6", false, "default to ::1 instead of 127.0.0.1")
 		origins     stringsFlag
 		verbosity   = fs.Int("v", 1, "verbosity: 0 warnings, 1 info, 2 debug")
+		cpuprofile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 		httpTimeout time.Duration
 	)
 	fs.BoolVar(ipv6, "6", false, "same as --ipv6")
@@ -71,6 +73,13 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		return usageError("runserver: --workers must be at least 1")
 	}
 	log := newLogger(a.stderr(), *verbosity)
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	layer, err := OpenLayer(ctx, *layerURL)
 	if err != nil {
@@ -169,6 +178,22 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	stopBackground()
 	wg.Wait()
 	return runErr
+}
+
+// startCPUProfile profiles the process until the returned stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func openDelayServer(ctx context.Context, layer channels.Layer, dbURL string, log interface {

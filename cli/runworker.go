@@ -25,6 +25,7 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 	layerURL := fs.String("layer", os.Getenv(LayerEnv), "channel layer URL (redis://...; default $"+LayerEnv+")")
 	threads := fs.Int("threads", 1, "consumers run at once")
 	verbosity := fs.Int("v", 1, "verbosity: 0 warnings, 1 info, 2 debug (logs every consumed channel)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	fs.Var(&only, "only-channels", "listen only on channels matching this glob (repeatable)")
 	fs.Var(&exclude, "exclude-channels", "do not listen on channels matching this glob (repeatable)")
 	if _, err := parseInterspersed(fs, args); err != nil {
@@ -34,6 +35,13 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 		return usageError("runworker: --threads must be at least 1")
 	}
 	log := newLogger(a.stderr(), *verbosity)
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	layer, err := OpenLayer(ctx, *layerURL)
 	if err != nil {
 		return err

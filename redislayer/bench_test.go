@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/testenv"
@@ -24,18 +25,25 @@ func benchLayer(b *testing.B, cfg redislayer.Config) *redislayer.Layer {
 }
 
 // One send and one receive of a typical websocket.receive message: two
-// round trips to Redis.
+// round trips to Redis, with the default flush delay and with none.
 func BenchmarkSendReceive(b *testing.B) {
-	ctx := context.Background()
-	l := benchLayer(b, redislayer.Config{})
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := l.Send(ctx, "websocket.receive", benchContent); err != nil {
-			b.Fatal(err)
-		}
-		if _, _, err := l.Receive(ctx, "websocket.receive", "websocket.disconnect"); err != nil {
-			b.Fatal(err)
-		}
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"default", 0}, {"no-flush-delay", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			l := benchLayer(b, redislayer.Config{FlushDelay: tc.delay})
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := l.Send(ctx, "websocket.receive", benchContent); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := l.Receive(ctx, "websocket.receive", "websocket.disconnect"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

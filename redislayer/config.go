@@ -57,9 +57,8 @@ type Config struct {
 	// GroupAdd. Zero means 86 400 s.
 	GroupExpiry time.Duration
 	// Capacity is the number of messages a channel holds before Send
-	// returns ErrChannelFull. For process-specific channels the capacity is
-	// shared by every channel under one process prefix, as in
-	// channels_redis. Zero means 100.
+	// returns ErrChannelFull, process-specific channels included (each
+	// one on its own; see also ProcessCapacity). Zero means 100.
 	Capacity int
 	// ChannelCapacity gives other capacities to channels whose names match;
 	// the first matching rule wins.
@@ -81,13 +80,20 @@ type Config struct {
 	// MasterName is the Sentinel master set name. Required with Sentinels.
 	MasterName string
 	// Cluster asks for Redis Cluster mode. It is not supported: New returns
-	// an error (channels_redis has no cluster mode either; shard over
-	// several hosts instead).
+	// an error. channels_redis has none either; putting every key in one
+	// hash slot would give fail-over without scaling (Sentinel does that),
+	// and spreading them would leave the multi-key pops and the group send
+	// script without a single node to run on. Shard over several hosts
+	// instead.
 	Cluster bool
 
 	// Timeout bounds every call to Redis other than blocking pops; a call
-	// that takes longer fails with ErrUnavailable. Zero means 3 s; a
-	// negative value switches the bound off (and logs a warning).
+	// that takes longer fails with ErrUnavailable. Sends and non-blocking
+	// pops rely on their connection for it: when a connection gets no reply
+	// for a second, it is pinged, and closed (failing every call waiting on
+	// it) if the ping gets no reply within Timeout; so they fail within
+	// about Timeout plus one second. Zero means 3 s; a negative value
+	// switches the bound off (and logs a warning).
 	Timeout time.Duration
 	// BlockTimeout is the longest a single blocking pop waits in Redis
 	// before Receive issues a new one. A cancelled Receive does not wait

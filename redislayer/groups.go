@@ -14,7 +14,7 @@ import (
 
 // GroupAdd implements channels.GroupLayer: the channel joins the group's
 // sorted set (<prefix>:group:<name>, scored by the time of the add), whose
-// expiry is reset to the group expiry.
+// expiry is reset to the group expiry. It blocks for one round trip.
 func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
 	if err := l.s.names.CheckGroup(group); err != nil {
 		return err
@@ -34,7 +34,8 @@ func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
 	return l.failCtx(ctx, "group add", err)
 }
 
-// GroupDiscard implements channels.GroupLayer.
+// GroupDiscard implements channels.GroupLayer. It blocks for one round
+// trip.
 func (l *Layer) GroupDiscard(ctx context.Context, group, channel string) error {
 	if err := l.s.names.CheckGroup(group); err != nil {
 		return err
@@ -82,7 +83,7 @@ func (l *Layer) members(ctx context.Context, group string, checkMarkers bool) ([
 
 // GroupChannels implements channels.GroupLayer. Memberships past the
 // group expiry are removed; with one host, so are members evicted because
-// a message expired unread on their channel.
+// a message expired unread on their channel. It blocks for one round trip.
 func (l *Layer) GroupChannels(ctx context.Context, group string) ([]string, error) {
 	if err := l.s.names.CheckGroup(group); err != nil {
 		return nil, err

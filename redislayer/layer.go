@@ -222,9 +222,10 @@ func (l *Layer) GroupExpiry() time.Duration { return l.s.groupExpiry }
 // Prefix returns the key prefix.
 func (l *Layer) Prefix() string { return l.s.prefix }
 
-// Close stops the receive loops and closes the connections. Receive calls
-// in progress return ErrLayerClosed, as do all later calls. It is safe to
-// call more than once.
+// Close stops the receive loops and closes the connections, blocking until
+// the loops have stopped. Receive calls in progress return ErrLayerClosed,
+// as do all later calls. It is safe to call more than once and from any
+// goroutine.
 func (l *Layer) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -366,8 +367,9 @@ func (l *Layer) prepare(verb, name string, c channels.Content) (channels.Content
 	return nc, nil
 }
 
-// Send implements channels.Layer. It makes one round trip to the channel's
-// host and never waits for room.
+// Send implements channels.Layer. It blocks for one round trip to the
+// channel's host (two when a process-specific channel looks full and is
+// recounted) and never waits for room.
 func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
 	if err := l.s.names.CheckChannel(channel); err != nil {
 		return err
@@ -430,8 +432,9 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 }
 
 // NewChannel implements channels.Layer: pattern followed by 12 random
-// characters (72 bits). For a single-reader ('?') pattern it also checks
-// that no messages wait under the name.
+// characters (72 bits). For a single-reader ('?') pattern it also checks,
+// in one round trip, that no messages wait under the name; for a
+// process-specific ('!') one it does not block.
 func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) {
 	if err := l.s.names.CheckPattern(pattern); err != nil {
 		return "", err
@@ -469,8 +472,9 @@ func randomSuffix(n int) string {
 }
 
 // Flush implements channels.Flusher: it deletes every key under the
-// layer's prefix on every host (messages, groups, markers) and empties this
-// process's buffers. Buffers of other processes sharing the prefix are not
+// layer's prefix on every host (messages, groups, markers), scanning with
+// SCAN so that Redis is never blocked, and empties this process's buffers.
+// It blocks until done. Buffers of other processes sharing the prefix are not
 // reached; their messages were taken from Redis already.
 func (l *Layer) Flush(ctx context.Context) error {
 	if l.closed() {

@@ -214,3 +214,54 @@ func TestMixedReceiveFairness(t *testing.T) {
 		}
 	}
 }
+
+// A process-specific member is evicted from its groups when a message
+// expires unread on its channel: in Redis (its process is gone) or in this
+// process's buffer (its process is alive but nobody reads that channel).
+// A later GroupAdd brings it back.
+func TestProcessMemberEvictedOnExpiry(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Expiry: time.Second, GroupExpiry: time.Minute})
+	ctx := t.Context()
+	gone := "evict.dead!conn" // nobody ever receives this prefix
+	unread, _ := l.NewChannel(ctx, "evict.gw!")
+	read, _ := l.NewChannel(ctx, "evict.gw!")
+	for _, ch := range []string{gone, unread, read} {
+		if err := l.GroupAdd(ctx, "evict-room", ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.GroupSend(ctx, "evict-room", channels.Content{"n": int64(1)}); err != nil {
+		t.Fatal(err)
+	}
+	// This process reads the gateway prefix (so the message for unread
+	// is taken into its buffer) but only ever the read channel.
+	if c := recvOne(t, l, read); c["n"] != int64(1) {
+		t.Fatalf("read got %v", c)
+	}
+	time.Sleep(2500 * time.Millisecond) // expiry, plus the buffer's once-a-second check
+	if err := l.GroupSend(ctx, "evict-room", channels.Content{"n": int64(2)}); err != nil {
+		t.Fatal(err)
+	}
+	members, err := l.GroupChannels(ctx, "evict-room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(members, []string{read}) {
+		t.Fatalf("members after messages expired unread = %v; want only %s", members, read)
+	}
+	if c := recvOne(t, l, read); c["n"] != int64(2) {
+		t.Fatalf("read got %v; want n=2", c)
+	}
+	noneOn(t, l, unread)
+	if err := l.GroupAdd(ctx, "evict-room", unread); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.GroupSend(ctx, "evict-room", channels.Content{"n": int64(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if c := recvOne(t, l, unread); c["n"] != int64(3) {
+		t.Fatalf("re-added member got %v; want n=3", c)
+	}
+}

@@ -2,6 +2,7 @@ package redislayer
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -44,6 +45,12 @@ type Config struct {
 	// channels and groups between them (see the package documentation).
 	// Empty means REDIS_URL, or redis://127.0.0.1:6379/0 when it is unset.
 	Hosts []string
+
+	// TLSConfig is used for rediss:// hosts (and Sentinels reached with
+	// TLS): certificate authorities, client certificates. It is cloned, and
+	// its ServerName set from each host when empty. Nil means the system's
+	// roots (a URL may add skip_verify=true).
+	TLSConfig *tls.Config
 
 	// Prefix starts every key the layer creates. Zero means "asgi", the
 	// channels_redis default, so that Python and Go processes configured
@@ -138,6 +145,7 @@ type Config struct {
 // settings is Config with defaults applied.
 type settings struct {
 	hosts         []string
+	tlsConfig     *tls.Config
 	prefix        string
 	expiry        time.Duration
 	groupExpiry   time.Duration
@@ -161,6 +169,7 @@ type settings struct {
 func (cfg Config) settings() (settings, error) {
 	s := settings{
 		hosts:         cfg.Hosts,
+		tlsConfig:     cfg.TLSConfig,
 		prefix:        cfg.Prefix,
 		expiry:        cfg.Expiry,
 		groupExpiry:   cfg.GroupExpiry,

@@ -134,6 +134,17 @@
 // number of concurrent senders and receivers. cmd/channels-layerbench
 // measures it against redis-benchmark on the same server.
 //
+// # Redis servers and users
+//
+// Redis 6.0 or later is needed (fractional blocking timeouts, SCAN TYPE);
+// with Redis 7 pops over several channels need no Lua call (ZMPOP). Hosts
+// may use TLS (rediss://, Config.TLSConfig) and ACL users. A user needs
+// the keys ~<prefix>* and the commands EVALSHA, EVAL, ZPOPMIN, ZMPOP,
+// BZPOPMIN, ZRANGEBYSCORE, ZCOUNT, ZREM, EXISTS, SCAN, UNLINK, INFO, PING,
+// CLIENT ID and CLIENT UNBLOCK. A wrong password or an untrusted
+// certificate is a plain error, not ErrUnavailable: retrying will not
+// help.
+//
 // # Time
 //
 // Expiry compares the sender's clock (the score) with the receiver's, as

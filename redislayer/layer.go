@@ -3,6 +3,8 @@ package redislayer
 import (
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -140,6 +142,14 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		return nil, fmt.Errorf("redislayer: host %q: %w", redact(rawURL), err)
 	}
 	name := redact(rawURL)
+	if opt.TLSConfig != nil && l.s.tlsConfig != nil {
+		tc := l.s.tlsConfig.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName = opt.TLSConfig.ServerName
+		}
+		tc.InsecureSkipVerify = tc.InsecureSkipVerify || opt.TLSConfig.InsecureSkipVerify
+		opt.TLSConfig = tc
+	}
 	if len(l.s.sentinels) > 0 {
 		opt.InitAddress = l.s.sentinels
 		opt.Sentinel.MasterSet = l.s.masterName
@@ -172,7 +182,7 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	opt.ClientSetInfo = rueidis.DisableClientSetInfo
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("redislayer: connect to %s: %w (%w)", name, ErrUnavailable, err)
+		return nil, l.fail("connect to "+name, err)
 	}
 	sh := &shard{
 		l:      l,
@@ -323,12 +333,37 @@ func (l *Layer) failOp(ctx context.Context, verb, name string, err error) error 
 	if l.closed() {
 		return fmt.Errorf("redislayer: %s: %w", op, channels.ErrLayerClosed)
 	}
-	if re, ok := rueidis.IsRedisErr(err); ok && !unavailableRedisErr(re) {
+	if !isUnavailable(err) {
 		l.st.errors.Add(1)
 		return fmt.Errorf("redislayer: %s: %w", op, err)
 	}
 	l.st.unavailable.Add(1)
-	return fmt.Errorf("redislayer: %s: %w (%w)", op, ErrUnavailable, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// isUnavailable tells errors that may heal by themselves (network errors,
+// timeouts, a server loading or failing over) from those that will not: a
+// command refused by Redis, a wrong password, an untrusted certificate.
+func isUnavailable(err error) bool {
+	var re *rueidis.RedisError
+	if errors.As(err, &re) {
+		return unavailableRedisErr(re)
+	}
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		herr x509.HostnameError
+	)
+	if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
+		if strings.Contains(msg, p) {
+			return false
+		}
+	}
+	return true
 }
 
 func unavailableRedisErr(re *rueidis.RedisError) bool {

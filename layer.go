@@ -25,8 +25,11 @@ type Layer interface {
 	// name of the channel it came from, blocking until one arrives or ctx is
 	// done (then it returns ctx's error). A busy channel never starves a
 	// quiet one. A Receive that returns an error has taken nothing: no
-	// message is lost when ctx is cancelled. With no channels it returns
-	// "", nil, nil at once. The caller owns the returned content.
+	// message is lost when ctx is cancelled. A layer that had already taken
+	// a message from its server when ctx ended may still return it, with a
+	// nil error; callers must handle a message returned after cancellation.
+	// With no channels it returns "", nil, nil at once. The caller owns the
+	// returned content.
 	Receive(ctx context.Context, channels ...string) (string, Content, error)
 
 	// NewChannel returns a new channel name, pattern followed by a random,
@@ -102,6 +105,7 @@ type Stats struct {
 	Full         uint64 // Sends refused with ErrChannelFull
 	GroupSkipped uint64 // group members skipped by GroupSend because their channel was full
 	TooLarge     uint64 // messages refused with ErrMessageTooLarge
+	Unavailable  uint64 // calls that failed because the layer's server could not be reached
 }
 
 // ChannelStats are figures for one channel.

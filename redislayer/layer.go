@@ -617,6 +617,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 		Full:         l.st.full.Load(),
 		GroupSkipped: l.st.groupSkipped.Load(),
 		TooLarge:     l.st.tooLarge.Load(),
+		Unavailable:  l.st.unavailable.Load(),
 	}
 	if l.closed() {
 		return st, channels.ErrLayerClosed

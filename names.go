@@ -256,18 +256,27 @@ func NewCapacities(def int, rules []CapacityRule) (*Capacities, error) {
 
 // For returns the capacity of the named channel.
 func (c *Capacities) For(name string) int {
+	if n, ok := c.Rule(name); ok {
+		return n
+	}
+	return c.def
+}
+
+// Rule returns the capacity the first matching rule gives the named
+// channel, and false when no rule matches.
+func (c *Capacities) Rule(name string) (int, bool) {
 	for _, r := range c.rules {
 		if r.re != nil {
 			if loc := r.re.FindStringIndex(name); loc != nil && loc[0] == 0 {
-				return r.capacity
+				return r.capacity, true
 			}
 			continue
 		}
 		if r.glob.Match(name) {
-			return r.capacity
+			return r.capacity, true
 		}
 	}
-	return c.def
+	return 0, false
 }
 
 // Default returns the capacity of channels no rule matches.

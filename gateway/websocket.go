@@ -58,6 +58,7 @@ type wsConn struct {
 	notify   chan struct{}
 	ws       *websocket.Conn
 	nc       net.Conn
+	cork     *corkWriter
 	timer    *time.Timer
 
 	opened   time.Time
@@ -327,7 +328,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	s.accessLog("websocket", "connected", "WSCONNECT "+c.path, ActionDetails{Path: c.path, Client: c.client}, 0, 0)
 
 	c.mu.Lock()
-	c.ws, c.nc = ws, hw.conn
+	c.ws, c.nc, c.cork = ws, hw.conn, hw.cork
 	c.state = wsOpen
 	c.notify = nil
 	if a, _ := parseReply(first); a.frame != nil || a.close {
@@ -480,6 +481,7 @@ func (c *wsConn) finish(code int) {
 // drain writes the queued replies; it exits when the queue is empty.
 func (c *wsConn) drain() {
 	defer c.s.wg.Done()
+	var batch []outItem
 	for {
 		c.mu.Lock()
 		if c.state != wsOpen || len(c.queue) == 0 {
@@ -487,31 +489,87 @@ func (c *wsConn) drain() {
 			c.mu.Unlock()
 			return
 		}
-		it := c.queue[0]
-		c.queue[0] = outItem{}
-		c.queue = c.queue[1:]
+		n := min(len(c.queue), maxWriteBatch)
+		batch = append(batch[:0], c.queue[:n]...)
+		clear(c.queue[:n])
+		c.queue = c.queue[n:]
 		if len(c.queue) == 0 {
 			c.queue = nil // let the backing array go while the socket idles
 		}
 		c.mu.Unlock()
-		if it.msg == nil {
-			var t *time.Timer
-			if it.grace > 0 {
-				t = time.AfterFunc(it.grace, c.abort)
-			}
-			c.closeWith(it.code, it.reason)
-			if t != nil {
-				t.Stop()
-			}
-			continue
+		// Several frames waiting: collect them and write them with one
+		// system call (see corkWriter).
+		corked := len(batch) > 1 && c.cork != nil
+		if corked {
+			c.cork.cork(c.s.cfg.writeTimeout)
 		}
-		c.writeReply(it.msg)
+		for _, it := range batch {
+			if it.msg == nil {
+				if corked && !c.flushCork() {
+					break
+				}
+				var t *time.Timer
+				if it.grace > 0 {
+					t = time.AfterFunc(it.grace, c.abort)
+				}
+				c.closeWith(it.code, it.reason)
+				if t != nil {
+					t.Stop()
+				}
+				break // nothing is written after a close
+			}
+			c.writeReply(it.msg, corked)
+			if c.isClosing() {
+				break // the reply closed the socket
+			}
+		}
+		clear(batch)
+		if corked {
+			if err := c.cork.uncork(); err != nil {
+				c.writeFailed(err)
+			}
+		}
 	}
+}
+
+func (c *wsConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// maxWriteBatch is the most queued frames written with one system call.
+const maxWriteBatch = 64
+
+// flushCork writes the frames collected so far and uncorks the socket, so
+// that a closing handshake that follows is written at once; it reports false
+// (and drops the connection) if the client does not take them.
+func (c *wsConn) flushCork() bool {
+	if err := c.cork.uncork(); err != nil {
+		c.writeFailed(err)
+		return false
+	}
+	return true
+}
+
+// writeFailed drops a connection whose corked batch could not be written:
+// the write deadline (WriteTimeout) passed, or the socket broke.
+func (c *wsConn) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.s.stats.slow.Add(1)
+		c.s.log.Warn("dropping a WebSocket whose client does not read (write timed out)", "path", c.path, "client", c.client)
+	}
+	c.abort()
 }
 
 // writeReply applies one reply message to an open socket (§4.4 of the
 // message spec: accept is ignored, then the frame, then the close).
-func (c *wsConn) writeReply(m channels.Content) {
+//
+// With corked set the frame joins the corked batch: it is written without a
+// per-frame timeout (the socket's write deadline covers the batch), and the
+// batch is flushed before a close.
+func (c *wsConn) writeReply(m channels.Content, corked bool) {
 	s := c.s
 	a, bad := parseReply(m)
 	if bad != "" {
@@ -525,7 +583,7 @@ func (c *wsConn) writeReply(m channels.Content) {
 			typ = websocket.MessageBinary
 		}
 		ctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if s.cfg.writeTimeout > 0 {
+		if s.cfg.writeTimeout > 0 && !corked {
 			ctx, cancel = context.WithTimeout(ctx, s.cfg.writeTimeout)
 		}
 		err := c.ws.Write(ctx, typ, a.frame)
@@ -552,6 +610,9 @@ func (c *wsConn) writeReply(m channels.Content) {
 		clear(c.queue)
 		c.queue = nil
 		c.mu.Unlock()
+		if corked && !c.flushCork() {
+			return
+		}
 		c.closeWith(a.code, "")
 	}
 }
@@ -797,6 +858,7 @@ func (s *Server) chooseSubprotocol(r *http.Request) string {
 type hijackCapture struct {
 	http.ResponseWriter
 	conn net.Conn
+	cork *corkWriter
 }
 
 // Hijack hands the connection to the WebSocket library with buffers smaller
@@ -808,11 +870,12 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err
 	}
 	h.conn = conn
+	h.cork = &corkWriter{conn: conn}
 	r := brw.Reader
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, socketBufferSize)
 	}
-	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, socketBufferSize)), nil
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.cork, socketBufferSize)), nil
 }
 
 // socketBufferSize is the size of an open WebSocket's read and write

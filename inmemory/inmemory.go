@@ -10,7 +10,11 @@
 //
 // The reference in-memory layer of Django Channels defaulted to a capacity of
 // 10; this one defaults to 100, like the Redis layer, because runserver runs
-// real traffic through it.
+// real traffic through it. Process-specific channels (the reply channels of
+// interface servers) default to 1000: their reader moves every message at
+// once into a bounded per-connection queue with its own slow-client policy,
+// so the layer's bound there only has to absorb bursts, such as a group
+// broadcast produced faster than sockets can be written.
 package inmemory
 
 import (
@@ -26,10 +30,11 @@ import (
 
 // Defaults for Config's zero fields.
 const (
-	DefaultExpiry         = 60 * time.Second
-	DefaultGroupExpiry    = 86400 * time.Second
-	DefaultCapacity       = 100
-	DefaultMaxMessageSize = 1 << 20
+	DefaultExpiry          = 60 * time.Second
+	DefaultGroupExpiry     = 86400 * time.Second
+	DefaultCapacity        = 100
+	DefaultProcessCapacity = 1000
+	DefaultMaxMessageSize  = 1 << 20
 )
 
 // Config configures a Layer. The zero value is a working default.
@@ -41,6 +46,9 @@ type Config struct {
 	GroupExpiry time.Duration
 	// Capacity is the number of messages a channel can hold. Zero means 100.
 	Capacity int
+	// ProcessCapacity is the capacity of process-specific channels (names
+	// with '!') that no ChannelCapacity rule matches. Zero means 1000.
+	ProcessCapacity int
 	// ChannelCapacity gives other capacities to channels whose names match;
 	// the first matching rule wins.
 	ChannelCapacity []channels.CapacityRule
@@ -60,6 +68,7 @@ type Layer struct {
 	expiry, groupExpiry time.Duration
 	maxSize             int
 	caps                *channels.Capacities
+	processCap          int
 	names               channels.NameRules
 	now                 func() time.Time
 
@@ -163,6 +172,10 @@ func New(cfg Config) (*Layer, error) {
 		return nil, fmt.Errorf("inmemory: %w", err)
 	}
 	l.caps = caps
+	l.processCap = cfg.ProcessCapacity
+	if l.processCap <= 0 {
+		l.processCap = DefaultProcessCapacity
+	}
 	return l, nil
 }
 
@@ -218,7 +231,7 @@ func (l *Layer) push(channel string, c channels.Content, now time.Time, shared b
 	} else {
 		l.dropExpired(channel, q, now)
 	}
-	if q.len() >= l.caps.For(channel) {
+	if q.len() >= l.capacity(channel) {
 		return false
 	}
 	q.push(entry{c: c, sent: now, expires: now.Add(l.expiry), shared: shared})
@@ -247,6 +260,17 @@ func (l *Layer) push(channel string, c channels.Content, now time.Time, shared b
 		}
 	}
 	return true
+}
+
+// capacity returns the capacity of the named channel.
+func (l *Layer) capacity(channel string) int {
+	if n, ok := l.caps.Rule(channel); ok {
+		return n
+	}
+	if channels.ProcessPrefix(channel) != "" {
+		return l.processCap
+	}
+	return l.caps.Default()
 }
 
 // dropExpired discards the expired messages at the head of q and, if any
@@ -657,7 +681,7 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cs := channels.ChannelStats{Capacity: l.caps.For(channel)}
+	cs := channels.ChannelStats{Capacity: l.capacity(channel)}
 	q := l.queues[channel]
 	if q == nil {
 		return cs, nil

@@ -1,6 +1,7 @@
 package inmemory_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/gochannels/channels"
@@ -38,4 +39,34 @@ func TestConformanceRealClock(t *testing.T) {
 			ChannelCapacity: s.ChannelCapacity,
 		})
 	}, layertest.Options{})
+}
+
+// Process-specific channels have their own default capacity; rules still
+// win over it.
+func TestProcessCapacity(t *testing.T) {
+	ctx := t.Context()
+	l := inmemory.MustNew(inmemory.Config{
+		Capacity:        2,
+		ProcessCapacity: 4,
+		ChannelCapacity: []channels.CapacityRule{{Pattern: "ruled!*", Capacity: 1}},
+	})
+	for name, want := range map[string]int{"normal": 2, "websocket.send.gw!abc": 4, "ruled!x": 1, "single?reader": 2} {
+		for i := range want {
+			if err := l.Send(ctx, name, channels.Content{}); err != nil {
+				t.Fatalf("%s: send %d: %v", name, i+1, err)
+			}
+		}
+		if err := l.Send(ctx, name, channels.Content{}); !errors.Is(err, channels.ErrChannelFull) {
+			t.Fatalf("%s: send %d = %v; want ErrChannelFull", name, want+1, err)
+		}
+		if cs, _ := l.ChannelStats(ctx, name); cs.Capacity != want {
+			t.Fatalf("%s: ChannelStats.Capacity = %d; want %d", name, cs.Capacity, want)
+		}
+	}
+	if d := inmemory.MustNew(inmemory.Config{}); d != nil {
+		cs, _ := d.ChannelStats(ctx, "websocket.send.gw!abc")
+		if cs.Capacity != inmemory.DefaultProcessCapacity {
+			t.Fatalf("default process capacity %d; want %d", cs.Capacity, inmemory.DefaultProcessCapacity)
+		}
+	}
 }

@@ -330,6 +330,11 @@ func (l *Layer) maybeSweep(now time.Time) {
 			delete(l.ready, p)
 		}
 	}
+	for k, ws := range l.waiters {
+		if len(ws) == 0 {
+			delete(l.waiters, k)
+		}
+	}
 }
 
 // take pops the next live message on channel. l.mu is held.
@@ -382,9 +387,7 @@ func (l *Layer) Receive(ctx context.Context, names ...string) (string, channels.
 	if err := l.checkNames(names); err != nil {
 		return "", nil, err
 	}
-	return l.wait(ctx, names, func(now time.Time) (string, channels.Content, bool) {
-		return l.tryReceive(names, now)
-	})
+	return l.wait(ctx, names, false)
 }
 
 // Poll implements channels.Poller.
@@ -414,17 +417,21 @@ func (l *Layer) ReceivePrefix(ctx context.Context, prefixes ...string) (string, 
 			return "", nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
 		}
 	}
-	return l.wait(ctx, prefixes, func(now time.Time) (string, channels.Content, bool) {
-		n := len(prefixes)
-		start := int(l.rot % uint32(n))
-		l.rot++
-		for i := range n {
-			if ch, c, ok := l.takeReady(prefixes[(start+i)%n], now); ok {
-				return ch, c, true
-			}
+	return l.wait(ctx, prefixes, true)
+}
+
+// tryPrefixes takes from the first prefix with a message, starting at a
+// rotating position. l.mu is held.
+func (l *Layer) tryPrefixes(prefixes []string, now time.Time) (string, channels.Content, bool) {
+	n := len(prefixes)
+	start := int(l.rot % uint32(n))
+	l.rot++
+	for i := range n {
+		if ch, c, ok := l.takeReady(prefixes[(start+i)%n], now); ok {
+			return ch, c, true
 		}
-		return "", nil, false
-	})
+	}
+	return "", nil, false
 }
 
 // takeReady takes one message from the next channel under prefix that has
@@ -456,10 +463,20 @@ func (l *Layer) takeReady(prefix string, now time.Time) (string, channels.Conten
 	return "", nil, false
 }
 
-// wait runs try until it finds a message, waiting for a send to one of keys
-// between attempts. Nothing is taken once ctx is done.
-func (l *Layer) wait(ctx context.Context, keys []string, try func(time.Time) (string, channels.Content, bool)) (string, channels.Content, error) {
+// wait takes the next message on one of keys (channel names, or process
+// prefixes when prefix is set), waiting for a send to one of them between
+// attempts. Nothing is taken once ctx is done.
+func (l *Layer) wait(ctx context.Context, keys []string, prefix bool) (string, channels.Content, error) {
 	var w *waiter
+	defer func() {
+		if w != nil {
+			select { // a wake-up that came too late is not for the next user
+			case <-w.c:
+			default:
+			}
+			waiterPool.Put(w)
+		}
+	}()
 	l.mu.Lock()
 	for {
 		if l.closed {
@@ -470,12 +487,22 @@ func (l *Layer) wait(ctx context.Context, keys []string, try func(time.Time) (st
 			l.mu.Unlock()
 			return "", nil, err
 		}
-		if ch, c, ok := try(l.now()); ok {
+		var (
+			ch string
+			c  channels.Content
+			ok bool
+		)
+		if prefix {
+			ch, c, ok = l.tryPrefixes(keys, l.now())
+		} else {
+			ch, c, ok = l.tryReceive(keys, l.now())
+		}
+		if ok {
 			l.mu.Unlock()
 			return ch, c, nil
 		}
 		if w == nil {
-			w = &waiter{c: make(chan struct{}, 1)}
+			w = waiterPool.Get().(*waiter)
 		}
 		for _, k := range keys {
 			ws := l.waiters[k]
@@ -492,15 +519,14 @@ func (l *Layer) wait(ctx context.Context, keys []string, try func(time.Time) (st
 		}
 		l.mu.Lock()
 		for _, k := range keys {
-			if ws := l.waiters[k]; ws != nil {
-				delete(ws, w)
-				if len(ws) == 0 {
-					delete(l.waiters, k)
-				}
-			}
+			// Empty sets stay for the next receive on the same key; the
+			// sweep forgets them.
+			delete(l.waiters[k], w)
 		}
 	}
 }
+
+var waiterPool = sync.Pool{New: func() any { return &waiter{c: make(chan struct{}, 1)} }}
 
 // NewChannel implements channels.Layer. The suffix is 12 characters from
 // crypto/rand (72 bits).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -246,5 +247,27 @@ func TestOpenLayer(t *testing.T) {
 		if _, err := cli.OpenLayer(ctx, u); err == nil {
 			t.Errorf("OpenLayer(%q) succeeded", u)
 		}
+	}
+}
+
+// runserver serves a static files directory under --static-url, in the
+// workers, falling through to the application's views for other paths.
+func TestRunserverStaticFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.css"), []byte("body{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app := &cli.App{Router: channels.NewRouter(), HTTP: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "view")
+	})}
+	base := runserver(t, app, "127.0.0.1:0", "--nodelay", "--static", dir, "--static-url", "/assets/")
+	if code, body := get(t, base+"/assets/app.css"); code != 200 || body != "body{}" {
+		t.Fatalf("GET /assets/app.css = %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/assets/missing.css"); code != 404 {
+		t.Fatalf("GET /assets/missing.css = %d; want 404", code)
+	}
+	if code, body := get(t, base+"/other"); code != 200 || body != "view" {
+		t.Fatalf("GET /other = %d %q; want the view", code, body)
 	}
 }

@@ -27,10 +27,13 @@ const (
 	// DefaultLogoutCloseCode is the WebSocket close code LogoutSockets
 	// closes a user's sockets with.
 	DefaultLogoutCloseCode = 4001
-	// DefaultParkTimeout is how long EnforceOrdering retries a full wait
-	// channel before handing the message back to the runner with
+	// DefaultParkTimeout is how long EnforceOrdering lets an early message
+	// wait before handing it back to the runner with
 	// channels.ErrConsumeLater.
-	DefaultParkTimeout = time.Second
+	DefaultParkTimeout = 5 * time.Second
+	// DefaultMaxAhead is how far ahead of the next expected order
+	// EnforceOrdering parks a message.
+	DefaultMaxAhead = 500
 )
 
 // ErrNoStore is returned by every middleware of a Manager without a Store.
@@ -78,10 +81,22 @@ type Manager struct {
 	// DefaultLogoutCloseCode.
 	LogoutCloseCode int
 
-	// ParkTimeout is how long EnforceOrdering retries a full wait channel
-	// before returning channels.ErrConsumeLater. Zero means
-	// DefaultParkTimeout.
+	// ParkTimeout is how long EnforceOrdering lets an early message wait
+	// for its predecessors when it is more than MaxAhead early (or its wait
+	// channel is full), before returning channels.ErrConsumeLater.
+	// Zero means DefaultParkTimeout.
 	ParkTimeout time.Duration
+	// MaxAhead is how far ahead of the next expected order EnforceOrdering
+	// parks a message, which bounds how many messages of one connection
+	// wait in the layer; a message further ahead waits for its
+	// predecessors instead, holding its worker's slot (which slows the
+	// socket down). Zero means DefaultMaxAhead.
+	MaxAhead int
+
+	// Runner runs each message EnforceOrdering lets through, so that what
+	// it sends is flushed before the connection's next message can run.
+	// Nil means a channels.Runner logging to Logger.
+	Runner *channels.Runner
 
 	// Logger receives save failures and ordering events. Nil means
 	// slog.Default().
@@ -211,10 +226,17 @@ func (m *Manager) loadChannel(ctx context.Context, key string) (*Session, error)
 		return nil, fmt.Errorf("session: encode new channel session: %w", err)
 	}
 	if err := m.Store.CreateCtx(ctx, key, enc, expiry); err != nil {
-		if errors.Is(err, ErrExists) {
-			return nil, fmt.Errorf("session: channel session %s is being created by another consumer: %w", key, channels.ErrConsumeLater)
+		if !errors.Is(err, ErrExists) {
+			return nil, fmt.Errorf("session: create channel session: %w", err)
 		}
-		return nil, fmt.Errorf("session: create channel session: %w", err)
+		// Another consumer created it first; use theirs if it can be read
+		// already, else consume the message later (Django's behaviour).
+		if b, found, err := m.Store.FindCtx(ctx, key); err == nil && found {
+			if _, values, err := m.codec().Decode(b); err == nil {
+				return newSession(key, values, time.Time{}), nil
+			}
+		}
+		return nil, fmt.Errorf("session: channel session %s is being created by another consumer: %w", key, channels.ErrConsumeLater)
 	}
 	return newSession(key, nil, time.Time{}), nil
 }

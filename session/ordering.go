@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,15 +54,16 @@ var (
 // message to run, Django Channels' name.
 const NextOrderKey = "__channels_next_order"
 
-// maxDrain bounds how many parked messages one drain moves.
-const maxDrain = 1000
-
-// WaitChannel returns the channel where out-of-order messages of the
-// connection with the given reply channel wait: "__wait__." followed by the
-// reply channel with its '!' replaced by '?' (a single-reader channel that
-// any worker can receive from; Channels 1.1.3's fix).
-func WaitChannel(replyChannel string) string {
-	return "__wait__." + strings.Replace(replyChannel, "!", "?", 1)
+// WaitChannel returns the channel where the message with the given order
+// of the connection with the given reply channel waits for its turn:
+// "__wait__.", the reply channel with its '!' replaced by '?' (Channels
+// 1.1.3's fix: a single-reader channel any worker can receive from), then
+// "." and the order. Django Channels parked every early message of a
+// connection on one channel ("__wait__.<reply channel>") and, after each
+// message, sent them all back to be checked again; one channel per order
+// lets the worker that advances the order take exactly the message it needs.
+func WaitChannel(replyChannel string, order int64) string {
+	return "__wait__." + strings.Replace(replyChannel, "!", "?", 1) + "." + strconv.FormatInt(order, 10)
 }
 
 // EnforceOrdering returns middleware that runs one connection's messages
@@ -75,30 +77,43 @@ func WaitChannel(replyChannel string) string {
 // For each message:
 //
 //   - No integer order: an error wrapping ErrNoOrder.
-//   - Order equal to the next expected: the consumer runs. If it succeeds
-//     (or returns a *channels.CloseError), the next order is advanced and
-//     the session saved at once, then every message parked on the wait
-//     channel (WaitChannel) is sent back to its original channel, through
-//     the outbox: after the replies of this message, to be checked again by
-//     whichever worker receives it. If the consumer fails, the next order
-//     is not advanced, so later messages stay parked (and expire): that is
-//     the reference behaviour.
-//   - Order above the next expected: the message is parked on the wait
-//     channel with its channel in "original_channel", and the consumer does
-//     not run. Then the session is read again, and if the next expected
-//     order is now this one (its predecessor finished meanwhile), the wait
-//     channel is drained as above (Channels 1.1's fix of a lost wake-up). A
-//     full wait channel is retried for Manager.ParkTimeout with growing
-//     pauses; after that the middleware returns channels.ErrConsumeLater
-//     and the runner puts the message back on its own channel.
+//   - Order equal to the next expected: the consumer runs, in a
+//     channels.Runner of its own (Manager.Runner), so that what it sends is
+//     flushed as soon as it returns, before any later message of the
+//     connection can run: replies leave in order. If it succeeds (or
+//     returns a *channels.CloseError, so that the disconnect still runs),
+//     the next order is advanced and saved with the rest of the session,
+//     once, before that flush. Then, if the message with the new next order
+//     is parked, it runs too, in the same call, when it arrived on the same
+//     channel for this same consumer (otherwise it is sent back to its
+//     channel), and so on. If the consumer fails, the next order is not
+//     advanced, so later messages stay parked until they expire, which is
+//     the reference behaviour. The runner logs and handles the consumer's
+//     error (a close, a requeue for channels.ErrConsumeLater, a 1011 close
+//     after a panic), so the middleware itself returns nil.
+//   - Order above the next expected: the message is parked on
+//     WaitChannel(reply channel, order), with its channel under
+//     "original_channel", and the consumer does not run. Then the session
+//     is read again, and if the next expected order is now this one (its
+//     predecessor finished meanwhile), the message is taken back and run
+//     (Channels 1.1's fix of this lost wake-up). A message more than
+//     Manager.MaxAhead orders early, or one whose wait channel is full,
+//     waits for its predecessors first (holding its worker, which slows the
+//     socket down) and runs if its turn comes; after Manager.ParkTimeout it
+//     returns channels.ErrConsumeLater and the worker's runner puts it back
+//     on its own channel.
 //   - Order below the next expected: that order has already run, so the
 //     message is a duplicate; it is logged and dropped. (Django Channels
-//     bounced such messages between the two channels until they expired.)
+//     bounced such messages between two channels until they expired.)
 //
-// Nothing spins: a message is re-examined only when a predecessor finishes.
-// Sends of drained messages are the consumer's sends, so a channel that is
-// still full after the runner's flush timeout is logged and counted by the
-// runner (channels.RunnerStats.Dropped), never dropped silently.
+// Nothing spins and nothing is scanned: a parked message is taken only by
+// the worker that makes it due, or by its own parker when that worker
+// finished first.
+//
+// A consumer is told apart from others by channels.ConsumerName; two
+// consumers of the same name that both enforce ordering on one channel of
+// one connection (routed apart by a filter on something else than the
+// path) must be given distinct names with channels.Namer.
 //
 // Nested inside another EnforceOrdering for the same connection (a
 // demultiplexer's sub-consumer), the middleware just runs the consumer.
@@ -111,17 +126,35 @@ func (m *Manager) EnforceOrdering(mode Ordering) (channels.Middleware, error) {
 		return nil, fmt.Errorf("session: EnforceOrdering(%v): only StrictOrdering can be enforced", mode)
 	}
 	return func(next channels.Consumer) channels.Consumer {
+		o := &orderer{m: m, next: next, id: channels.ConsumerName(next)}
+		o.runner = m.Runner
+		if o.runner == nil {
+			o.runner = &channels.Runner{Logger: m.Logger}
+		}
 		return named{"EnforceOrdering", next, func(ctx context.Context, msg *channels.Message) error {
 			return m.withChannel(ctx, msg, func(ctx context.Context, s *Session) error {
-				return m.ordered(ctx, msg, s, next)
+				return o.consume(ctx, msg, s)
 			})
 		}}
 	}, nil
 }
 
-func (m *Manager) ordered(ctx context.Context, msg *channels.Message, s *Session, next channels.Consumer) error {
+// Keys EnforceOrdering adds to parked messages.
+const (
+	originalChannelKey  = "original_channel"
+	orderingConsumerKey = "__ordering_consumer__"
+)
+
+type orderer struct {
+	m      *Manager
+	next   channels.Consumer
+	id     string
+	runner *channels.Runner
+}
+
+func (o *orderer) consume(ctx context.Context, msg *channels.Message, s *Session) error {
 	if v, _ := ctx.Value(orderingCtxKey{}).(string); v == msg.ReplyChannel {
-		return next.Consume(ctx, msg)
+		return o.next.Consume(ctx, msg)
 	}
 	order, ok := msg.Content.Int("order")
 	if !ok {
@@ -130,106 +163,197 @@ func (m *Manager) ordered(ctx context.Context, msg *channels.Message, s *Session
 	want, _ := s.GetInt(NextOrderKey)
 	switch {
 	case order == want:
-		err := next.Consume(context.WithValue(ctx, orderingCtxKey{}, msg.ReplyChannel), msg)
-		var ce *channels.CloseError
-		if err != nil && !errors.As(err, &ce) {
-			return err
-		}
-		s.Put(NextOrderKey, order+1)
-		if serr := m.saveChannel(ctx, s); serr != nil {
-			return errors.Join(err, fmt.Errorf("session: save next order: %w", serr))
-		}
-		return errors.Join(err, m.drain(ctx, msg))
+		return o.runAndCatchUp(ctx, msg, s, order)
 	case order < want:
-		m.logger().Warn("session: dropping a message whose order has already been consumed (a duplicate)",
-			"channel", msg.Channel, "reply_channel", msg.ReplyChannel, "order", order, "next_order", want)
+		o.duplicate(msg.Channel, order, want)
 		return nil
 	default:
-		return m.park(ctx, msg, s, order)
+		return o.park(ctx, msg, s, order)
 	}
 }
 
-// park puts an early message on the wait channel, then drains it if its
+func (o *orderer) duplicate(where string, order, want int64) {
+	o.m.logger().Warn("session: dropping a message whose order has already been consumed (a duplicate)",
+		"channel", where, "order", order, "next_order", want)
+}
+
+func (o *orderer) runAndCatchUp(ctx context.Context, msg *channels.Message, s *Session, order int64) error {
+	if !o.run(ctx, msg, s, order) {
+		return nil
+	}
+	return o.catchUp(ctx, msg, s)
+}
+
+// run runs an in-order message in a runner of its own and reports whether
+// the next order advanced.
+func (o *orderer) run(ctx context.Context, msg *channels.Message, s *Session, order int64) bool {
+	advanced := false
+	c := named{"EnforceOrdering", o.next, func(ctx context.Context, msg *channels.Message) (err error) {
+		saved := false
+		defer func() {
+			if !saved { // the consumer panicked: keep what it changed
+				_ = o.m.saveChannel(ctx, s)
+			}
+		}()
+		err = o.next.Consume(context.WithValue(ctx, orderingCtxKey{}, msg.ReplyChannel), msg)
+		var ce *channels.CloseError
+		if err == nil || errors.As(err, &ce) {
+			s.Put(NextOrderKey, order+1)
+			advanced = true
+		}
+		saved = true
+		if serr := o.m.saveChannel(ctx, s); serr != nil {
+			advanced = false
+			return errors.Join(err, fmt.Errorf("session: save next order: %w", serr))
+		}
+		return err
+	}}
+	_ = o.runner.Run(ctx, c, msg)
+	return advanced
+}
+
+func (o *orderer) parkTimeout() time.Duration {
+	if o.m.ParkTimeout > 0 {
+		return o.m.ParkTimeout
+	}
+	return DefaultParkTimeout
+}
+
+// park puts an early message on its wait channel, then runs it if its
 // turn came meanwhile.
-func (m *Manager) park(ctx context.Context, msg *channels.Message, s *Session, order int64) error {
-	wait := WaitChannel(msg.ReplyChannel)
+func (o *orderer) park(ctx context.Context, msg *channels.Message, s *Session, order int64) error {
+	wait := WaitChannel(msg.ReplyChannel, order)
 	c := msg.Content.Clone()
-	c["original_channel"] = msg.Channel
-	timeout := m.ParkTimeout
-	if timeout <= 0 {
-		timeout = DefaultParkTimeout
+	c[originalChannelKey] = msg.Channel
+	c[orderingConsumerKey] = o.id
+	ahead := int64(o.m.MaxAhead)
+	if ahead <= 0 {
+		ahead = DefaultMaxAhead
 	}
-	if err := sendRetry(ctx, msg.Layer, wait, c, timeout); err != nil {
-		if errors.Is(err, channels.ErrChannelFull) {
-			m.logger().Warn("session: wait channel full; the message will be consumed again later",
-				"wait_channel", wait, "order", order)
-			return fmt.Errorf("session: park message %d on full %q: %w", order, wait, channels.ErrConsumeLater)
+	now, _ := s.GetInt(NextOrderKey)
+	deadline := time.Now().Add(o.parkTimeout())
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		full := false
+		if order-now <= ahead {
+			err := msg.Layer.Send(ctx, wait, c)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, channels.ErrChannelFull) {
+				return fmt.Errorf("session: park message %d on %q: %w", order, wait, err)
+			}
+			full = true
 		}
-		return fmt.Errorf("session: park message %d on %q: %w", order, wait, err)
+		if time.Now().Add(pause).After(deadline) {
+			why := "too far ahead of the next order"
+			if full {
+				why = "wait channel full"
+			}
+			o.m.logger().Warn("session: "+why+"; the message will be consumed again later",
+				"wait_channel", wait, "order", order, "next_order", now)
+			return fmt.Errorf("session: park message %d on %q (%s): %w", order, wait, why, channels.ErrConsumeLater)
+		}
+		if err := sleep(ctx, pause); err != nil {
+			return err
+		}
+		var err error
+		if now, err = o.m.refresh(ctx, s); err != nil {
+			return err
+		}
+		switch {
+		case now == order:
+			return o.runAndCatchUp(ctx, msg, s, order)
+		case now > order:
+			o.duplicate(msg.Channel, order, now)
+			return nil
+		}
 	}
-	m.logger().Debug("session: message parked until its predecessors run", "wait_channel", wait, "order", order)
-	b, found, err := m.Store.FindCtx(ctx, s.storeKey)
+	now, err := o.m.refresh(ctx, s)
 	if err != nil {
-		return fmt.Errorf("session: reload next order: %w", err)
-	}
-	var now int64
-	if found {
-		if _, values, err := m.codec().Decode(b); err == nil {
-			now, _ = toInt(values[NextOrderKey])
-		}
+		return err
 	}
 	if now == order {
-		return m.drain(ctx, msg)
+		return o.catchUp(ctx, msg, s)
 	}
 	return nil
 }
 
-// drain sends every message waiting on the connection's wait channel back
-// to its original channel.
-func (m *Manager) drain(ctx context.Context, msg *channels.Message) error {
-	wait := WaitChannel(msg.ReplyChannel)
-	for range maxDrain {
+// refresh reads the channel session again (another worker may have run
+// messages since it was loaded) and returns its next order.
+func (m *Manager) refresh(ctx context.Context, s *Session) (int64, error) {
+	b, found, err := m.Store.FindCtx(ctx, s.storeKey)
+	if err != nil {
+		return 0, fmt.Errorf("session: reload channel session: %w", err)
+	}
+	var values map[string]any
+	if found {
+		if _, values, err = m.codec().Decode(b); err != nil {
+			return 0, fmt.Errorf("session: reload channel session: %w", err)
+		}
+	}
+	s.replace(values)
+	n, _ := toInt(values[NextOrderKey])
+	return n, nil
+}
+
+// catchUp runs the parked messages that are now due, one after the other,
+// for as long as the next one is parked.
+func (o *orderer) catchUp(ctx context.Context, msg *channels.Message, s *Session) error {
+	for {
+		k, _ := s.GetInt(NextOrderKey)
+		wait := WaitChannel(msg.ReplyChannel, k)
 		_, c, err := channels.Poll(ctx, msg.Layer, wait)
 		if err != nil {
-			return fmt.Errorf("session: drain %q: %w", wait, err)
+			return fmt.Errorf("session: take message %d from %q: %w", k, wait, err)
 		}
 		if c == nil {
 			return nil
 		}
-		orig, _ := c["original_channel"].(string)
-		delete(c, "original_channel")
-		if orig == "" {
-			m.logger().Error("session: dropping a parked message without original_channel", "wait_channel", wait)
-			continue
+		orig, _ := c[originalChannelKey].(string)
+		id, _ := c[orderingConsumerKey].(string)
+		delete(c, originalChannelKey)
+		delete(c, orderingConsumerKey)
+		if orig != msg.Channel || id != o.id {
+			return o.m.requeue(ctx, msg.Layer, orig, c)
 		}
-		if err := m.requeue(ctx, msg.Layer, wait, orig, c); err != nil {
-			return err
+		im := channels.NewMessage(msg.Layer, orig, c)
+		for name, v := range msg.PathValues() {
+			im.SetPathValue(name, v)
+		}
+		if !o.run(ctx, im, s, k) {
+			return nil
 		}
 	}
-	m.logger().Warn("session: drain stopped early; the rest waits for the next drain", "wait_channel", wait, "moved", maxDrain)
-	return nil
 }
 
-// requeue sends a parked message back to its channel: through the outbox
-// inside a consumer, else at once with retries, putting it back on the wait
-// channel if that channel stays full.
-func (m *Manager) requeue(ctx context.Context, l channels.Layer, wait, orig string, c channels.Content) error {
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// requeue sends a parked message back to its original channel: through the
+// outbox inside a consumer, else at once with retries.
+func (m *Manager) requeue(ctx context.Context, l channels.Layer, orig string, c channels.Content) error {
+	if orig == "" {
+		m.logger().Error("session: dropping a parked message without original_channel")
+		return nil
+	}
 	if channels.InConsumer(ctx) {
 		if err := (channels.Channel{Name: orig, Layer: l}).Send(ctx, c); err != nil {
 			return fmt.Errorf("session: requeue on %q: %w", orig, err)
 		}
 		return nil
 	}
-	err := sendRetry(ctx, l, orig, c, 2*time.Second)
-	if err == nil {
-		return nil
+	if err := sendRetry(ctx, l, orig, c, 2*time.Second); err != nil {
+		return fmt.Errorf("session: requeue on %q: %w", orig, err)
 	}
-	c["original_channel"] = orig
-	if perr := l.Send(ctx, wait, c); perr == nil {
-		return fmt.Errorf("session: requeue on %q failed, message left on %q: %w", orig, wait, err)
-	}
-	m.logger().Error("session: lost a parked message: its channel and the wait channel are full", "channel", orig, "error", err)
-	return fmt.Errorf("session: requeue on %q: %w", orig, err)
+	return nil
 }
 
 // sendRetry sends at once, retrying ErrChannelFull with growing pauses

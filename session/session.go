@@ -191,3 +191,14 @@ func HTTPFromContext(ctx context.Context) *Session {
 	}
 	return nil
 }
+
+// replace swaps in values read again from the store.
+func (s *Session) replace(values map[string]any) {
+	if values == nil {
+		values = make(map[string]any)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.values = values
+	s.modified = false
+}

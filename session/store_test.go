@@ -283,6 +283,6 @@ func TestAdaptNonAtomicStore(t *testing.T) {
 // plainStore hides everything but scs.Store.
 type plainStore struct{ s *session.MemoryStore }
 
-func (p plainStore) Find(k string) ([]byte, bool, error)        { return p.s.Find(k) }
+func (p plainStore) Find(k string) ([]byte, bool, error)          { return p.s.Find(k) }
 func (p plainStore) Commit(k string, b []byte, e time.Time) error { return p.s.Commit(k, b, e) }
-func (p plainStore) Delete(k string) error                       { return p.s.Delete(k) }
+func (p plainStore) Delete(k string) error                        { return p.s.Delete(k) }

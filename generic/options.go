@@ -158,7 +158,9 @@ func (b *built) consume(ctx context.Context, o *Options, name string, dispatch c
 		b.chain = channels.Chain(dispatch, mw...)
 	})
 	if b.err != nil {
-		b.logged.Do(func() { o.logger().Error("generic: consumer is misconfigured; rejecting its sockets", "consumer", name, "error", b.err) })
+		b.logged.Do(func() {
+			o.logger().Error("generic: consumer is misconfigured; rejecting its sockets", "consumer", name, "error", b.err)
+		})
 		if m.Channel == "websocket.connect" {
 			return errors.Join(b.err, channels.ErrDenyConnection)
 		}

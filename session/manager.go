@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -510,4 +511,56 @@ func (m *Manager) linkHTTP(ctx context.Context, cs *Session) error {
 		h.s = s
 	}
 	return nil
+}
+
+// NewHTTPSession stores a new HTTP session holding values, as the HTTP side
+// (an scs.SessionManager with the same store, codec and token hashing)
+// would, with a deadline Lifetime from now, and returns its token: the
+// value of the session cookie (see Cookie). It is for tests and tools;
+// applications create HTTP sessions with their scs.SessionManager.
+func (m *Manager) NewHTTPSession(ctx context.Context, values map[string]any) (string, error) {
+	if m.Store == nil {
+		return "", ErrNoStore
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("session: new token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(b)
+	deadline := time.Now().Add(m.lifetime())
+	enc, err := m.codec().Encode(deadline, values)
+	if err != nil {
+		return "", fmt.Errorf("session: encode HTTP session: %w", err)
+	}
+	if err := m.httpStore().CreateCtx(ctx, m.HTTPStoreKey(token), enc, deadline); err != nil {
+		return "", fmt.Errorf("session: store HTTP session: %w", err)
+	}
+	return token, nil
+}
+
+// Cookie returns the session cookie carrying token, named CookieName.
+func (m *Manager) Cookie(token string) *http.Cookie {
+	return &http.Cookie{Name: m.cookieName(), Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+}
+
+// LoadChannelSession returns the stored channel session of the connection
+// whose reply channel is given, or nil when it has none. It is a snapshot
+// for tests and tools: changes to it are not saved.
+func (m *Manager) LoadChannelSession(ctx context.Context, replyChannel string) (*Session, error) {
+	if m.Store == nil {
+		return nil, ErrNoStore
+	}
+	key := ChannelKey(replyChannel)
+	b, found, err := m.Store.FindCtx(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("session: load channel session: %w", err)
+	}
+	if !found {
+		return nil, nil
+	}
+	_, values, err := m.codec().Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("session: decode channel session: %w", err)
+	}
+	return newSession(key, values, time.Time{}), nil
 }

@@ -103,13 +103,22 @@ func UsersByID(find func(ctx context.Context, id string) (User, error)) UserLoad
 // Login records u as the logged-in user of s: its ID, backend (a name for
 // what authenticated it) and, for a SessionHasher, its session hash.
 func Login(s *Session, u User, backend string) {
-	s.Put(AuthUserIDKey, u.ID())
+	for k, v := range AuthValues(u, backend) {
+		s.Put(k, v)
+	}
+}
+
+// AuthValues returns the session values that record u as logged in (see
+// Login).
+func AuthValues(u User, backend string) map[string]any {
+	v := map[string]any{AuthUserIDKey: u.ID()}
 	if backend != "" {
-		s.Put(AuthBackendKey, backend)
+		v[AuthBackendKey] = backend
 	}
 	if h, ok := u.(SessionHasher); ok {
-		s.Put(AuthHashKey, h.SessionHash())
+		v[AuthHashKey] = h.SessionHash()
 	}
+	return v
 }
 
 // Logout clears s, as Django's logout flushes the session. Saved, an empty
@@ -123,12 +132,8 @@ func LoginHTTP(ctx context.Context, sm *scs.SessionManager, u User, backend stri
 	if err := sm.RenewToken(ctx); err != nil {
 		return fmt.Errorf("session: renew token: %w", err)
 	}
-	sm.Put(ctx, AuthUserIDKey, u.ID())
-	if backend != "" {
-		sm.Put(ctx, AuthBackendKey, backend)
-	}
-	if h, ok := u.(SessionHasher); ok {
-		sm.Put(ctx, AuthHashKey, h.SessionHash())
+	for k, v := range AuthValues(u, backend) {
+		sm.Put(ctx, k, v)
 	}
 	return nil
 }

@@ -79,11 +79,13 @@ func WaitChannel(replyChannel string, order int64) string {
 //   - No integer order: an error wrapping ErrNoOrder.
 //   - Order equal to the next expected: the consumer runs, in a
 //     channels.Runner of its own (Manager.Runner), so that what it sends is
-//     flushed as soon as it returns, before any later message of the
-//     connection can run: replies leave in order. If it succeeds (or
-//     returns a *channels.CloseError, so that the disconnect still runs),
-//     the next order is advanced and saved with the rest of the session,
-//     once, before that flush. Then, if the message with the new next order
+//     flushed as soon as it returns; its session changes are saved before
+//     that flush. If it succeeds (or returns a *channels.CloseError, so
+//     that the disconnect still runs), the next order is advanced and saved
+//     after the flush, so replies leave in order: no later message of the
+//     connection runs before this one's sends are out. (A consumer that
+//     changed the session thus costs two saves, one that did not, one.)
+//     Then, if the message with the new next order
 //     is parked, it runs too, in the same call, when it arrived on the same
 //     channel for this same consumer (otherwise it is sent back to its
 //     channel), and so on. If the consumer fails, the next order is not
@@ -185,9 +187,12 @@ func (o *orderer) runAndCatchUp(ctx context.Context, msg *channels.Message, s *S
 }
 
 // run runs an in-order message in a runner of its own and reports whether
-// the next order advanced.
+// the next order advanced. The consumer's session changes are saved before
+// its sends are flushed (checklist A2.13); the next order is advanced after
+// the flush, so that no later message of the connection can run, and send,
+// before this one's sends are out.
 func (o *orderer) run(ctx context.Context, msg *channels.Message, s *Session, order int64) bool {
-	advanced := false
+	succeeded := false
 	c := named{"EnforceOrdering", o.next, func(ctx context.Context, msg *channels.Message) (err error) {
 		saved := false
 		defer func() {
@@ -197,19 +202,25 @@ func (o *orderer) run(ctx context.Context, msg *channels.Message, s *Session, or
 		}()
 		err = o.next.Consume(context.WithValue(ctx, orderingCtxKey{}, msg.ReplyChannel), msg)
 		var ce *channels.CloseError
-		if err == nil || errors.As(err, &ce) {
-			s.Put(NextOrderKey, order+1)
-			advanced = true
-		}
+		succeeded = err == nil || errors.As(err, &ce)
 		saved = true
 		if serr := o.m.saveChannel(ctx, s); serr != nil {
-			advanced = false
-			return errors.Join(err, fmt.Errorf("session: save next order: %w", serr))
+			succeeded = false
+			return errors.Join(err, fmt.Errorf("session: save channel session: %w", serr))
 		}
 		return err
 	}}
 	_ = o.runner.Run(ctx, c, msg)
-	return advanced
+	if !succeeded {
+		return false
+	}
+	s.Put(NextOrderKey, order+1)
+	if err := o.m.saveChannel(ctx, s); err != nil {
+		o.m.logger().Error("session: saving the next order failed; later messages of the connection stay parked",
+			"reply_channel", msg.ReplyChannel, "order", order, "error", err)
+		return false
+	}
+	return true
 }
 
 func (o *orderer) parkTimeout() time.Duration {

@@ -310,11 +310,11 @@ func TestOrderingFourWorkers(t *testing.T) {
 	const n = 1000
 	l := inmemory.MustNew(inmemory.Config{})
 	t.Cleanup(func() { l.Close() })
-	runOrderingWorkers(t, l, n)
+	runOrderingWorkers(t, l, session.NewMemoryStore(), n)
 }
 
-func runOrderingWorkers(t *testing.T, l channels.Layer, n int) {
-	mgr := &session.Manager{Store: session.NewMemoryStore()}
+func runOrderingWorkers(t *testing.T, l channels.Layer, st session.Store, n int) {
+	mgr := &session.Manager{Store: st}
 	e := &orderedEcho{}
 	r := channels.NewRouter()
 	ordered := strict(t, mgr, e)

@@ -36,7 +36,7 @@
 // A logged-in user's WebSockets stay open after the user logs out over
 // HTTP, with the user copied into their channel sessions. The user
 // middleware therefore adds every socket of an authenticated user to the
-// group UserGroup(id) when it connects; Manager.LogoutSockets deletes those
-// sockets' channel sessions and closes them through that group, on every
-// gateway.
+// group UserGroup(id) when it connects; Manager.LogoutSockets closes those
+// sockets through that group, on every gateway, with close code 4001 by
+// default.
 package session

@@ -288,19 +288,20 @@ func transferUser(from, to *Session) {
 	}
 }
 
-// LogoutSockets ends the user's sessions on every open WebSocket, wherever
-// its gateway runs: it deletes the channel session of each socket in
-// UserGroup(userID), which the user middleware joined on connect, and sends
-// the group {"close": LogoutCloseCode}, so every gateway closes those
-// sockets. Call it when the user logs out over HTTP (after destroying the
-// HTTP session) or changes their password. Inside a consumer the close is
-// held in the consumer's outbox like any group send; outside it goes at
-// once, and the group is then emptied. It returns how many sockets were
-// found. It blocks on the store and the layer.
+// LogoutSockets closes every open WebSocket of the user whose ID is given,
+// wherever its gateway runs: it sends {"close": LogoutCloseCode} to
+// UserGroup(userID), which the user middleware made each of the user's
+// sockets join when it connected. Call it when the user logs out over HTTP
+// (after destroying the HTTP session) or changes their password.
+//
+// The sockets' channel sessions are left to expire with them, so that
+// their "websocket.disconnect" consumers still see who left (to announce
+// it, and to leave the user group); frames a client sent before its socket
+// closed may still run as the user. Inside a consumer the close is held in
+// the consumer's outbox like any group send; outside one it goes at once,
+// and the group is then emptied. It returns how many sockets were found.
+// It blocks on the layer.
 func (m *Manager) LogoutSockets(ctx context.Context, l channels.Layer, userID string) (int, error) {
-	if m.Store == nil {
-		return 0, ErrNoStore
-	}
 	gl, ok := l.(channels.GroupLayer)
 	if !ok {
 		return 0, fmt.Errorf("session: logout sockets: %w", channels.ErrGroupsUnsupported)
@@ -310,16 +311,14 @@ func (m *Manager) LogoutSockets(ctx context.Context, l channels.Layer, userID st
 	if err != nil {
 		return 0, fmt.Errorf("session: logout sockets: %w", err)
 	}
-	var errs []error
-	for _, ch := range members {
-		if err := m.Store.DeleteCtx(ctx, ChannelKey(ch)); err != nil {
-			errs = append(errs, err)
-		}
+	if len(members) == 0 {
+		return 0, nil
 	}
 	code := m.LogoutCloseCode
 	if code == 0 {
 		code = DefaultLogoutCloseCode
 	}
+	var errs []error
 	if err := (channels.Group{Name: name, Layer: l}).Send(ctx, channels.Content{"close": int64(code)}); err != nil {
 		errs = append(errs, err)
 	}

@@ -564,3 +564,19 @@ func (m *Manager) LoadChannelSession(ctx context.Context, replyChannel string) (
 	}
 	return newSession(key, values, time.Time{}), nil
 }
+
+// NewHTTPManager returns an scs.SessionManager for the HTTP side of the
+// application that matches m: m's HTTP store, codec, cookie name and token
+// hashing, so that the sessions it writes are the ones the middleware
+// reads. Adjust its other fields (Lifetime, Cookie.Secure, ...) before
+// use. (Like every scs.New, it leaves behind the idle cleanup goroutine of
+// the memory store scs creates by default, which scs offers no race-free
+// way to stop; it wakes once a minute.)
+func (m *Manager) NewHTTPManager() *scs.SessionManager {
+	sm := scs.New()
+	sm.Store = m.httpStore()
+	sm.Codec = m.codec()
+	sm.Cookie.Name = m.cookieName()
+	sm.HashTokenInStore = m.HashHTTPTokens
+	return sm
+}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alexedwards/scs/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gochannels/channels"
@@ -175,9 +174,8 @@ func TestStores(t *testing.T) {
 // testSCSInterop logs in over real HTTP with an scs.SessionManager on st and
 // reads the session from a websocket.connect carrying the cookie.
 func testSCSInterop(t *testing.T, st session.Store) {
-	sm := scs.New()
-	sm.Store = st
-	sm.Cookie.Name = session.DefaultCookieName
+	mgr := &session.Manager{Store: st}
+	sm := mgr.NewHTTPManager()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
 		if err := session.LoginHTTP(r.Context(), sm, session.UserID("ada"), "test"); err != nil {
@@ -208,7 +206,6 @@ func testSCSInterop(t *testing.T, st session.Store) {
 		t.Fatal("no session cookie after login")
 	}
 
-	mgr := &session.Manager{Store: st}
 	var seenTheme string
 	var seenUser session.User
 	r := channels.NewRouter()

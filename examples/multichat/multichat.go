@@ -44,12 +44,11 @@ type App struct {
 
 // New returns the application with its sessions in store.
 func New(store session.Store) *App {
-	sm := scs.New()
-	sm.Store = store
+	mgr := &session.Manager{Store: store}
+	sm := mgr.NewHTTPManager()
 	sm.Lifetime = 24 * time.Hour
-	sm.Cookie.Name = session.DefaultCookieName
 	sm.Cookie.SameSite = http.SameSiteLaxMode // forms cannot be posted from other sites
-	return &App{Sessions: &session.Manager{Store: store}, HTTP: sm}
+	return &App{Sessions: mgr, HTTP: sm}
 }
 
 // Line is a chat line, as the page sends it and as the messages stream

@@ -24,10 +24,10 @@ import (
 
 // stores returns a factory per store kind; the services ones skip (or fail
 // under CHANNELS_REQUIRE_SERVICES=1) when the service is absent.
-func stores() map[string]func(t *testing.T) session.Store {
-	return map[string]func(t *testing.T) session.Store{
-		"memory": func(t *testing.T) session.Store { return session.NewMemoryStore() },
-		"sqlite": func(t *testing.T) session.Store {
+func stores() map[string]func(t testing.TB) session.Store {
+	return map[string]func(t testing.TB) session.Store{
+		"memory": func(t testing.TB) session.Store { return session.NewMemoryStore() },
+		"sqlite": func(t testing.TB) session.Store {
 			s, err := session.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sessions.db"), session.SQLConfig{})
 			if err != nil {
 				t.Fatal(err)
@@ -35,7 +35,7 @@ func stores() map[string]func(t *testing.T) session.Store {
 			t.Cleanup(func() { s.Close() })
 			return s
 		},
-		"postgres": func(t *testing.T) session.Store {
+		"postgres": func(t testing.TB) session.Store {
 			url := testenv.DatabaseURL(t)
 			table := strings.ReplaceAll(strings.TrimSuffix(testenv.Prefix("sessions"), ":"), "-", "_")
 			s, err := session.OpenPostgres(t.Context(), url, session.SQLConfig{Table: table})
@@ -58,7 +58,7 @@ func stores() map[string]func(t *testing.T) session.Store {
 			})
 			return s
 		},
-		"redis": func(t *testing.T) session.Store {
+		"redis": func(t testing.TB) session.Store {
 			url := testenv.RedisURL(t)
 			s, err := session.OpenRedis(t.Context(), url, testenv.Prefix("session"))
 			if err != nil {

@@ -252,6 +252,29 @@ func TestEnforceOrdering(t *testing.T) {
 		waitEmpty(t, c, 2)
 	})
 
+	t.Run("a message's replies are out before the next order advances", func(t *testing.T) {
+		st := session.NewMemoryStore()
+		mgr := &session.Manager{Store: st}
+		l := &hookLayer{Layer: inmemory.MustNew(inmemory.Config{})}
+		t.Cleanup(func() { l.Close() })
+		e := &orderedEcho{}
+		c := channelstest.NewClientOn(t, l, strict(t, mgr, e))
+		var atReply []string
+		l.onSend = func(channel string, content channels.Content) {
+			if channel == c.ReplyChannel {
+				next := stored(t, st, session.ChannelKey(c.ReplyChannel))[session.NextOrderKey]
+				atReply = append(atReply, fmt.Sprintf("reply %s at next %v", content.String("text"), next))
+			}
+		}
+		mustConsume(t, c, "websocket.receive", channels.Content{"order": 0})
+		mustConsume(t, c, "websocket.receive", channels.Content{"order": 2})
+		mustConsume(t, c, "websocket.receive", channels.Content{"order": 1})
+		want := []string{"reply 0 at next <nil>", "reply 1 at next 1", "reply 2 at next 2"}
+		if !slices.Equal(atReply, want) {
+			t.Fatalf("%q, want %q", atReply, want)
+		}
+	})
+
 	t.Run("a message too far ahead waits, then is consumed later", func(t *testing.T) {
 		mgr := &session.Manager{Store: session.NewMemoryStore(), MaxAhead: 1, ParkTimeout: 30 * time.Millisecond}
 		e := &orderedEcho{}

@@ -155,7 +155,7 @@ func (b *built) consume(ctx context.Context, o *Options, name string, dispatch c
 			b.err = fmt.Errorf("generic: %s: %w", name, err)
 			return
 		}
-		b.chain = channels.Chain(dispatch, mw...)
+		b.chain = channels.Chain(namedConsumer{name, dispatch}, mw...)
 	})
 	if b.err != nil {
 		b.logged.Do(func() {
@@ -174,3 +174,12 @@ func (o *Options) validate() error {
 	_, err := o.middleware()
 	return err
 }
+
+// namedConsumer gives the hooks' dispatcher the consumer's name, which the
+// middleware uses in logs and EnforceOrdering to tell consumers apart.
+type namedConsumer struct {
+	name string
+	channels.Consumer
+}
+
+func (n namedConsumer) Name() string { return n.name }

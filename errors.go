@@ -62,9 +62,11 @@ var ErrDenyConnection error = &CloseError{}
 // handshake with HTTP 403; the code is then not visible to the client.
 //
 // Application codes are 1000 or 3000–4999 (see ValidCloseCode). The
-// gateway also accepts 1001 (going away) and 1011 (internal error, which the
-// Runner sends after a consumer panics); other codes are refused by
-// interface servers.
+// gateway also accepts the RFC 6455 codes an endpoint may send for a reason:
+// 1001 (going away), 1003 (unsupported data), 1007 (invalid payload, sent
+// by the JSON consumers for a malformed frame), 1008 (policy violation) and
+// 1011 (internal error, which the Runner sends after a consumer panics);
+// other codes are refused by interface servers.
 type CloseError struct {
 	Code   int    // WebSocket close code; 0 means 1000
 	Reason string // for logs; not sent

@@ -44,6 +44,11 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 		if err := ValidateChannelName(ch.Name); err != nil {
 			return err
 		}
+		if sc, ok := l.(SendChecker); ok {
+			if err := sc.CheckSend(ch.Name); err != nil {
+				return err
+			}
+		}
 		nc, _, err := Normalize(c)
 		if err != nil {
 			return fmt.Errorf("send to %q: %w", ch.Name, err)
@@ -54,6 +59,14 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 		c = nc
 	}
 	return l.Send(ctx, ch.Name, c)
+}
+
+// SendChecker may be implemented by a layer (usually a wrapper around one)
+// that refuses some sends. Channel.Send calls CheckSend before holding a
+// message in a consumer's outbox, so that a refusal is reported to the
+// consumer at once instead of when the outbox is flushed.
+type SendChecker interface {
+	CheckSend(channel string) error
 }
 
 // Group is a named group on a layer. The zero Layer means the layer of the

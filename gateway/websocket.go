@@ -602,7 +602,7 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 	if a.close {
 		if !validAppCloseCode(a.code) {
 			s.stats.invalidReplies.Add(1)
-			s.log.Error("invalid WebSocket close code; nothing sent (use 1000, 1001, 1011 or 3000-4999)", "path", c.path, "code", a.code)
+			s.log.Error("invalid WebSocket close code; nothing sent (use 1000, 1001, 1003, 1007, 1008, 1011 or 3000-4999)", "path", c.path, "code", a.code)
 			return
 		}
 		c.mu.Lock()
@@ -636,7 +636,11 @@ func (c *wsConn) closeWith(code int, reason string) {
 }
 
 func validAppCloseCode(code int) bool {
-	return code == 1000 || code == 1001 || code == 1011 || (code >= 3000 && code <= 4999)
+	switch code {
+	case 1000, 1001, 1003, 1007, 1008, 1011:
+		return true
+	}
+	return code >= 3000 && code <= 4999
 }
 
 // rearmLocked schedules the next tick: the earliest of the next ping, the

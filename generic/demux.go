@@ -264,10 +264,20 @@ type guardLayer struct {
 
 func (g *guardLayer) String() string { return fmt.Sprint(g.Layer) }
 
-// Send refuses the reply channel and passes the rest on.
-func (g *guardLayer) Send(ctx context.Context, channel string, c channels.Content) error {
+// CheckSend implements channels.SendChecker: a stream consumer's send to the
+// socket's reply channel fails when it is made, not when the outbox is
+// flushed.
+func (g *guardLayer) CheckSend(channel string) error {
 	if channel == g.reply {
 		return fmt.Errorf("%w (to %s)", ErrSendNotAvailable, channel)
+	}
+	return nil
+}
+
+// Send refuses the reply channel and passes the rest on.
+func (g *guardLayer) Send(ctx context.Context, channel string, c channels.Content) error {
+	if err := g.CheckSend(channel); err != nil {
+		return err
 	}
 	return g.Layer.Send(ctx, channel, c)
 }

@@ -57,6 +57,15 @@ func TestJSONWebSocket(t *testing.T) {
 		}
 	})
 
+	t.Run("a malformed frame closes the socket with 1007 over the gateway", func(t *testing.T) {
+		srv := channelstest.NewServer(t, newConsumer(generic.CloseMalformed))
+		ws := srv.DialWS("/")
+		ws.SendText("{nope")
+		if code := ws.WaitClosed(); code != 1007 {
+			t.Fatalf("socket closed with %d, want 1007", code)
+		}
+	})
+
 	t.Run("malformed frames close with 1007 by default", func(t *testing.T) {
 		cases := map[string]channels.Content{
 			"not JSON":     {"text": "{nope"},

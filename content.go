@@ -34,8 +34,12 @@ func (c Content) Bytes(key string) []byte {
 // Int returns the integer value of key and whether there was one. Any Go
 // integer type is accepted, as are float64 values that are whole numbers (JSON
 // decoders produce them).
-func (c Content) Int(key string) (int64, bool) {
-	switch v := c[key].(type) {
+func (c Content) Int(key string) (int64, bool) { return ToInt(c[key]) }
+
+// ToInt converts an integer value of any Go integer type, or a float64 that
+// is a whole number, to int64; it reports false for anything else.
+func ToInt(v any) (int64, bool) {
+	switch v := v.(type) {
 	case int64:
 		return v, true
 	case int:

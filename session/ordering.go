@@ -303,7 +303,7 @@ func (m *Manager) refresh(ctx context.Context, s *Session) (int64, error) {
 		}
 	}
 	s.replace(values)
-	n, _ := toInt(values[NextOrderKey])
+	n, _ := channels.ToInt(values[NextOrderKey])
 	return n, nil
 }
 

@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"math"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gochannels/channels"
 )
 
 // Session is one session's data: a map from text keys to values, loaded
@@ -67,30 +68,9 @@ func (s *Session) GetBool(key string) bool {
 // GetInt returns the integer value of key and whether there is one. Every
 // Go integer type is accepted, and float64 values that are whole numbers.
 func (s *Session) GetInt(key string) (int64, bool) {
-	return toInt(s.Get(key))
+	return channels.ToInt(s.Get(key))
 }
 
-func toInt(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int:
-		return int64(v), true
-	case int64:
-		return v, true
-	case int32:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case uint64:
-		if v <= math.MaxInt64 {
-			return int64(v), true
-		}
-	case float64:
-		if v == math.Trunc(v) && math.Abs(v) < 1<<63 {
-			return int64(v), true
-		}
-	}
-	return 0, false
-}
 
 // Put sets key to value and marks the session modified.
 func (s *Session) Put(key string, value any) {

@@ -53,7 +53,7 @@ func newRunner() (*channels.Runner, *logBuffer) {
 }
 
 // A2.11: sends wait until the consumer returns.
-func TestRunnerHoldsSendsUntilReturn(t *testing.T) {
+func TestA2_11_RunnerHoldsSendsUntilReturn(t *testing.T) {
 	l := newLayer(t, inmemory.Config{})
 	r, _ := newRunner()
 	var during channels.Content
@@ -76,7 +76,7 @@ func TestRunnerHoldsSendsUntilReturn(t *testing.T) {
 }
 
 // A2.12 and A2.14: sent in order, also when the consumer fails or panics.
-func TestRunnerFlushesInOrderAfterErrorAndPanic(t *testing.T) {
+func TestA2_12_14_FlushedInOrderAfterErrorAndPanic(t *testing.T) {
 	for name, end := range map[string]func() error{
 		"return": func() error { return nil },
 		"error":  func() error { return errors.New("boom") },
@@ -122,7 +122,7 @@ func TestRunnerFlushesInOrderAfterErrorAndPanic(t *testing.T) {
 }
 
 // A2.15: Immediately bypasses the outbox; outside a consumer sends are immediate.
-func TestImmediately(t *testing.T) {
+func TestA2_15_Immediately(t *testing.T) {
 	l := newLayer(t, inmemory.Config{})
 	r, _ := newRunner()
 	var during channels.Content

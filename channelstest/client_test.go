@@ -31,7 +31,7 @@ func squareRouter() *channels.Router {
 	return r
 }
 
-func TestClientSendAndConsume(t *testing.T) {
+func TestB35_ClientSendAndConsume(t *testing.T) {
 	c := channelstest.NewClient(t, squareRouter())
 	if err := c.SendAndConsume("square", channels.Content{"value": 33}); err != nil {
 		t.Fatal(err)

@@ -136,3 +136,21 @@ func (t *exampleTB) end() {
 		t.cleanups[i]()
 	}
 }
+
+// Checklist C.37: with no websocket.connect route of the application's, the
+// default route accepts every connection.
+func TestC37DefaultConnectRouteAccepts(t *testing.T) {
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
+		return m.Reply(ctx, channels.Content{"text": "got " + m.Content.String("text")})
+	})
+	srv := channelstest.NewServer(t, r)
+	ws := srv.DialWS("/any/path/")
+	if ws.Response == nil || ws.Response.StatusCode != 101 {
+		t.Fatalf("handshake response %v; want 101", ws.Response)
+	}
+	ws.SendText("x")
+	if got := ws.ReceiveText(); got != "got x" {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -9,7 +9,7 @@ import (
 )
 
 // The endpoint rules of interface-server.md §2.
-func TestBuildEndpoints(t *testing.T) {
+func TestD46_BuildEndpoints(t *testing.T) {
 	none := -1
 	for _, tc := range []struct {
 		name string

@@ -78,7 +78,7 @@ func send(t *testing.T, l channels.Layer, ch string, c channels.Content) {
 }
 
 // Checklist A2.11: a watcher sees nothing on x until the consumer has ended.
-func TestConsumerAtomicityWatcher(t *testing.T) {
+func TestA2_11_ConsumerAtomicityWatcher(t *testing.T) {
 	l := inmemory.MustNew(inmemory.Config{})
 	var finished atomic.Bool
 	r := channels.NewRouter()
@@ -99,7 +99,7 @@ func TestConsumerAtomicityWatcher(t *testing.T) {
 }
 
 // Checklist A2.15 through a worker: Immediately is visible during the consumer.
-func TestImmediatelyThroughWorker(t *testing.T) {
+func TestA2_15_ImmediatelyThroughWorker(t *testing.T) {
 	l := inmemory.MustNew(inmemory.Config{})
 	var finished atomic.Bool
 	r := channels.NewRouter()

@@ -26,6 +26,7 @@ const (
 	DefaultReceiveConns    = 64
 	DefaultProcessBuffer   = 1000
 	DefaultProcessCapacity = 10000
+	DefaultReceiveBuffer   = 256
 	DefaultConnBuffer      = 64 << 10
 	DefaultURL             = "redis://127.0.0.1:6379/0"
 	DefaultFlushDelay      = 20 * time.Microsecond
@@ -95,21 +96,22 @@ type Config struct {
 	Cluster bool
 
 	// Timeout bounds every call to Redis other than blocking pops; a call
-	// that takes longer fails with ErrUnavailable. Sends and non-blocking
-	// pops rely on their connection for it: when a connection gets no reply
-	// for a second, it is pinged, and closed (failing every call waiting on
-	// it) if the ping gets no reply within Timeout; so they fail within
-	// about Timeout plus one second. Zero means 3 s; a negative value
-	// switches the bound off (and logs a warning).
+	// that takes longer fails with ErrUnavailable. Send batches and pops
+	// run on connections whose reads and writes have this deadline. Other
+	// calls on shared, pipelined connections rely on the connection too:
+	// when it gets no reply for a second, it is pinged, and closed (failing
+	// every call waiting on it) if the ping gets no reply within Timeout;
+	// so they fail within about Timeout plus one second. Zero means 3 s; a
+	// negative value switches the bound off (and logs a warning).
 	Timeout time.Duration
 	// BlockTimeout is the longest a single blocking pop waits in Redis
-	// before Receive issues a new one. A cancelled Receive does not wait
-	// for it: the pop is interrupted at once with CLIENT UNBLOCK. Zero
-	// means 5 s.
+	// before a new one is issued. When no Receive waits for it any more,
+	// the pop is interrupted at once with CLIENT UNBLOCK. Zero means 5 s.
 	BlockTimeout time.Duration
-	// ReceiveConns bounds the connections per host used by Receive calls
-	// blocked on ordinary channels at the same time; further calls wait for
-	// one to be free. Zero means 64.
+	// ReceiveConns bounds the connections per host that pop ordinary and
+	// single-reader channels: one for each set of channels that Receive
+	// calls wait on at the same time (see the package documentation,
+	// Receiving); further sets wait for one to be free. Zero means 64.
 	ReceiveConns int
 	// ProcessCapacity bounds the messages waiting in Redis for all the
 	// process-specific channels of one process prefix together (each of
@@ -122,13 +124,23 @@ type Config struct {
 	// expire as usual: nothing is dropped. Zero means 1000; a negative
 	// value switches the bound off (and logs a warning).
 	ProcessBuffer int
+	// ReceiveBuffer bounds the messages of ordinary and single-reader
+	// channels that this process pops ahead of the Receive calls waiting
+	// for them, to serve the next calls without a round trip. How far
+	// ahead adapts to demand (see the package documentation, Receiving);
+	// messages of ordinary channels that wait here unreceived for a
+	// quarter of a second, and all of them when the layer is closed, are
+	// put back in Redis for other processes. Zero means 256; a negative
+	// value pops only for the calls waiting.
+	ReceiveBuffer int
 	// ConnBuffer is the size of each connection's read and write buffers.
 	// Zero means 64 KiB (the Redis client's default of 512 KiB is sized for
 	// bulk loads, not for many small messages).
 	ConnBuffer int
 
-	// FlushDelay is how long a connection may wait to gather more commands
-	// before writing them to Redis. Under load it turns many small writes
+	// FlushDelay is how long a shared connection may wait to gather more
+	// commands before writing them to Redis (send batches and pops use
+	// connections of their own, see Throughput). Under load it turns many small writes
 	// into few large ones, saving system calls on both sides, at the cost
 	// of at most this much latency. Zero means 20 µs; a negative value
 	// writes at once.
@@ -160,6 +172,7 @@ type settings struct {
 	receiveConns  int
 	processBuffer int
 	processCap    int
+	receiveBuffer int
 	connBuffer    int
 	flushDelay    time.Duration
 	pipelineConns int
@@ -183,6 +196,7 @@ func (cfg Config) settings() (settings, error) {
 		receiveConns:  cfg.ReceiveConns,
 		processBuffer: cfg.ProcessBuffer,
 		processCap:    cfg.ProcessCapacity,
+		receiveBuffer: cfg.ReceiveBuffer,
 		connBuffer:    cfg.ConnBuffer,
 		flushDelay:    cfg.FlushDelay,
 		pipelineConns: cfg.PipelineConns,
@@ -258,6 +272,12 @@ func (cfg Config) settings() (settings, error) {
 	if s.processCap <= 0 {
 		s.processCap = DefaultProcessCapacity
 	}
+	switch {
+	case s.receiveBuffer == 0:
+		s.receiveBuffer = DefaultReceiveBuffer
+	case s.receiveBuffer < 0:
+		s.receiveBuffer = 0
+	}
 	if s.connBuffer <= 0 {
 		s.connBuffer = DefaultConnBuffer
 	}
@@ -291,7 +311,8 @@ var layerParams = map[string]bool{
 	"host": true, "sentinel": true, "master_name": true, "cluster": true,
 	"timeout": true, "block_timeout": true, "receive_conns": true,
 	"process_buffer": true, "process_capacity": true, "conn_buffer": true,
-	"flush_delay": true, "pipeline_conns": true,
+	"receive_buffer": true,
+	"flush_delay":    true, "pipeline_conns": true,
 }
 
 // ParseURL turns the URL form that Open accepts into a Config.
@@ -307,7 +328,7 @@ var layerParams = map[string]bool{
 //	channel_capacity=PATTERN:N     capacity for channels matching the glob (repeatable, first match wins)
 //	max_message_size=1048576       bytes; -1 switches the limit off
 //	timeout=3s, block_timeout=5s   call and blocking-pop bounds (seconds or durations)
-//	receive_conns=64, process_buffer=1000, process_capacity=10000
+//	receive_conns=64, process_buffer=1000, process_capacity=10000, receive_buffer=256
 //	conn_buffer=65536, max_name_length=100, flush_delay=20us, pipeline_conns=2
 //	host=redis://other:6379/0      another host to shard over (repeatable)
 //	sentinel=host:26379            a Sentinel address (repeatable); needs master_name
@@ -393,6 +414,7 @@ func ParseURL(rawURL string) (Config, error) {
 	num("receive_conns", &cfg.ReceiveConns)
 	num("process_buffer", &cfg.ProcessBuffer)
 	num("process_capacity", &cfg.ProcessCapacity)
+	num("receive_buffer", &cfg.ReceiveBuffer)
 	num("conn_buffer", &cfg.ConnBuffer)
 	num("pipeline_conns", &cfg.PipelineConns)
 	if err != nil {

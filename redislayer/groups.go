@@ -28,7 +28,7 @@ func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
 	sh := l.shardFor(group)
 	cctx, cancel := l.s.withTimeout(ctx)
 	defer cancel()
-	err := groupAddScript.Exec(cctx, sh.client, []string{l.groupKey(group)}, []string{
+	err := groupAddScript.exec(cctx, sh.client, []string{l.groupKey(group)}, []string{
 		formatMicros(l.clock.next()), channel, l.groupTTL(),
 	}).Error()
 	return l.failCtx(ctx, "group add", err)
@@ -68,7 +68,7 @@ func (l *Layer) members(ctx context.Context, group string, checkMarkers bool) ([
 	}
 	cctx, cancel := l.s.withTimeout(ctx)
 	defer cancel()
-	arr, err := groupMembersScript.Exec(cctx, sh.client, []string{l.groupKey(group)}, []string{
+	arr, err := groupMembersScript.exec(cctx, sh.client, []string{l.groupKey(group)}, []string{
 		formatMicros(now - l.s.groupExpiry.Microseconds()), check, l.markerPrefix(),
 	}).AsStrSlice()
 	if err != nil {
@@ -124,11 +124,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	}
 	const verb = "send to group"
 	what := opString(verb, group)
-	nc, err := l.prepare(verb, group, c)
-	if err != nil {
-		return err
-	}
-	head, entries, err := splitBody(nc)
+	head, entries, err := l.encodeBody(verb, group, c)
 	if err != nil {
 		return err
 	}
@@ -155,7 +151,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 		args = append(args, l.luaCaps...)
 		cctx, cancel := l.s.withTimeout(ctx)
 		defer cancel()
-		res, err := groupSendScript.Exec(cctx, sh.client, []string{l.groupKey(group)}, args).AsIntSlice()
+		res, err := groupSendScript.exec(cctx, sh.client, []string{l.groupKey(group)}, args).AsIntSlice()
 		if err != nil {
 			return l.failCtx(ctx, what, err)
 		}
@@ -228,7 +224,7 @@ func (l *Layer) groupSendSharded(ctx context.Context, what, group string, head, 
 		wg.Go(func() {
 			cctx, cancel := l.s.withTimeout(ctx)
 			defer cancel()
-			arr, err := groupDeliverScript.Exec(cctx, sh.client, keys, args).ToArray()
+			arr, err := groupDeliverScript.exec(cctx, sh.client, keys, args).ToArray()
 			if err == nil && len(arr) < 3 {
 				err = errors.New("unexpected script reply")
 			}

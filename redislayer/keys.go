@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
-	"github.com/gochannels/channels/internal/wire"
-	"github.com/tinylib/msgp/msgp"
 )
 
 // channelKey is the reserved message key of channels_redis: the full channel
@@ -89,31 +87,6 @@ func scoreTime(score float64) time.Time {
 	return time.UnixMicro(int64(math.Round(score * 1e6)))
 }
 
-// encodeMember returns a sorted-set member: 12 random bytes followed by the
-// msgpack encoding of c. For a process-specific channel the map starts with
-// "__asgi_channel__" = channel (channels_redis puts it anywhere; first lets
-// the Lua scripts read it without decoding the message). c must be in
-// normal form.
-func encodeMember(c channels.Content, channel string) ([]byte, error) {
-	b := make([]byte, randomBytes, randomBytes+64)
-	fillRandom(b)
-	if channel == "" {
-		b, err := wire.Append(b, c)
-		if err != nil {
-			return nil, fmt.Errorf("redislayer: encode: %w", err)
-		}
-		return b, nil
-	}
-	head, entries, err := splitBody(c)
-	if err != nil {
-		return nil, err
-	}
-	b = append(b, head...)
-	b = msgp.AppendString(b, channelKey)
-	b = msgp.AppendString(b, channel)
-	return append(b, entries...), nil
-}
-
 // fillRandom fills b with random bytes. They only need to be unique, not
 // secret: they keep equal messages distinct in a sorted set.
 func fillRandom(b []byte) {
@@ -124,20 +97,6 @@ func fillRandom(b []byte) {
 			v >>= 8
 		}
 	}
-}
-
-// splitBody returns the msgpack encoding of c as a map header counting one
-// more entry than c has (for "__asgi_channel__") and the encoded entries.
-func splitBody(c channels.Content) (head, entries []byte, err error) {
-	full, err := wire.Marshal(c)
-	if err != nil {
-		return nil, nil, fmt.Errorf("redislayer: encode: %w", err)
-	}
-	n, rest, err := msgp.ReadMapHeaderBytes(full)
-	if err != nil {
-		return nil, nil, fmt.Errorf("redislayer: encode: %w", err)
-	}
-	return msgp.AppendMapHeader(nil, n+1), rest, nil
 }
 
 // decoded is a message read from Redis.
@@ -152,7 +111,7 @@ func decodeMember(member string) (decoded, error) {
 	if len(member) < randomBytes {
 		return decoded{}, fmt.Errorf("redislayer: message of %d bytes is shorter than its random prefix", len(member))
 	}
-	c, err := wire.Unmarshal([]byte(member[randomBytes:]))
+	c, err := decodeBody(member[randomBytes:])
 	if err != nil {
 		return decoded{}, fmt.Errorf("redislayer: %w", err)
 	}

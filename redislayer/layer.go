@@ -36,11 +36,14 @@ type Layer struct {
 	luaCaps   []string
 	luaCapsOK bool
 
-	rot atomic.Uint32 // rotates receive order
+	rot    atomic.Uint32 // rotates receive order
+	mixRot atomic.Uint32 // alternates the kind a mixed Receive serves first
 
 	// Arguments that never change, formatted once.
 	keyTTLArg, markerTTLArg, groupTTLArg string
 	markerPfx, countPfx, processCapArg   string
+	capStrs                              map[int]string // capacities as arguments
+	keyTTLms                             int64
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc
@@ -51,6 +54,11 @@ type Layer struct {
 	// state. See local.go.
 	mu    sync.Mutex
 	local localState
+
+	// Ordinary and single-reader channels: buffers, waiters and fetchers.
+	// See fetch.go.
+	rmu sync.Mutex
+	ord ordState
 
 	st    counters
 	rates rateTable
@@ -66,6 +74,11 @@ type shard struct {
 	// zmpop: the server has ZMPOP (Redis 7), so pops over several keys need
 	// no Lua.
 	zmpop bool
+
+	// batch gathers concurrent sends, which run on sendConns (see
+	// send.go).
+	batch     batcher
+	sendConns chan rueidis.DedicatedClient
 
 	// Dedicated connections for blocking pops.
 	sem  chan struct{}
@@ -86,12 +99,18 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l := &Layer{s: s}
 	l.closeCtx, l.closeFn = context.WithCancel(context.Background())
 	l.local.init()
-	l.keyTTLArg = strconv.FormatInt(2*s.expiry.Milliseconds()+1000, 10)
+	l.ord.init()
+	l.keyTTLms = 2*s.expiry.Milliseconds() + 1000
+	l.keyTTLArg = strconv.FormatInt(l.keyTTLms, 10)
 	l.markerTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1000), 10)
 	l.groupTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1), 10)
 	l.markerPfx = s.prefix + ":expired:"
 	l.countPfx = s.prefix + ":count:"
 	l.processCapArg = strconv.Itoa(s.processCap)
+	l.capStrs = map[int]string{s.caps.Default(): strconv.Itoa(s.caps.Default())}
+	for _, r := range s.rules {
+		l.capStrs[r.Capacity] = strconv.Itoa(r.Capacity)
+	}
 	l.luaCapsOK = true
 	for _, r := range s.rules {
 		if r.Regexp != nil {
@@ -121,6 +140,8 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 		l.wg.Add(1)
 		go l.procLoop(sh)
 	}
+	l.wg.Add(1)
+	go l.ordJanitor()
 	return l, nil
 }
 
@@ -163,7 +184,9 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	opt.DisableCache = true
 	opt.ReadBufferEachConn = l.s.connBuffer
 	opt.WriteBufferEachConn = l.s.connBuffer
-	opt.BlockingPoolSize = l.s.receiveConns + 4
+	// Dedicated connections: blocking pops and fetchers, send batches, the
+	// receive loop, and a few to spare.
+	opt.BlockingPoolSize = l.s.receiveConns + maxRunningBatches + 4
 	opt.MaxFlushDelay = l.s.flushDelay
 	if l.s.timeout > 0 {
 		// A pipelined connection whose replies stop coming is closed
@@ -190,7 +213,10 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		name:   name,
 		client: client,
 		sem:    make(chan struct{}, l.s.receiveConns),
+
+		sendConns: make(chan rueidis.DedicatedClient, maxRunningBatches),
 	}
+	sh.batch.sh = sh
 	sh.loop.kick = make(chan struct{}, 1)
 	sh.loop.sweepCh = make(chan struct{})
 	cctx, cancel := l.s.withTimeout(ctx)
@@ -234,8 +260,11 @@ func (l *Layer) Prefix() string { return l.s.prefix }
 
 // Close stops the receive loops and closes the connections, blocking until
 // the loops have stopped. Receive calls in progress return ErrLayerClosed,
-// as do all later calls. It is safe to call more than once and from any
-// goroutine.
+// as do all later calls. Messages of ordinary and single-reader channels
+// that this process had popped ahead of demand are put back in Redis
+// first (see Config.ReceiveBuffer); messages of its process-specific
+// channels held in memory are dropped with it. It is safe to call more
+// than once and from any goroutine.
 func (l *Layer) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -245,8 +274,20 @@ func (l *Layer) Close() error {
 			sh.loop.interrupt()
 		}
 		l.mu.Unlock()
+		l.rmu.Lock()
+		l.ord.closed = true
+		for _, f := range l.ord.fetchers {
+			if f.cancel != nil {
+				f.cancel()
+			}
+			for _, w := range f.waiters {
+				w.wake()
+			}
+		}
+		l.rmu.Unlock()
 		l.closeFn()
 		l.wg.Wait()
+		l.putBackAll()
 		l.closeShards()
 	})
 	return nil
@@ -260,6 +301,14 @@ func (l *Layer) closeShards() {
 		}
 		sh.free = nil
 		sh.cmu.Unlock()
+		for done := false; !done; {
+			select {
+			case dc := <-sh.sendConns:
+				dc.Close()
+			default:
+				done = true
+			}
+		}
 		sh.client.Close()
 	}
 }
@@ -278,11 +327,22 @@ func (l *Layer) shardFor(name string) *shard {
 
 func (l *Layer) key(name string) string { return l.s.prefix + nonLocal(name) }
 
+// nameOf returns the channel name (the process prefix for a
+// process-specific key) of a channel key.
+func (l *Layer) nameOf(key string) string { return strings.TrimPrefix(key, l.s.prefix) }
+
+// slotTag returns what decides the hash slot of a channel's key in Cluster
+// mode, and "" otherwise.
+func (l *Layer) slotTag(name string) string { return "" }
+
 func (l *Layer) groupKey(group string) string { return l.s.prefix + ":group:" + group }
 
 func (l *Layer) markerPrefix() string { return l.markerPfx }
 
 func (l *Layer) countPrefix() string { return l.countPfx }
+
+// countKey is the key of the channel counts of a process prefix.
+func (l *Layer) countKey(processPrefix string) string { return l.countPfx + processPrefix }
 
 // keyTTL is how long a channel key outlives its last message: twice the
 // expiry, so that expired messages stay long enough to be seen (and their
@@ -385,87 +445,6 @@ func (l *Layer) checkChannels(names []string) error {
 	return nil
 }
 
-// prepare validates and normalizes content for sending (verb and name
-// name the operation in errors).
-func (l *Layer) prepare(verb, name string, c channels.Content) (channels.Content, error) {
-	if _, ok := c[channelKey]; ok {
-		return nil, fmt.Errorf("redislayer: %s: %w: key %q is reserved", opString(verb, name), channels.ErrInvalidContent, channelKey)
-	}
-	nc, size, err := channels.Normalize(c)
-	if err != nil {
-		return nil, fmt.Errorf("redislayer: %s: %w", opString(verb, name), err)
-	}
-	if l.s.maxSize > 0 && size > l.s.maxSize {
-		l.st.tooLarge.Add(1)
-		return nil, fmt.Errorf("redislayer: %s: %w (%d bytes, limit %d)", opString(verb, name), channels.ErrMessageTooLarge, size, l.s.maxSize)
-	}
-	return nc, nil
-}
-
-// Send implements channels.Layer. It blocks for one round trip to the
-// channel's host (two when a process-specific channel looks full and is
-// recounted) and never waits for room.
-func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
-	if err := l.s.names.CheckChannel(channel); err != nil {
-		return err
-	}
-	if l.closed() {
-		return channels.ErrLayerClosed
-	}
-	nc, err := l.prepare("send to", channel, c)
-	if err != nil {
-		return err
-	}
-	proc := ""
-	if nonLocal(channel) != channel {
-		proc = channel
-	}
-	member, err := encodeMember(nc, proc)
-	if err != nil {
-		return err
-	}
-	now := l.clock.next()
-	sh := l.shardFor(channel)
-	key := l.key(channel)
-	capacity := strconv.Itoa(l.s.caps.For(channel))
-	// No context per call: the connection's own timeout bounds the wait
-	// (see connect).
-	cctx := ctx
-	var sent int64
-	if proc == "" {
-		sent, err = sendFastScript.Exec(cctx, sh.client, []string{key}, []string{
-			rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capacity, l.keyTTL(),
-		}).AsInt64()
-	} else {
-		sent, err = sendProcessFastScript.Exec(cctx, sh.client, []string{key}, []string{
-			rueidis.BinaryString(member), formatMicros(now), capacity, l.keyTTL(),
-			l.countPrefix() + nonLocal(channel), channel, l.processCapArg,
-		}).AsInt64()
-		if err == nil && sent < 0 {
-			var res []int64
-			res, err = sendScript.Exec(cctx, sh.client, []string{key}, []string{
-				rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capacity,
-				l.keyTTL(), l.markerPrefix(), l.markerTTL(), channel, l.countPrefix(),
-				l.processCapArg,
-			}).AsIntSlice()
-			if err == nil && len(res) == 2 {
-				sent = res[0]
-				l.st.expired.Add(uint64(res[1]))
-			}
-		}
-	}
-	if err != nil {
-		return l.failOp(ctx, "send to", channel, err)
-	}
-	if sent != 1 {
-		l.st.full.Add(1)
-		return fmt.Errorf("redislayer: %s: %w", opString("send to", channel), channels.ErrChannelFull)
-	}
-	l.st.sent.Add(1)
-	l.rates.add(channel, time.Now())
-	return nil
-}
-
 // NewChannel implements channels.Layer: pattern followed by 12 random
 // characters (72 bits). For a single-reader ('?') pattern it also checks,
 // in one round trip, that no messages wait under the name; for a
@@ -518,6 +497,9 @@ func (l *Layer) Flush(ctx context.Context) error {
 	l.mu.Lock()
 	l.local.flush()
 	l.mu.Unlock()
+	l.rmu.Lock()
+	l.ord.flush()
+	l.rmu.Unlock()
 	match := globEscape(l.s.prefix) + "*"
 	for _, sh := range l.shards {
 		var cursor uint64
@@ -548,6 +530,9 @@ func (l *Layer) Flush(ctx context.Context) error {
 	l.mu.Lock()
 	l.local.flush()
 	l.mu.Unlock()
+	l.rmu.Lock()
+	l.ord.flush()
+	l.rmu.Unlock()
 	return nil
 }
 
@@ -589,6 +574,9 @@ func (l *Layer) Counters() Counters {
 	l.mu.Lock()
 	buffered := l.local.total
 	l.mu.Unlock()
+	l.rmu.Lock()
+	buffered += l.ord.total
+	l.rmu.Unlock()
 	return Counters{
 		Unavailable:   l.st.unavailable.Load(),
 		Errors:        l.st.errors.Load(),
@@ -625,6 +613,9 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	l.mu.Lock()
 	st.Messages = int64(l.local.total)
 	l.mu.Unlock()
+	l.rmu.Lock()
+	st.Messages += int64(l.ord.total)
+	l.rmu.Unlock()
 	match := globEscape(l.s.prefix) + "*"
 	groupPrefix := l.s.prefix + ":group:"
 	markers := l.markerPrefix()
@@ -711,6 +702,13 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 			oldest = math.Min(oldest, first)
 		}
 		l.mu.Unlock()
+	} else {
+		l.rmu.Lock()
+		if n, first, ok := l.ord.channelStats(channel); ok {
+			cs.Length += n
+			oldest = math.Min(oldest, first)
+		}
+		l.rmu.Unlock()
 	}
 	if !math.IsInf(oldest, 1) {
 		cs.Age = max(time.Since(scoreTime(oldest)), 0)
@@ -737,7 +735,7 @@ const (
 	rateWindow   = 10 * time.Second
 )
 
-func (t *rateTable) add(channel string, now time.Time) {
+func (t *rateTable) add(channel string, n int64, now time.Time) {
 	v, ok := t.m.Load(channel)
 	if !ok {
 		if t.n.Load() >= rateChannels {
@@ -765,7 +763,7 @@ func (t *rateTable) add(channel string, now time.Time) {
 		n := r.count.Swap(0)
 		r.last.Store(math.Float64bits(float64(n) / time.Duration(el).Seconds()))
 	}
-	r.count.Add(1)
+	r.count.Add(n)
 }
 
 func (t *rateTable) rate(channel string, now time.Time) float64 {

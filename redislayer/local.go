@@ -179,7 +179,12 @@ func (s *localState) want(l *Layer, prefix string, now time.Time) {
 // register adds a waiter for the channels names (nil: any) under the
 // prefixes of chans.
 func (s *localState) register(l *Layer, chans []string, names map[string]bool) *waiter {
-	w := &waiter{names: names, signal: make(chan struct{}, 1)}
+	return s.registerSignal(l, chans, names, make(chan struct{}, 1))
+}
+
+// registerSignal is register with the channel the waiter is signalled on.
+func (s *localState) registerSignal(l *Layer, chans []string, names map[string]bool, signal chan struct{}) *waiter {
+	w := &waiter{names: names, signal: signal}
 	now := time.Now()
 	for _, ch := range chans {
 		p := nonLocal(ch)
@@ -458,7 +463,7 @@ func (l *Layer) writeMarks(marks []mark) {
 			args = append(args, strconv.FormatFloat(m.score, 'f', -1, 64))
 		}
 		ctx, cancel := l.s.withTimeout(context.Background())
-		err := markScript.Exec(ctx, sh.client, keys, args).Error()
+		err := markScript.exec(ctx, sh.client, keys, args).Error()
 		cancel()
 		if err != nil {
 			l.s.log.Warn("could not record expired messages for group eviction", "host", sh.name, "error", err)
@@ -536,26 +541,29 @@ func (l *Layer) procLoop(sh *shard) {
 				bc, err = sh.dedicate(l.closeCtx)
 			}
 			if err == nil {
-				var p *popped
-				p, err = sh.bpop(ictx, bc, keys, loopTimeout)
+				var ps []popped
+				ps, err = sh.bpop(ictx, bc, keys, loopTimeout, room)
 				var broken errBroken
 				if errors.As(err, &broken) {
 					bc.dc.Close()
 					bc = nil
 				}
-				if p != nil {
-					// Deliver it at once, then take what followed it (and
-					// its channels off their counts) in one more trip.
-					d, derr := decodeMember(p.member)
-					if derr == nil {
-						p.d = &d
+				if len(ps) > 0 {
+					// Deliver them at once, then take what followed (and
+					// their channels off their counts) in one more trip.
+					var dec []string
+					for i := range ps {
+						if d, derr := decodeMember(ps[i].member); derr == nil {
+							ps[i].d = &d
+							dec = append(dec, d.chans...)
+						}
 					}
 					l.mu.Lock()
 					if gen == l.local.gen {
-						l.local.distribute(l, sh, []popped{*p}, time.Now())
+						l.local.distribute(l, sh, ps, time.Now())
 					}
 					l.mu.Unlock()
-					got, derr := l.drain(sh, p.key, room-1, p.channels())
+					got, derr := l.drain(sh, ps[0].key, room-len(ps), dec)
 					msgs = append(msgs, got...)
 					if derr != nil && err == nil {
 						err = derr
@@ -627,7 +635,7 @@ func (l *Layer) drain(sh *shard, key string, max int, dec []string) ([]popped, e
 		l.cutoff(now), l.markerPrefix(), l.markerTTL(), strconv.Itoa(max),
 		l.countPrefix(), key[len(l.s.prefix):],
 	}, dec...)
-	arr, err := drainScript.Exec(ctx, sh.client, []string{key}, args).ToArray()
+	arr, err := drainScript.exec(ctx, sh.client, []string{key}, args).ToArray()
 	if err != nil {
 		return nil, err
 	}

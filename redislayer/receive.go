@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -74,6 +73,7 @@ type popped struct {
 	key    string
 	member string
 	score  float64
+	sh     *shard   // the host it came from
 	d      *decoded // set once decoded
 }
 
@@ -91,12 +91,14 @@ type errBroken struct{ err error }
 func (e errBroken) Error() string { return e.err.Error() }
 func (e errBroken) Unwrap() error { return e.err }
 
-// bpop runs BZPOPMIN over keys for at most timeout. When ctx is done first,
-// the pop is interrupted in Redis with CLIENT UNBLOCK ... TIMEOUT, so Redis
-// either answers with the message it already popped or with nothing: a
-// message is never popped and then dropped. bpop then returns that answer
-// (a message is returned even though ctx is done).
-func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout time.Duration) (*popped, error) {
+// bpop pops up to count messages from the first non-empty of keys,
+// waiting at most timeout for one to arrive (BZMPOP; BZPOPMIN, one
+// message, before Redis 7). When ctx is done first, the pop is
+// interrupted in Redis with CLIENT UNBLOCK ... TIMEOUT, so Redis either
+// answers with the messages it already popped or with nothing: a message
+// is never popped and then dropped. bpop then returns that answer
+// (messages are returned even though ctx is done).
+func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout time.Duration, count int) ([]popped, error) {
 	var done atomic.Bool
 	finished := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -129,7 +131,12 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 	}
 	guard := time.Duration(ms)*time.Millisecond + slack
 	dctx, cancel := context.WithTimeout(context.Background(), guard)
-	res := bc.dc.Do(dctx, bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
+	var res rueidis.RedisResult
+	if sh.zmpop {
+		res = bc.dc.Do(dctx, bc.dc.B().Bzmpop().Timeout(ms/1000).Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
+	} else {
+		res = bc.dc.Do(dctx, bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
+	}
 	cancel()
 	done.Store(true)
 	if !stop() {
@@ -144,6 +151,17 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 		}
 		return nil, errBroken{err}
 	}
+	if sh.zmpop {
+		kz, err := res.AsZMPop()
+		if err != nil {
+			return nil, errBroken{err}
+		}
+		out := make([]popped, len(kz.Values))
+		for i, z := range kz.Values {
+			out[i] = popped{key: kz.Key, member: z.Member, score: z.Score}
+		}
+		return out, nil
+	}
 	arr, err := res.ToArray()
 	if err != nil || len(arr) != 3 {
 		return nil, errBroken{errors.New("unexpected BZPOPMIN reply")}
@@ -154,84 +172,73 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 	if p.score, err = arr[2].AsFloat64(); err != nil {
 		return nil, errBroken{err}
 	}
-	return &p, nil
+	return []popped{p}, nil
 }
 
-// poll pops, without waiting, the oldest live message of the first
-// non-empty key (in the order given). names are the keys' channel names,
-// for expiry markers. It pops with ZPOPMIN or ZMPOP; when that yields an
-// expired message it records it and falls back to a script that removes
-// every expired message of the keys before popping.
-func (sh *shard) poll(ctx context.Context, keys, names []string) (*popped, int64, error) {
-	l := sh.l
+// popMany pops, without waiting, up to count messages from the first
+// non-empty key (in the order given): ZPOPMIN for one key, ZMPOP for
+// several (a script before Redis 7). Expired messages are among them; the
+// caller drops them.
+func (sh *shard) popMany(c rueidis.CommandClient, keys []string, count int) ([]popped, error) {
 	// A pop must finish even when the caller gives up: abandoning it could
-	// drop a message Redis already popped. Only the connection's timeout
+	// drop messages Redis already popped. Only the connection's timeout
 	// bounds it (see connect).
-	cctx := context.Background()
-	if len(keys) == 1 || sh.zmpop {
-		p, err := sh.zpop(cctx, keys)
-		if err != nil || p == nil {
-			return nil, 0, err
-		}
-		if !l.expired(p.score, time.Now()) {
-			return p, 0, nil
-		}
-		name := strings.TrimPrefix(p.key, l.s.prefix)
-		l.writeMarks([]mark{{shard: sh, channel: name, score: p.score}})
-		l.st.expired.Add(1)
-	}
-	now := l.clock.next()
-	args := make([]string, 0, 3+len(names))
-	args = append(args, l.cutoff(now), l.markerPrefix(), l.markerTTL())
-	args = append(args, names...)
-	arr, err := popScript.Exec(cctx, sh.client, keys, args).ToArray()
-	if err != nil {
-		return nil, 0, err
-	}
-	if len(arr) != 4 {
-		return nil, 0, errors.New("unexpected pop script reply")
-	}
-	i, _ := arr[0].AsInt64()
-	expired, _ := arr[3].AsInt64()
-	if i == 0 {
-		return nil, expired, nil
-	}
-	var p popped
-	p.key = keys[i-1]
-	p.member, _ = arr[1].ToString()
-	p.score, err = arr[2].AsFloat64()
-	if err != nil {
-		return nil, expired, err
-	}
-	return &p, expired, nil
-}
-
-// zpop pops the oldest message of the first non-empty key.
-func (sh *shard) zpop(ctx context.Context, keys []string) (*popped, error) {
-	c := sh.client
+	ctx := context.Background()
 	if len(keys) == 1 {
-		zs, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Build()).AsZScores()
+		zs, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Count(int64(count)).Build()).AsZScores()
 		if err != nil || len(zs) == 0 {
 			return nil, err
 		}
-		return &popped{key: keys[0], member: zs[0].Member, score: zs[0].Score}, nil
+		out := make([]popped, len(zs))
+		for i, z := range zs {
+			out[i] = popped{key: keys[0], member: z.Member, score: z.Score}
+		}
+		return out, nil
 	}
-	kz, err := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(1).Build()).AsZMPop()
-	if rueidis.IsRedisNil(err) {
-		return nil, nil
+	if sh.zmpop {
+		kz, err := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build()).AsZMPop()
+		if rueidis.IsRedisNil(err) {
+			return nil, nil
+		}
+		if err != nil || len(kz.Values) == 0 {
+			return nil, err
+		}
+		out := make([]popped, len(kz.Values))
+		for i, z := range kz.Values {
+			out[i] = popped{key: kz.Key, member: z.Member, score: z.Score}
+		}
+		return out, nil
 	}
-	if err != nil || len(kz.Values) == 0 {
+	arr, err := popScript.exec(ctx, c, keys, []string{formatInt(count)}).ToArray()
+	if err != nil {
 		return nil, err
 	}
-	return &popped{key: kz.Key, member: kz.Values[0].Member, score: kz.Values[0].Score}, nil
+	if len(arr) < 1 || (len(arr)-1)%2 != 0 {
+		return nil, errors.New("unexpected pop script reply")
+	}
+	i, _ := arr[0].AsInt64()
+	if i < 1 || int(i) > len(keys) {
+		return nil, nil
+	}
+	out := make([]popped, 0, (len(arr)-1)/2)
+	for j := 1; j+1 < len(arr); j += 2 {
+		var p popped
+		p.key = keys[i-1]
+		p.member, _ = arr[j].ToString()
+		if p.score, err = arr[j+1].AsFloat64(); err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // pushBack puts a popped message back in Redis where it was.
 func (l *Layer) pushBack(sh *shard, p *popped) {
 	ctx, cancel := l.s.withTimeout(context.Background())
 	defer cancel()
-	score := strconv.FormatFloat(p.score, 'f', -1, 64)
-	if err := pushBackScript.Exec(ctx, sh.client, []string{p.key}, []string{p.member, score, l.keyTTL()}).Error(); err != nil {
+	score := formatScore(p.score)
+	if err := pushBackScript.exec(ctx, sh.client, []string{p.key}, []string{p.member, score, l.keyTTL()}).Error(); err != nil {
 		l.st.lost.Add(1)
 		l.s.log.Error("a popped message could not be put back and is lost", "key", p.key, "host", sh.name, "error", err)
 		return
@@ -239,16 +246,22 @@ func (l *Layer) pushBack(sh *shard, p *popped) {
 	l.st.pushedBack.Add(1)
 }
 
-// Receive implements channels.Layer. Ordinary channels are read with
-// blocking pops on connections of their own (at most ReceiveConns per
-// host); process-specific channels ('!') are read from this process's
-// buffers, filled by one receive loop per host for every process prefix
-// with a waiting receiver. The order of the channels is rotated on every
-// call, so that a busy channel does not starve the others.
+// Receive implements channels.Layer.
 //
-// When ctx is done while a pop is waiting in Redis, the pop is interrupted
-// and nothing is lost: a message Redis had already popped is returned
-// (with a nil error), since it cannot be un-popped without reordering.
+// Ordinary and single-reader channels are popped by one fetcher per set of
+// channel names received on together (see fetch.go): a goroutine that
+// pops, in one round trip, as many messages as there are Receive calls
+// waiting on the set (plus a few ahead, see Config.ReceiveBuffer), with a
+// blocking pop on a connection of its own when Redis has none. The order
+// of the channels is rotated on every pop, so that a busy channel does not
+// starve the others. Process-specific channels ('!') are read from this
+// process's buffers, filled by one receive loop per host for every
+// process prefix with a waiting receiver. A Receive over both kinds
+// alternates which kind it serves first.
+//
+// When ctx is done, Receive returns ctx's error, unless a message had
+// already been popped for it: that message is returned with a nil error.
+// Either way nothing is lost.
 func (l *Layer) Receive(ctx context.Context, names ...string) (string, channels.Content, error) {
 	if len(names) == 0 {
 		return "", nil, nil
@@ -259,146 +272,177 @@ func (l *Layer) Receive(ctx context.Context, names ...string) (string, channels.
 	if l.closed() {
 		return "", nil, channels.ErrLayerClosed
 	}
-	var normal, proc []string
-	for _, n := range names {
-		if nonLocal(n) != n {
-			proc = append(proc, n)
-		} else {
-			normal = append(normal, n)
-		}
-	}
+	normal, proc := splitNames(names)
 	if len(normal) == 0 {
 		return l.receiveLocal(ctx, proc, nil)
 	}
-	return l.receiveMixed(ctx, normal, proc)
+	return l.receiveAny(ctx, normal, proc)
 }
 
-// receiveMixed receives from ordinary channels, and also from
+// splitNames separates ordinary (and single-reader) channel names from
+// process-specific ones.
+func splitNames(names []string) (normal, proc []string) {
+	n := 0
+	for _, name := range names {
+		if strings.IndexByte(name, '!') < 0 {
+			n++
+		}
+	}
+	if n == len(names) {
+		return names, nil
+	}
+	normal = make([]string, 0, n)
+	proc = make([]string, 0, len(names)-n)
+	for _, name := range names {
+		if strings.IndexByte(name, '!') < 0 {
+			normal = append(normal, name)
+		} else {
+			proc = append(proc, name)
+		}
+	}
+	return normal, proc
+}
+
+// receiveAny receives from ordinary channels, and also from
 // process-specific ones when proc is not empty.
-func (l *Layer) receiveMixed(ctx context.Context, normal, proc []string) (string, channels.Content, error) {
+func (l *Layer) receiveAny(ctx context.Context, normal, proc []string) (string, channels.Content, error) {
 	if err := ctx.Err(); err != nil {
 		return "", nil, err
 	}
-	var w *waiter
-	if len(proc) > 0 {
-		l.mu.Lock()
-		w = l.local.register(l, proc, namesSet(proc))
-		l.mu.Unlock()
-		defer func() {
-			l.mu.Lock()
-			l.local.unregister(w)
-			l.mu.Unlock()
-		}()
-	}
-	n := len(normal)
-	allKeys := make([]string, n)
-	for i, name := range normal {
-		allKeys[i] = l.key(name)
-	}
-	keys := make([]string, n)
-	order := make([]string, n)
-	for {
-		rot := l.rot.Add(1)
-		start := int(rot % uint32(n))
-		for i := range n {
-			order[i] = normal[(start+i)%n]
-			keys[i] = allKeys[(start+i)%n]
+	var (
+		ow  *owaiter
+		pw  *waiter
+		sig chan struct{}
+	)
+	defer func() {
+		if ow != nil {
+			l.rmu.Lock()
+			l.ord.unregister(l, ow)
+			l.rmu.Unlock()
 		}
-		// Every other call, process-specific channels go first, so that
-		// neither kind starves the other.
-		if w != nil && rot%2 == 0 {
+		if pw != nil {
 			l.mu.Lock()
-			if ch, c, ok := l.local.takeNames(l, proc); ok {
-				l.mu.Unlock()
+			l.local.unregister(pw)
+			l.mu.Unlock()
+		}
+		if ow != nil {
+			// Nothing refers to ow any more: recycle it.
+			select {
+			case <-ow.signal:
+			default:
+			}
+			*ow = owaiter{signal: ow.signal}
+			waiterPool.Put(ow)
+		}
+	}()
+	// Every other call, process-specific channels go first, so that
+	// neither kind starves the other. When ordinary channels go first,
+	// Redis is asked at once, not only this process's buffers.
+	procFirst := len(proc) > 0 && l.mixRot.Add(1)%2 == 0
+	if len(proc) > 0 && !procFirst {
+		if ch, c, err := l.pollNormal(ctx, normal); err != nil || c != nil {
+			return ch, c, err
+		}
+	}
+	for {
+		if procFirst {
+			if ch, c, ok := l.takeLocal(proc, &pw, &sig); ok {
 				return ch, c, nil
 			}
-			l.mu.Unlock()
 		}
-		// First without waiting: under load a message is usually there.
-		p, sh, err := l.pollShards(ctx, keys, order)
-		if p == nil && (err == nil || len(l.shards) > 1) {
-			if w != nil {
-				l.mu.Lock()
-				if ch, c, ok := l.local.takeNames(l, proc); ok {
-					l.mu.Unlock()
-					return ch, c, nil
-				}
-				l.mu.Unlock()
-			}
-			var berr error
-			p, sh, berr = l.blockingPop(ctx, w, keys)
-			if err == nil {
-				err = berr
-			}
+		l.rmu.Lock()
+		ch, e, ok := ow.take()
+		if !ok {
+			ch, e, ok = l.ord.takeNames(l, normal)
 		}
-		if p != nil {
-			name := strings.TrimPrefix(p.key, l.s.prefix)
-			if c, ok := l.deliverPopped(sh, p, name); ok {
-				return name, c, nil
+		if ok {
+			l.rmu.Unlock()
+			if c, ok := l.deliverEntry(ch, e); ok {
+				return ch, c, nil
 			}
 			continue
 		}
-		if l.closed() {
-			return "", nil, channels.ErrLayerClosed
+		if ow == nil {
+			ow = waiterPool.Get().(*owaiter)
+			if sig == nil {
+				sig = ow.signal
+			} else {
+				ow.signal = sig
+			}
+			l.ord.register(l, ow, normal)
+		} else {
+			l.ord.requeue(l, ow)
 		}
-		if err := ctx.Err(); err != nil {
-			return "", nil, err
-		}
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if ow.err != nil {
+			err := ow.err
+			ow.err = nil
+			l.rmu.Unlock()
+			if ctx.Err() != nil {
+				return "", nil, ctx.Err()
+			}
 			return "", nil, l.failCtx(ctx, "receive", err)
 		}
-		if w != nil {
-			l.mu.Lock()
-			if ch, c, ok := l.local.takeNames(l, proc); ok {
-				l.mu.Unlock()
+		l.rmu.Unlock()
+		if !procFirst && len(proc) > 0 {
+			if ch, c, ok := l.takeLocal(proc, &pw, &sig); ok {
 				return ch, c, nil
 			}
-			werr := w.err
-			w.fired, w.err = false, nil
+		}
+		if pw != nil {
+			l.mu.Lock()
+			werr := pw.err
+			pw.fired, pw.err = false, nil
 			l.mu.Unlock()
 			if werr != nil {
 				return "", nil, werr
 			}
 		}
-	}
-}
-
-// blockingPop waits for a message on keys for at most one block timeout,
-// and less when the waiter w (if any) is woken by a message on a
-// process-specific channel or the layer closes.
-func (l *Layer) blockingPop(ctx context.Context, w *waiter, keys []string) (*popped, *shard, error) {
-	ictx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if w != nil {
-		l.mu.Lock()
-		if w.fired {
-			cancel()
-		} else {
-			w.notify = cancel
+		procFirst = len(proc) > 0 && !procFirst
+		select {
+		case <-sig:
+		case <-ctx.Done():
+		case <-l.closeCtx.Done():
 		}
-		l.mu.Unlock()
-		defer func() {
-			l.mu.Lock()
-			w.notify = nil
-			l.mu.Unlock()
-		}()
+		if err := ctx.Err(); err != nil || l.closed() {
+			l.rmu.Lock()
+			ch, e, ok := ow.take()
+			l.rmu.Unlock()
+			if ok {
+				if c, ok := l.deliverEntry(ch, e); ok {
+					return ch, c, nil
+				}
+			}
+			if err != nil {
+				return "", nil, err
+			}
+			return "", nil, channels.ErrLayerClosed
+		}
 	}
-	stopClose := context.AfterFunc(l.closeCtx, cancel)
-	defer stopClose()
-	return l.block(ictx, keys)
 }
 
-// deliverPopped decodes a message popped from an ordinary channel. It
-// reports false when the message had expired or cannot be decoded (it is
-// then counted and dropped).
-func (l *Layer) deliverPopped(sh *shard, p *popped, name string) (channels.Content, bool) {
-	now := time.Now()
-	if l.expired(p.score, now) {
-		l.st.expired.Add(1)
-		l.writeMarks([]mark{{shard: sh, channel: name, score: p.score}})
-		return nil, false
+// takeLocal takes a message of the process-specific channels names from
+// this process's buffers, or registers *pw (with signal *sig) to be woken
+// when one arrives.
+func (l *Layer) takeLocal(names []string, pw **waiter, sig *chan struct{}) (string, channels.Content, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, c, ok := l.local.takeNames(l, names); ok {
+		return ch, c, true
 	}
-	d, err := decodeMember(p.member)
+	if *pw == nil {
+		if *sig == nil {
+			*sig = make(chan struct{}, 1)
+		}
+		*pw = l.local.registerSignal(l, names, namesSet(names), *sig)
+	}
+	return "", nil, false
+}
+
+// deliverEntry decodes a message taken from an ordinary channel. It
+// reports false when the message cannot be decoded (it is then counted,
+// logged and dropped).
+func (l *Layer) deliverEntry(name string, e oentry) (channels.Content, bool) {
+	d, err := decodeMember(e.member)
 	if err != nil {
 		l.st.undeliverable.Add(1)
 		l.s.log.Error("dropped a message that cannot be decoded", "channel", name, "error", err)
@@ -408,112 +452,8 @@ func (l *Layer) deliverPopped(sh *shard, p *popped, name string) (channels.Conte
 	return d.c, true
 }
 
-// blockFor is how long the next blocking pop may wait.
-func (l *Layer) blockFor(ctx context.Context) (time.Duration, bool) {
-	t := l.s.blockTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		if left <= 0 {
-			return 0, false
-		}
-		t = min(t, left)
-	}
-	return t, true
-}
-
-// pollShards takes one message from keys (ordinary channels named names)
-// without waiting, trying the hosts in turn from a rotating start. It
-// returns the first error when no host had a message.
-func (l *Layer) pollShards(ctx context.Context, keys, names []string) (*popped, *shard, error) {
-	n := len(l.shards)
-	start := 0
-	if n > 1 {
-		start = int(l.rot.Load() % uint32(n))
-	}
-	var firstErr error
-	for i := range n {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		sh := l.shards[(start+i)%n]
-		p, expired, err := sh.poll(ctx, keys, names)
-		if expired > 0 {
-			l.st.expired.Add(uint64(expired))
-		}
-		if p != nil {
-			return p, sh, nil
-		}
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
-	}
-	return nil, nil, firstErr
-}
-
-// block takes one message from keys, waiting at most one block timeout.
-// With several hosts it waits on all of them at once and puts back any
-// message popped after the first.
-func (l *Layer) block(ctx context.Context, keys []string) (*popped, *shard, error) {
-	t, ok := l.blockFor(ctx)
-	if !ok {
-		return nil, nil, ctx.Err()
-	}
-	n := len(l.shards)
-	if n == 1 {
-		return l.bpopOn(ctx, l.shards[0], keys, t)
-	}
-	type result struct {
-		p   *popped
-		sh  *shard
-		err error
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan result, n)
-	for _, sh := range l.shards {
-		go func() {
-			p, _, err := l.bpopOn(mctx, sh, keys, t)
-			results <- result{p, sh, err}
-		}()
-	}
-	var (
-		win      *result
-		firstErr error
-	)
-	for range n {
-		r := <-results
-		switch {
-		case r.p != nil && win == nil:
-			win = &r
-			cancel()
-		case r.p != nil:
-			l.pushBack(r.sh, r.p)
-		case r.err != nil && firstErr == nil && !errors.Is(r.err, context.Canceled):
-			firstErr = r.err
-		}
-	}
-	if win != nil {
-		return win.p, win.sh, nil
-	}
-	return nil, nil, firstErr
-}
-
-// bpopOn runs one blocking pop on a pooled connection of sh.
-func (l *Layer) bpopOn(ctx context.Context, sh *shard, keys []string, t time.Duration) (*popped, *shard, error) {
-	bc, err := sh.acquire(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := sh.bpop(ctx, bc, keys, t)
-	var broken errBroken
-	sh.release(bc, errors.As(err, &broken))
-	if p != nil {
-		return p, sh, nil
-	}
-	return nil, nil, err
-}
-
-// Poll implements channels.Poller: a Receive that does not wait. For
+// Poll implements channels.Poller: a Receive that does not wait. It takes
+// a message this process already popped, or pops one itself; for
 // process-specific channels it asks the receive loops to take, without
 // waiting, what Redis holds under their prefixes, so it makes at least one
 // round trip to every host.
@@ -527,14 +467,7 @@ func (l *Layer) Poll(ctx context.Context, names ...string) (string, channels.Con
 	if l.closed() {
 		return "", nil, channels.ErrLayerClosed
 	}
-	var normal, proc []string
-	for _, n := range names {
-		if nonLocal(n) != n {
-			proc = append(proc, n)
-		} else {
-			normal = append(normal, n)
-		}
-	}
+	normal, proc := splitNames(names)
 	if len(proc) > 0 {
 		ch, c, err := l.pollLocal(ctx, proc, func() (string, channels.Content, bool) {
 			return l.local.takeNames(l, proc)
@@ -546,29 +479,50 @@ func (l *Layer) Poll(ctx context.Context, names ...string) (string, channels.Con
 	if len(normal) == 0 {
 		return "", nil, nil
 	}
+	return l.pollNormal(ctx, normal)
+}
+
+// pollNormal takes a message of the ordinary channels normal that this
+// process already popped, or pops one itself, without waiting.
+func (l *Layer) pollNormal(ctx context.Context, normal []string) (string, channels.Content, error) {
+	for {
+		l.rmu.Lock()
+		ch, e, ok := l.ord.takeNames(l, normal)
+		l.rmu.Unlock()
+		if !ok {
+			break
+		}
+		if c, ok := l.deliverEntry(ch, e); ok {
+			return ch, c, nil
+		}
+	}
 	n := len(normal)
 	start := int(l.rot.Add(1) % uint32(n))
 	keys := make([]string, n)
-	order := make([]string, n)
 	for i := range n {
-		order[i] = normal[(start+i)%n]
-		keys[i] = l.key(order[i])
+		keys[i] = l.key(normal[(start+i)%n])
 	}
 	for i := range l.shards {
 		sh := l.shards[(start+i)%len(l.shards)]
 		for {
-			p, expired, err := sh.poll(ctx, keys, order)
-			if expired > 0 {
-				l.st.expired.Add(uint64(expired))
+			if err := ctx.Err(); err != nil {
+				return "", nil, err
 			}
+			ps, err := sh.popMany(sh.client, keys, 1)
 			if err != nil {
 				return "", nil, l.failCtx(ctx, "poll", err)
 			}
-			if p == nil {
+			if len(ps) == 0 {
 				break
 			}
-			name := strings.TrimPrefix(p.key, l.s.prefix)
-			if c, ok := l.deliverPopped(sh, p, name); ok {
+			p := &ps[0]
+			name := l.nameOf(p.key)
+			if l.expired(p.score, time.Now()) {
+				l.st.expired.Add(1)
+				l.writeMarks([]mark{{shard: sh, channel: name, score: p.score}})
+				continue
+			}
+			if c, ok := l.deliverEntry(name, oentry{member: p.member, score: p.score, sh: sh}); ok {
 				return name, c, nil
 			}
 		}

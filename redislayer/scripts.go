@@ -1,6 +1,9 @@
 package redislayer
 
 import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"strings"
 
 	"github.com/redis/rueidis"
@@ -242,40 +245,86 @@ local function deliver(key, list, cap, pcap, score, msg_of, recounted)
 end
 `
 
-// sendFastScript sends to an ordinary channel. Only live messages count
-// against capacity; expired ones are removed by pops and group sends.
-// KEYS[1] channel key; ARGV: member, score, cutoff, capacity, key TTL (ms).
-// Returns 1 sent, 0 full.
-var sendFastScript = rueidis.NewLuaScript(`
-if redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], '+inf') >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+// sendBatchScript adds a batch of messages to process keys (messages to
+// ordinary channels need no script, see execOrdinary), for any number of
+// keys of one host (or slot), in one call. The messages of one key share a
+// score (the time of the batch): they come from different Sends, between
+// which there is no order to keep, and one score per key halves the
+// arguments Redis converts for Lua. A message whose channel count is at
+// capacity, or whose process key is at the process capacity, is not added
+// but answered '-': the caller then runs sendScript, which removes expired
+// messages and recounts.
+//
+// KEYS: process keys; ARGV: 1 key TTL (ms), 2 score, then per key
+//
+//	count key, process capacity, n, n × (channel, capacity, member)
+//
+// Returns one character per message, in ARGV order: '1' sent, '-' looks
+// full.
+var sendBatchScript = newScript(`
+local ttl, score = ARGV[1], ARGV[2]
+local out, a = {}, 3
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local ck, pcap, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local z = redis.call('ZCARD', key)
+  local add, added = {}, 0
+  for i = 1, n do
+    local r = '-'
+    if z < pcap then
+      if redis.call('HINCRBY', ck, ARGV[a], 1) <= tonumber(ARGV[a + 1]) then
+        r, z, added = '1', z + 1, added + 1
+        add[#add + 1] = score
+        add[#add + 1] = ARGV[a + 2]
+      else
+        redis.call('HINCRBY', ck, ARGV[a], -1)
+      end
+    end
+    out[#out + 1] = r
+    a = a + 3
+  end
+  if added > 0 then
+    redis.call('ZADD', key, unpack(add))
+    redis.call('PEXPIRE', key, ttl)
+    redis.call('HINCRBY', ck, '~a', added)
+    redis.call('PEXPIRE', ck, ttl)
+  end
+end
+return table.concat(out)
 `)
 
-// sendProcessFastScript sends to a process-specific channel whose count is
-// below its capacity; it returns -1, changing nothing, when the channel or
-// its process key looks full, and the caller then runs sendScript, which
-// removes expired messages and recounts.
-// KEYS[1] process key; ARGV: member, score, capacity, key TTL (ms), count
-// key, channel, process capacity.
-var sendProcessFastScript = rueidis.NewLuaScript(`
-local ck, ch = ARGV[5], ARGV[6]
-local n = tonumber(redis.call('HGET', ck, ch)) or 0
-if n >= tonumber(ARGV[3]) or redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[7]) then return -1 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('HINCRBY', ck, ch, 1)
-redis.call('HINCRBY', ck, '~a', 1)
-redis.call('PEXPIRE', ck, ARGV[4])
-return 1
+// trimScript removes messages of a send batch that took ordinary channels
+// over their capacity (see execOrdinary), newest first, while the channel
+// holds more live messages than its capacity. KEYS: channel keys; ARGV:
+// cutoff, then per key capacity, n, n × member. Returns one character per
+// member: '1' kept (or already received), '0' removed.
+var trimScript = newScript(`
+local cut = ARGV[1]
+local out, a = {}, 2
+for k = 1, #KEYS do
+  local cap, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  local live = redis.call('ZCOUNT', KEYS[k], '(' .. cut, '+inf')
+  local r = {}
+  for i = n, 1, -1 do
+    r[i] = '1'
+    if live > cap and redis.call('ZREM', KEYS[k], ARGV[a + i - 1]) == 1 then
+      r[i] = '0'
+      live = live - 1
+    end
+  end
+  out[#out + 1] = table.concat(r)
+  a = a + n
+end
+return table.concat(out)
 `)
 
 // sendScript: KEYS[1] channel key; ARGV: 1 member, 2 score, 3 cutoff,
 // 4 capacity, 5 key TTL (ms), 6 marker prefix, 7 marker TTL (ms),
 // 8 channel, 9 count key prefix, 10 process capacity. Returns
 // {1 sent | 0 full, expired}.
-var sendScript = rueidis.NewLuaScript(luaLib + `
+var sendScript = newScript(luaLib + `
 MP, MTTL, KTTL, CKP = ARGV[6], ARGV[7], ARGV[5], ARGV[9]
 local key, ch = KEYS[1], ARGV[8]
 local expired = trim(key, ARGV[3], nonlocal(ch))
@@ -284,19 +333,18 @@ local sent = deliver(key, {ch}, tonumber(ARGV[4]), tonumber(ARGV[10]), ARGV[2],
 return {sent, expired}
 `)
 
-// popScript pops the oldest live message of the first non-empty ordinary
-// key. KEYS: channel keys in the order to try; ARGV: cutoff, marker
-// prefix, marker TTL, then the channel name of each key.
-// Returns {key index (0: none), member, score, expired}.
-var popScript = rueidis.NewLuaScript(luaLib + `
-MP, MTTL = ARGV[2], ARGV[3]
-local expired = 0
+// popScript pops up to ARGV[1] messages from the first non-empty key, for
+// servers without ZMPOP (before Redis 7). KEYS: channel keys in the order
+// to try. Returns {key index (0: none), member, score, ...}.
+var popScript = newScript(`
 for i = 1, #KEYS do
-  expired = expired + trim(KEYS[i], ARGV[1], ARGV[3 + i])
-  local r = redis.call('ZPOPMIN', KEYS[i])
-  if #r > 0 then return {i, r[1], r[2], expired} end
+  local r = redis.call('ZPOPMIN', KEYS[i], ARGV[1])
+  if #r > 0 then
+    table.insert(r, 1, i)
+    return r
+  end
 end
-return {0, '', '', expired}
+return {0}
 `)
 
 // drainScript pops up to ARGV[4] live messages from a process prefix key
@@ -305,7 +353,7 @@ return {0, '', '', expired}
 // KEYS[1] process key; ARGV: cutoff, marker prefix, marker TTL, max,
 // count key prefix, process prefix, channels...
 // Returns {expired, member, score, member, score, ...}.
-var drainScript = rueidis.NewLuaScript(luaLib + `
+var drainScript = newScript(luaLib + `
 MP, MTTL, CKP = ARGV[2], ARGV[3], ARGV[5]
 local key, pp = KEYS[1], ARGV[6]
 local ck = CKP .. pp
@@ -325,15 +373,29 @@ return out
 
 // pushBackScript puts a popped message back where it was (its score is its
 // send time). KEYS[1] channel key; ARGV: member, score, key TTL (ms).
-var pushBackScript = rueidis.NewLuaScript(`
+var pushBackScript = newScript(`
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
 
+// pushBackManyScript puts popped messages back where they were (their
+// scores are their send times). KEYS: channel keys; ARGV: key TTL (ms),
+// then per key n, n × (score, member).
+var pushBackManyScript = newScript(`
+local a = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  redis.call('ZADD', KEYS[k], unpack(ARGV, a + 1, a + 2 * n))
+  redis.call('PEXPIRE', KEYS[k], ARGV[1])
+  a = a + 1 + 2 * n
+end
+return #KEYS
+`)
+
 // markScript records messages that expired in a process's memory.
 // KEYS: marker keys; ARGV: marker TTL (ms), then one score per key.
-var markScript = rueidis.NewLuaScript(`
+var markScript = newScript(`
 for i = 1, #KEYS do
   local cur = redis.call('GET', KEYS[i])
   if (not cur) or tonumber(cur) < tonumber(ARGV[i + 1]) then
@@ -344,7 +406,7 @@ return #KEYS
 `)
 
 // groupAddScript: KEYS[1] group key; ARGV: score, channel, group TTL (ms).
-var groupAddScript = rueidis.NewLuaScript(`
+var groupAddScript = newScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -354,7 +416,7 @@ return 1
 // when ARGV[2] is '1', members evicted by an expired-message marker; it
 // returns the rest as {channel, added score, ...}. KEYS[1] group key; ARGV:
 // group cutoff, check markers, marker prefix.
-var groupMembersScript = rueidis.NewLuaScript(`
+var groupMembersScript = newScript(`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 if ARGV[2] ~= '1' then return m end
@@ -381,7 +443,7 @@ return out
 // 9 map entries, 10 random prefix, 11 default capacity, 12 count key
 // prefix, 13 process capacity, then (Lua pattern, capacity) pairs.
 // Returns {sent, skipped, evicted, expired}.
-var groupSendScript = rueidis.NewLuaScript(luaLib + `
+var groupSendScript = newScript(luaLib + `
 MP, MTTL, KTTL, CKP = ARGV[5], ARGV[6], ARGV[7], ARGV[12]
 local score, mcut, kp = ARGV[1], ARGV[3], ARGV[4]
 local head = ARGV[10] .. ARGV[8] .. '\176__asgi_channel__'
@@ -437,7 +499,7 @@ return {sent, skipped, evicted, expired}
 // 9 count key prefix, 10 process capacity, then per key: capacity, member
 // count n, n × (channel, added score).
 // Returns {sent, skipped, expired, evicted channel, ...}.
-var groupDeliverScript = rueidis.NewLuaScript(luaLib + `
+var groupDeliverScript = newScript(luaLib + `
 MP, MTTL, KTTL, CKP = ARGV[3], ARGV[4], ARGV[5], ARGV[9]
 local score, mcut = ARGV[1], ARGV[2]
 local head = ARGV[8] .. ARGV[6] .. '\176__asgi_channel__'
@@ -524,4 +586,24 @@ func globToLua(glob string) (string, bool) {
 
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// script is a Lua script run with EVALSHA, and EVAL when Redis does not
+// know it yet. Unlike rueidis.Lua it runs on any connection, dedicated
+// ones included.
+type script struct {
+	src, sha string
+}
+
+func newScript(src string) *script {
+	sum := sha1.Sum([]byte(src))
+	return &script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+func (s *script) exec(ctx context.Context, c rueidis.CommandClient, keys, args []string) rueidis.RedisResult {
+	r := c.Do(ctx, c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	if err, ok := rueidis.IsRedisErr(r.Error()); ok && err.IsNoScript() {
+		r = c.Do(ctx, c.B().Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	}
+	return r
 }

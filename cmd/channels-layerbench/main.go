@@ -2,13 +2,13 @@
 // channel layer: many goroutines send messages while many others receive
 // them, for a fixed time, and the messages received per second are
 // reported. With -baseline it first runs redis-benchmark's ZADD test with
-// pipelining against the same server, the ceiling a send (one ZADD in a
-// Lua script) cannot beat, and reports the ratio.
+// pipelining against the same server, the ceiling a send (at least one
+// ZADD) cannot beat, and reports the ratio.
 //
 // Usage:
 //
 //	channels-layerbench [-url redis://127.0.0.1:6379/0] [-senders 32] [-receivers 32]
-//	                    [-duration 10s] [-mode normal|process] [-channels 4]
+//	                    [-duration 10s] [-mode normal|process|raw] [-channels 4]
 //	                    [-size 64] [-baseline] [-rounds 3] [-cpuprofile cpu.out]
 //
 // In normal mode receivers call Receive on ordinary channels (what workers
@@ -19,6 +19,16 @@
 // empty), the two round trips of a send and a receive without the layer's
 // work, which shows what the client library itself costs. Keys go under a
 // random prefix and are deleted at the end.
+//
+// Besides the rate, every run reports where the time went over the
+// measured window: the CPU of this process and of redis-server (from its
+// INFO cpu, so only meaningful on a server nobody else uses), per second
+// and per message, and the Redis commands that took the most of the
+// server's time per message (INFO commandstats). The baseline reports the
+// CPU of redis-server and redis-benchmark likewise. GOMAXPROCS (the
+// environment variable) sets the cores this process may use: on a small
+// machine shared with redis-server, GOMAXPROCS=1 leaves it a core as
+// redis-benchmark (single-threaded) does.
 package main
 
 import (
@@ -32,12 +42,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -71,13 +83,13 @@ func main() {
 	for round := range *rounds {
 		var zaddRate float64
 		if *baseline {
-			r, err := redisBenchmark(*rawURL)
+			r, usage, err := redisBenchmark(*rawURL)
 			if err != nil {
 				log.Fatalf("redis-benchmark: %v", err)
 			}
 			zaddRate = r
 			zadds = append(zadds, r)
-			fmt.Printf("round %d: redis-benchmark -t zadd -P 16: %.0f ZADD/s\n", round+1, r)
+			fmt.Printf("round %d: redis-benchmark -t zadd -P 16: %.0f ZADD/s (%s)\n", round+1, r, usage)
 		}
 		profile := ""
 		if round == 0 {
@@ -87,15 +99,17 @@ func main() {
 		if *mode == "raw" {
 			run = runRaw
 		}
-		rate, err := run(*rawURL, *mode, *senders, *receivers, *nchannels, *size, *duration, profile)
+		res, err := run(*rawURL, *mode, *senders, *receivers, *nchannels, *size, *duration, profile)
 		if err != nil {
 			log.Fatal(err)
 		}
-		rates = append(rates, rate)
-		fmt.Printf("round %d: layer (%s, %d senders, %d receivers): %.0f messages/s sent and received\n", round+1, *mode, *senders, *receivers, rate)
+		rates = append(rates, res.rate)
+		fmt.Printf("round %d: layer (%s, %d senders, %d receivers, GOMAXPROCS %d): %.0f messages/s sent and received\n",
+			round+1, *mode, *senders, *receivers, runtime.GOMAXPROCS(0), res.rate)
+		fmt.Printf("round %d:   %s\n", round+1, res.usage)
 		if zaddRate > 0 {
-			ratios = append(ratios, rate/zaddRate)
-			fmt.Printf("round %d: ratio to pipelined ZADD: %.2f\n", round+1, rate/zaddRate)
+			ratios = append(ratios, res.rate/zaddRate)
+			fmt.Printf("round %d: ratio to pipelined ZADD: %.2f\n", round+1, res.rate/zaddRate)
 		}
 	}
 	if *rounds > 1 {
@@ -107,6 +121,119 @@ func main() {
 	}
 }
 
+// result is one measured run.
+type result struct {
+	rate  float64 // messages received per second
+	usage string  // where the time went
+}
+
+// snapshot is what a run's CPU accounting compares: this process's CPU
+// time and the server's, and the server's time per command.
+type snapshot struct {
+	at    time.Time
+	self  time.Duration
+	redis time.Duration
+	cmds  map[string]cmdStat
+}
+
+type cmdStat struct {
+	calls int64
+	usec  int64
+}
+
+// processCPU returns the user and system CPU time of this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// takeSnapshot reads this process's CPU time and the server's INFO cpu and
+// commandstats.
+func takeSnapshot(c rueidis.Client) snapshot {
+	s := snapshot{at: time.Now(), self: processCPU(), cmds: map[string]cmdStat{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := c.Do(ctx, c.B().Info().Section("cpu").Section("commandstats").Build()).ToString()
+	if err != nil {
+		return s
+	}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "used_cpu_user:"); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			s.redis += time.Duration(f * float64(time.Second))
+		} else if v, ok := strings.CutPrefix(line, "used_cpu_sys:"); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			s.redis += time.Duration(f * float64(time.Second))
+		} else if rest, ok := strings.CutPrefix(line, "cmdstat_"); ok {
+			name, fields, _ := strings.Cut(rest, ":")
+			var st cmdStat
+			for _, kv := range strings.Split(fields, ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				switch k {
+				case "calls":
+					st.calls, _ = strconv.ParseInt(v, 10, 64)
+				case "usec":
+					st.usec, _ = strconv.ParseInt(v, 10, 64)
+				}
+			}
+			s.cmds[name] = st
+		}
+	}
+	return s
+}
+
+// usage describes the CPU spent between a and b for n messages.
+func usage(a, b snapshot, n int64) string {
+	el := b.at.Sub(a.at).Seconds()
+	if n <= 0 || el <= 0 {
+		return "no messages"
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	self, redis := b.self-a.self, b.redis-a.redis
+	out := fmt.Sprintf("CPU: this process %.2f cores (%.2f µs/message), redis-server %.2f cores (%.2f µs/message)",
+		self.Seconds()/el, per(self), redis.Seconds()/el, per(redis))
+	type cmd struct {
+		name        string
+		usec, calls int64
+	}
+	var cmds []cmd
+	for name, st := range b.cmds {
+		d := cmd{name, st.usec - a.cmds[name].usec, st.calls - a.cmds[name].calls}
+		if d.usec > 0 && name != "info" {
+			cmds = append(cmds, d)
+		}
+	}
+	slices.SortFunc(cmds, func(x, y cmd) int { return int(y.usec - x.usec) })
+	// EXEC and EVALSHA include the time of the commands they run, which
+	// are also counted on their own.
+	out += "; Redis µs/message by command:"
+	for i, c := range cmds {
+		if i == 4 {
+			break
+		}
+		out += fmt.Sprintf(" %s %.2f (%.1f messages/call)", c.name, float64(c.usec)/float64(n), float64(n)/float64(max(c.calls, 1)))
+	}
+	return out
+}
+
+// infoClient connects to the first host of rawURL, for INFO.
+func infoClient(rawURL string) (rueidis.Client, error) {
+	cfg, err := redislayer.ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	opt, err := rueidis.ParseURL(cfg.Hosts[0])
+	if err != nil {
+		return nil, err
+	}
+	opt.DisableCache, opt.ForceSingleClient = true, true
+	return rueidis.NewClient(opt)
+}
+
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
@@ -116,11 +243,16 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Duration, cpuprofile string) (float64, error) {
+func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Duration, cpuprofile string) (result, error) {
 	cfg, err := redislayer.ParseURL(rawURL)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
+	ic, err := infoClient(rawURL)
+	if err != nil {
+		return result{}, err
+	}
+	defer ic.Close()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	cfg.Prefix = "layerbench-" + hex.EncodeToString(b) + ":"
@@ -133,7 +265,7 @@ func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Du
 	ctx := context.Background()
 	l, err := redislayer.New(ctx, cfg)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	defer l.Close()
 	defer func() { _ = l.Flush(context.Background()) }()
@@ -154,7 +286,7 @@ func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Du
 		for range 1000 {
 			n, err := l.NewChannel(ctx, prefix)
 			if err != nil {
-				return 0, err
+				return result{}, err
 			}
 			names = append(names, n)
 		}
@@ -210,17 +342,18 @@ func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Du
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
-			return 0, err
+			return result{}, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, err
+			return result{}, err
 		}
 		defer pprof.StopCPUProfile()
 	}
-	r0, start := received.Load(), time.Now()
+	s0, r0 := takeSnapshot(ic), received.Load()
 	time.Sleep(d)
-	r1, el := received.Load(), time.Since(start)
+	s1, r1 := takeSnapshot(ic), received.Load()
+	el := s1.at.Sub(s0.at)
 	stopSenders()
 	swg.Wait()
 	time.Sleep(200 * time.Millisecond)
@@ -232,15 +365,16 @@ func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Du
 	if n := full.Load(); n > 0 {
 		log.Printf("%d sends found the channel full (the receivers fell behind)", n)
 	}
-	return float64(r1-r0) / el.Seconds(), nil
+	return result{rate: float64(r1-r0) / el.Seconds(), usage: usage(s0, s1, r1-r0)}, nil
 }
 
 // redisBenchmark runs redis-benchmark's ZADD test with 16 commands per
-// pipeline against the server of rawURL and returns ZADDs per second.
-func redisBenchmark(rawURL string) (float64, error) {
+// pipeline against the server of rawURL and returns ZADDs per second and
+// the CPU redis-server and redis-benchmark used.
+func redisBenchmark(rawURL string) (float64, string, error) {
 	u, err := url.Parse(strings.Split(rawURL, ",")[0])
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	args := []string{"-t", "zadd", "-P", "16", "-q", "-n", "1000000", "-c", "50"}
 	if u.Scheme == "unix" {
@@ -257,31 +391,43 @@ func redisBenchmark(rawURL string) (float64, error) {
 	if db := strings.Trim(u.Path, "/"); db != "" && u.Scheme != "unix" {
 		args = append(args, "--dbnum", db)
 	}
-	out, err := exec.Command("redis-benchmark", args...).Output()
+	ic, err := infoClient(rawURL)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
+	defer ic.Close()
+	s0 := takeSnapshot(ic)
+	cmd := exec.Command("redis-benchmark", args...)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, "", err
+	}
+	s1 := takeSnapshot(ic)
+	el := s1.at.Sub(s0.at).Seconds()
+	bench := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	use := fmt.Sprintf("CPU: redis-server %.2f cores, redis-benchmark %.2f cores", (s1.redis-s0.redis).Seconds()/el, bench.Seconds()/el)
 	// "ZADD: 123456.79 requests per second, p50=..."
 	for _, line := range strings.Split(strings.ReplaceAll(string(out), "\r", "\n"), "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "ZADD:"); ok && strings.Contains(rest, "requests per second") {
 			if f := strings.Fields(rest); len(f) > 0 {
-				return strconv.ParseFloat(f[0], 64)
+				r, err := strconv.ParseFloat(f[0], 64)
+				return r, use, err
 			}
 		}
 	}
-	return 0, fmt.Errorf("no ZADD figure in its output: %q", out)
+	return 0, "", fmt.Errorf("no ZADD figure in its output: %q", out)
 }
 
 // runRaw is run with a bare client: ZADD to send, ZPOPMIN (then BZPOPMIN
 // on a dedicated connection when empty) to receive.
-func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Duration, cpuprofile string) (float64, error) {
+func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Duration, cpuprofile string) (result, error) {
 	cfg, err := redislayer.ParseURL(rawURL)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	opt, err := rueidis.ParseURL(cfg.Hosts[0])
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	opt.DisableCache = true
 	opt.ForceSingleClient = true
@@ -292,7 +438,7 @@ func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Du
 	opt.ReadBufferEachConn, opt.WriteBufferEachConn = 64<<10, 64<<10
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	defer c.Close()
 	b := make([]byte, 4)
@@ -341,18 +487,19 @@ func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Du
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
-			return 0, err
+			return result{}, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, err
+			return result{}, err
 		}
 		defer pprof.StopCPUProfile()
 	}
-	r0, start := received.Load(), time.Now()
+	s0, r0 := takeSnapshot(c), received.Load()
 	time.Sleep(d)
-	r1, el := received.Load(), time.Since(start)
+	s1, r1 := takeSnapshot(c), received.Load()
+	el := s1.at.Sub(s0.at)
 	stop()
 	wg.Wait()
-	return float64(r1-r0) / el.Seconds(), nil
+	return result{rate: float64(r1-r0) / el.Seconds(), usage: usage(s0, s1, r1-r0)}, nil
 }

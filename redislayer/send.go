@@ -1,0 +1,501 @@
+package redislayer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gochannels/channels"
+	"github.com/redis/rueidis"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// Sends are batched: concurrent Sends to one host (one hash slot in
+// Cluster mode) share one Lua call, sendBatchScript, which checks each
+// message against its channel's capacity and adds all the messages of a
+// key with one ZADD. A Send that finds no batch under way runs its own at
+// once, so an idle layer adds no delay; while batches are under way (at
+// most maxRunningBatches per host), the Sends that arrive meanwhile queue
+// and go out together in the next one. Under load a batch holds about as
+// many messages as arrive during one round trip, which is what makes Redis
+// spend a fraction of a script call per message.
+
+const (
+	// maxRunningBatches is how many send batches one host (or slot) may
+	// have under way at once. A second batch starts only while the one
+	// under way is small (smallBatch): under light load more round trips
+	// in flight cut the wait, under heavy load fewer, larger batches cost
+	// Redis and the client less per message.
+	maxRunningBatches = 2
+	smallBatch        = 16
+	// maxBatchMessages and maxBatchBytes bound one batch.
+	maxBatchMessages = 256
+	maxBatchBytes    = 256 << 10
+)
+
+// sendReq is one message in a send batch.
+type sendReq struct {
+	channel string // channel name
+	group   string // what shares its key: the name, or its process prefix
+	member  []byte
+	capStr  string
+
+	res  byte // '1' sent, '0' full, '-' looks full: run the exact check
+	err  error
+	done chan struct{} // buffered: the result, or the lead of a batch
+	lead []*sendReq    // a batch this Send must run
+}
+
+var reqPool = sync.Pool{New: func() any { return &sendReq{done: make(chan struct{}, 1)} }}
+
+// batcher gathers the Sends to one host or slot.
+type batcher struct {
+	sh       *shard
+	mu       sync.Mutex
+	pending  []*sendReq
+	running  int // batches under way
+	inFlight int // messages in them
+}
+
+// send adds r to a batch and returns when its batch has run.
+func (b *batcher) send(r *sendReq) {
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	var batch []*sendReq
+	if b.running == 0 || b.running < maxRunningBatches && b.inFlight < smallBatch {
+		b.running++
+		batch = b.takeLocked()
+		b.inFlight += len(batch)
+	}
+	b.mu.Unlock()
+	if batch != nil {
+		b.run(batch)
+	}
+	for {
+		<-r.done
+		if r.lead == nil {
+			return
+		}
+		batch, r.lead = r.lead, nil
+		b.run(batch)
+	}
+}
+
+// takeLocked takes the next batch from the pending sends.
+func (b *batcher) takeLocked() []*sendReq {
+	n, size := 0, 0
+	for n < len(b.pending) && n < maxBatchMessages {
+		size += len(b.pending[n].member)
+		if n > 0 && size > maxBatchBytes {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if n == len(b.pending) {
+		batch := b.pending
+		b.pending = nil
+		return batch
+	}
+	batch := make([]*sendReq, n)
+	copy(batch, b.pending)
+	b.pending = append(b.pending[:0], b.pending[n:]...)
+	return batch
+}
+
+// run executes a batch, hands the next one (if any) to one of its senders
+// and wakes the senders of this one.
+func (b *batcher) run(batch []*sendReq) {
+	b.sh.l.execSends(b.sh, batch)
+	b.mu.Lock()
+	b.inFlight -= len(batch)
+	next := b.takeLocked()
+	if next == nil {
+		b.running--
+	}
+	b.inFlight += len(next)
+	b.mu.Unlock()
+	for _, r := range batch {
+		r.done <- struct{}{}
+	}
+	// The next batch's runner is woken last, so that it runs next on
+	// this thread, before the Sends just woken.
+	if next != nil {
+		next[0].lead = next
+		next[0].done <- struct{}{}
+	}
+}
+
+// sendConn returns a connection for a send batch. Batches run on
+// connections of their own, one per running batch: the write and the read
+// happen in the goroutine running the batch, without the pipelining
+// machinery's goroutines in between.
+func (sh *shard) sendConn() rueidis.DedicatedClient {
+	select {
+	case dc := <-sh.sendConns:
+		return dc
+	default:
+	}
+	dc, _ := sh.client.Dedicate()
+	return dc
+}
+
+// putSendConn returns a connection after a batch; one whose call failed
+// without an answer from Redis is closed.
+func (sh *shard) putSendConn(dc rueidis.DedicatedClient, err error) {
+	if err != nil {
+		if _, ok := rueidis.IsRedisErr(err); !ok {
+			dc.Close()
+			return
+		}
+	}
+	select {
+	case sh.sendConns <- dc:
+	default:
+		dc.Close()
+	}
+}
+
+// execSends runs one batch on sh.
+func (l *Layer) execSends(sh *shard, batch []*sendReq) {
+	dc := sh.sendConn()
+	err := l.execSendsOn(sh, dc, batch)
+	sh.putSendConn(dc, err)
+	if err != nil {
+		return
+	}
+	// Send rates (ChannelStats), once per channel and batch.
+	now := time.Now()
+	for i := 0; i < len(batch); {
+		j, n := i, int64(0)
+		for ; j < len(batch) && batch[j].channel == batch[i].channel; j++ {
+			if batch[j].res == '1' {
+				n++
+			}
+		}
+		if n > 0 {
+			l.rates.add(batch[i].channel, n, now)
+		}
+		i = j
+	}
+}
+
+// execSendsOn runs one batch on the connection dc of sh and returns the
+// error of the call, if any.
+func (l *Layer) execSendsOn(sh *shard, dc rueidis.DedicatedClient, batch []*sendReq) error {
+	type group struct {
+		name string
+		reqs []*sendReq
+	}
+	var groups []group
+	var index map[string]int
+	for _, r := range batch {
+		gi := -1
+		if index != nil {
+			if i, ok := index[r.group]; ok {
+				gi = i
+			}
+		} else {
+			for i := range groups {
+				if groups[i].name == r.group {
+					gi = i
+					break
+				}
+			}
+		}
+		if gi < 0 {
+			gi = len(groups)
+			groups = append(groups, group{name: r.group})
+			if index != nil {
+				index[r.group] = gi
+			} else if len(groups) > 8 {
+				index = make(map[string]int, len(batch))
+				for i, g := range groups {
+					index[g.name] = i
+				}
+			}
+		}
+		groups[gi].reqs = append(groups[gi].reqs, r)
+	}
+	var ord, proc []group
+	for _, g := range groups {
+		if g.name == g.reqs[0].channel {
+			ord = append(ord, g)
+		} else {
+			proc = append(proc, g)
+		}
+	}
+	score := formatMicros(l.clock.next())
+	var ordErr error
+	if len(ord) > 0 {
+		reqs := make([][]*sendReq, len(ord))
+		for i, g := range ord {
+			reqs[i] = g.reqs
+		}
+		ordErr = l.execOrdinary(dc, reqs, score)
+	}
+	if len(proc) == 0 {
+		return ordErr
+	}
+	keys := make([]string, len(proc))
+	n := 0
+	for _, g := range proc {
+		n += len(g.reqs)
+	}
+	args := make([]string, 0, 2+3*len(proc)+3*n)
+	args = append(args, l.keyTTL(), score)
+	for i, g := range proc {
+		keys[i] = l.key(g.name)
+		args = append(args, l.countKey(g.name), l.processCapArg, strconv.Itoa(len(g.reqs)))
+		for _, r := range g.reqs {
+			args = append(args, r.channel, r.capStr, rueidis.BinaryString(r.member))
+		}
+	}
+	// No context per call: the connection's own timeout bounds the wait
+	// (see connect).
+	res, err := sendBatchScript.exec(context.Background(), dc, keys, args).ToString()
+	if err == nil && len(res) != n {
+		err = fmt.Errorf("send script returned %d results for %d messages", len(res), n)
+	}
+	i := 0
+	for _, g := range proc {
+		for _, r := range g.reqs {
+			if err != nil {
+				r.err = err
+			} else {
+				r.res = res[i]
+			}
+			i++
+		}
+	}
+	if ordErr != nil {
+		return ordErr
+	}
+	return err
+}
+
+// execOrdinary adds messages to ordinary channels (one slice of sends per
+// channel) with plain commands, no script: in one MULTI, per channel a
+// ZADD of all its messages, which share a score, then ZCARD and PEXPIRE.
+// A channel that holds more messages than its capacity afterwards is
+// trimmed by trimScript, which counts live messages exactly and removes as
+// many of the batch's messages as are over capacity (those that are not
+// already received): their Sends get ErrChannelFull. A channel can thus
+// hold more than its capacity for the length of one round trip, and a
+// message received meanwhile counts as sent.
+func (l *Layer) execOrdinary(c rueidis.CommandClient, groups [][]*sendReq, score string) error {
+	cmds := make(rueidis.Commands, 0, 2+3*len(groups))
+	cmds = append(cmds, c.B().Multi().Build())
+	keys := make([]string, len(groups))
+	for i, reqs := range groups {
+		keys[i] = l.key(reqs[0].channel)
+		args := make([]string, 0, 2*len(reqs))
+		for _, r := range reqs {
+			args = append(args, score, rueidis.BinaryString(r.member))
+		}
+		cmds = append(cmds,
+			c.B().Arbitrary("ZADD").Keys(keys[i]).Args(args...).Build(),
+			c.B().Zcard().Key(keys[i]).Build(),
+			c.B().Pexpire().Key(keys[i]).Milliseconds(l.keyTTLms).Build())
+	}
+	cmds = append(cmds, c.B().Exec().Build())
+	// No context per call: the connection's own timeout bounds the wait
+	// (see connect).
+	res := c.DoMulti(context.Background(), cmds...)
+	arr, err := res[len(res)-1].ToArray()
+	if err == nil {
+		for _, r := range res[:len(res)-1] {
+			if err = r.Error(); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil && len(arr) != 3*len(groups) {
+		err = fmt.Errorf("MULTI returned %d results for %d commands", len(arr), 3*len(groups))
+	}
+	var over []int
+	for i, reqs := range groups {
+		var size int64
+		if err == nil {
+			size, err = arr[3*i+1].AsInt64()
+		}
+		for _, r := range reqs {
+			r.res, r.err = '1', err
+		}
+		if err == nil && size > int64(l.s.caps.For(reqs[0].channel)) {
+			over = append(over, i)
+		}
+	}
+	if err != nil || len(over) == 0 {
+		return err
+	}
+	tkeys := make([]string, len(over))
+	args := []string{l.cutoff(l.clock.next())}
+	for j, i := range over {
+		tkeys[j] = keys[i]
+		args = append(args, groups[i][0].capStr, strconv.Itoa(len(groups[i])))
+		for _, r := range groups[i] {
+			args = append(args, rueidis.BinaryString(r.member))
+		}
+	}
+	out, err := trimScript.exec(context.Background(), c, tkeys, args).ToString()
+	k := 0
+	for _, i := range over {
+		for _, r := range groups[i] {
+			switch {
+			case err != nil:
+				r.err = err
+			case k < len(out):
+				r.res = out[k]
+			}
+			k++
+		}
+	}
+	return err
+}
+
+// batcherFor returns the batcher of a key on sh.
+func (sh *shard) batcherFor(key string) *batcher {
+	return &sh.batch
+}
+
+// Send implements channels.Layer. Concurrent sends to one host are batched
+// (see the package documentation, Throughput): Send blocks for about one
+// round trip to the channel's host, two when a process-specific channel
+// looks full and is recounted, and never waits for room.
+func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
+	if err := l.s.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	if l.closed() {
+		return channels.ErrLayerClosed
+	}
+	proc := ""
+	if nonLocal(channel) != channel {
+		proc = channel
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	member, err := l.encodeMember(*buf, "send to", channel, c, proc)
+	*buf = member
+	if err != nil {
+		return err
+	}
+	sh := l.shardFor(channel)
+	r := reqPool.Get().(*sendReq)
+	r.channel = channel
+	r.group = nonLocal(channel)
+	r.member = member
+	r.capStr = l.capString(channel)
+	sh.batcherFor(r.group).send(r)
+	res, err := r.res, r.err
+	capStr := r.capStr
+	*r = sendReq{done: r.done}
+	reqPool.Put(r)
+	slow := err == nil && res == '-'
+	if slow {
+		var out []int64
+		now := l.clock.next()
+		out, err = sendScript.exec(ctx, sh.client, []string{l.key(channel)}, []string{
+			rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capStr,
+			l.keyTTL(), l.markerPrefix(), l.markerTTL(), channel, l.countPrefix(),
+			l.processCapArg,
+		}).AsIntSlice()
+		if err == nil && len(out) == 2 {
+			res = '0' + byte(out[0])
+			l.st.expired.Add(uint64(out[1]))
+		}
+	}
+	if err != nil {
+		return l.failOp(ctx, "send to", channel, err)
+	}
+	if res != '1' {
+		l.st.full.Add(1)
+		return fmt.Errorf("redislayer: %s: %w", opString("send to", channel), channels.ErrChannelFull)
+	}
+	l.st.sent.Add(1)
+	if slow {
+		l.rates.add(channel, 1, time.Now())
+	}
+	return nil
+}
+
+// encodeMember validates c and appends to buf a sorted-set member: 12
+// random bytes followed by the msgpack encoding of c. For a
+// process-specific channel the map starts with "__asgi_channel__" =
+// channel (channels_redis puts it anywhere; first lets the Lua scripts
+// read it without decoding the message). verb and name name the operation
+// in errors.
+func (l *Layer) encodeMember(buf []byte, verb, name string, c channels.Content, channel string) ([]byte, error) {
+	if _, ok := c[channelKey]; ok {
+		return buf, fmt.Errorf("redislayer: %s: %w: key %q is reserved", opString(verb, name), channels.ErrInvalidContent, channelKey)
+	}
+	b := append(buf[:0], make([]byte, randomBytes)...)
+	fillRandom(b[:randomBytes])
+	n := uint32(len(c))
+	if channel != "" {
+		n++
+	}
+	b = msgp.AppendMapHeader(b, n)
+	if channel != "" {
+		b = msgp.AppendString(b, channelKey)
+		b = msgp.AppendString(b, channel)
+	}
+	start := len(b)
+	b, _, err := appendEntries(b, c, false)
+	if err != nil {
+		return b, fmt.Errorf("redislayer: %s: %w", opString(verb, name), err)
+	}
+	if err := l.checkSize(verb, name, c, len(b)-start+5); err != nil {
+		return b, err
+	}
+	return b, nil
+}
+
+// checkSize checks the JSON size of c, whose msgpack encoding is at most
+// n bytes long, against the limit; it measures only when the bound
+// jsonBound(n) is over the limit.
+func (l *Layer) checkSize(verb, name string, c channels.Content, n int) error {
+	if l.s.maxSize <= 0 || jsonBound(n) <= l.s.maxSize {
+		return nil
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	var size int
+	*buf, size, _ = appendEntries((*buf)[:0], c, true)
+	if size > l.s.maxSize {
+		l.st.tooLarge.Add(1)
+		return fmt.Errorf("redislayer: %s: %w (%d bytes, limit %d)", opString(verb, name), channels.ErrMessageTooLarge, size, l.s.maxSize)
+	}
+	return nil
+}
+
+// encodeBody validates c and returns the msgpack map header of a message
+// with one more entry than c (for "__asgi_channel__") and c's encoded
+// entries, for group sends.
+func (l *Layer) encodeBody(verb, name string, c channels.Content) (head, entries []byte, err error) {
+	if _, ok := c[channelKey]; ok {
+		return nil, nil, fmt.Errorf("redislayer: %s: %w: key %q is reserved", opString(verb, name), channels.ErrInvalidContent, channelKey)
+	}
+	entries, _, err = appendEntries(nil, c, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redislayer: %s: %w", opString(verb, name), err)
+	}
+	if err := l.checkSize(verb, name, c, len(entries)+5); err != nil {
+		return nil, nil, err
+	}
+	return msgp.AppendMapHeader(nil, uint32(len(c))+1), entries, nil
+}
+
+// capString returns the capacity of channel as a decimal string.
+func (l *Layer) capString(channel string) string {
+	n := l.s.caps.For(channel)
+	if s, ok := l.capStrs[n]; ok {
+		return s
+	}
+	return strconv.Itoa(n)
+}

@@ -2,13 +2,13 @@ package redislayer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/redis/rueidis"
 )
 
 // Process-specific channels ("name!suffix") of one process share one Redis
@@ -206,6 +206,16 @@ func (s *localState) unregister(w *waiter) {
 			if until := now.Add(prefixGrace); until.After(ps.wantedUntil) {
 				ps.wantedUntil = until
 			}
+			// A waiter leaving after it was woken may leave the message
+			// it was woken for: pass the wake on.
+			if w.fired && ps.n > 0 {
+				for o := range ps.waiters {
+					if !o.fired {
+						o.wake(nil)
+						break
+					}
+				}
+			}
 		}
 	}
 }
@@ -241,9 +251,11 @@ func (s *localState) push(l *Layer, channel string, e lentry) bool {
 	if l.s.processBuffer > 0 && ps.n >= l.s.processBuffer {
 		ps.full = true
 	}
+	// One waiter per message: one that is not woken already.
 	for w := range ps.waiters {
-		if w.names == nil || w.names[channel] {
+		if !w.fired && (w.names == nil || w.names[channel]) {
 			w.wake(nil)
+			break
 		}
 	}
 	return true
@@ -481,6 +493,7 @@ func (l *Layer) procLoop(sh *shard) {
 		}
 	}()
 	var backoff time.Duration
+	cleaned := map[string]time.Time{} // process key → last cleanCounts
 	for {
 		l.mu.Lock()
 		if l.local.closed {
@@ -514,7 +527,7 @@ func (l *Layer) procLoop(sh *shard) {
 		sh.loop.cancel = icancel
 		sh.loop.keys = make(map[string]bool, len(keys))
 		for _, k := range keys {
-			sh.loop.keys[k[len(l.s.prefix):]] = true
+			sh.loop.keys[l.nameOf(k)] = true
 		}
 		room := drainBatch
 		if l.s.processBuffer > 0 {
@@ -527,57 +540,48 @@ func (l *Layer) procLoop(sh *shard) {
 			msgs []popped
 			err  error
 		)
-		if sweep {
+		if bc == nil {
+			bc, err = sh.dedicate(l.closeCtx)
+		}
+		if err == nil && sweep {
 			for _, k := range keys {
 				var got []popped
-				got, err = l.drain(sh, k, room, nil)
+				got, err = sh.popMany(bc.dc, []string{k}, room)
 				msgs = append(msgs, got...)
 				if err != nil {
 					break
 				}
 			}
-		} else {
-			if bc == nil {
-				bc, err = sh.dedicate(l.closeCtx)
-			}
-			if err == nil {
-				var ps []popped
-				ps, err = sh.bpop(ictx, bc, keys, loopTimeout, room)
-				var broken errBroken
-				if errors.As(err, &broken) {
-					bc.dc.Close()
-					bc = nil
-				}
-				if len(ps) > 0 {
-					// Deliver them at once, then take what followed (and
-					// their channels off their counts) in one more trip.
-					var dec []string
-					for i := range ps {
-						if d, derr := decodeMember(ps[i].member); derr == nil {
-							ps[i].d = &d
-							dec = append(dec, d.chans...)
-						}
-					}
-					l.mu.Lock()
-					if gen == l.local.gen {
-						l.local.distribute(l, sh, ps, time.Now())
-					}
-					l.mu.Unlock()
-					got, derr := l.drain(sh, ps[0].key, room-len(ps), dec)
-					msgs = append(msgs, got...)
-					if derr != nil && err == nil {
-						err = derr
-					}
-				}
+		} else if err == nil {
+			msgs, err = sh.bpop(ictx, bc, keys, loopTimeout, room)
+		}
+		if err != nil {
+			if _, ok := rueidis.IsRedisErr(err); !ok && bc != nil {
+				bc.dc.Close()
+				bc = nil
 			}
 		}
 		icancel()
 		for i := range msgs {
-			if msgs[i].d == nil {
-				if d, err := decodeMember(msgs[i].member); err == nil {
-					msgs[i].d = &d
-				}
+			if d, err := decodeMember(msgs[i].member); err == nil {
+				msgs[i].d = &d
 			}
+		}
+		// Deliver first, then take the messages off their channels'
+		// counts.
+		if len(msgs) > 0 {
+			l.mu.Lock()
+			if gen == l.local.gen {
+				l.local.distribute(l, sh, msgs, time.Now())
+			}
+			l.mu.Unlock()
+			if uerr := l.uncount(sh, bc, msgs); uerr != nil && err == nil {
+				err = uerr
+			}
+			msgs = nil
+		}
+		if err == nil {
+			err = l.cleanCounts(sh, bc, keys, cleaned, time.Now())
 		}
 
 		l.mu.Lock()
@@ -624,38 +628,84 @@ func (l *Layer) procLoop(sh *shard) {
 	}
 }
 
-// drain pops up to max messages from one process prefix key without
-// waiting, and takes them, and the channels of dec (a message popped by
-// the caller), off the key's channel counts.
-func (l *Layer) drain(sh *shard, key string, max int, dec []string) ([]popped, error) {
-	now := l.clock.next()
-	ctx, cancel := l.s.withTimeout(context.Background())
-	defer cancel()
-	args := append([]string{
-		l.cutoff(now), l.markerPrefix(), l.markerTTL(), strconv.Itoa(max),
-		l.countPrefix(), key[len(l.s.prefix):],
-	}, dec...)
-	arr, err := drainScript.exec(ctx, sh.client, []string{key}, args).ToArray()
-	if err != nil {
-		return nil, err
+// uncount takes popped messages of process keys off their channels'
+// counts: one MULTI of plain HINCRBYs per count key, one per channel.
+// Counts that reach zero stay until cleanCounts deletes them.
+func (l *Layer) uncount(sh *shard, bc *bconn, msgs []popped) error {
+	type counts struct {
+		order []string
+		n     map[string]int64
 	}
-	if len(arr) < 1 || (len(arr)-1)%2 != 0 {
-		return nil, errors.New("unexpected drain script reply")
-	}
-	if n, _ := arr[0].AsInt64(); n > 0 {
-		l.st.expired.Add(uint64(n))
-	}
-	out := make([]popped, 0, (len(arr)-1)/2)
-	for i := 1; i+1 < len(arr); i += 2 {
-		var p popped
-		p.key = key
-		p.member, _ = arr[i].ToString()
-		if p.score, err = arr[i+1].AsFloat64(); err != nil {
-			return out, err
+	byKey := map[string]*counts{}
+	var keys []string
+	for i := range msgs {
+		ck := l.countKey(l.nameOf(msgs[i].key))
+		cs := byKey[ck]
+		if cs == nil {
+			cs = &counts{n: map[string]int64{}}
+			byKey[ck] = cs
+			keys = append(keys, ck)
 		}
-		out = append(out, p)
+		for _, ch := range msgs[i].channels() {
+			if cs.n[ch] == 0 {
+				cs.order = append(cs.order, ch)
+			}
+			cs.n[ch]++
+		}
 	}
-	return out, nil
+	var c rueidis.CommandClient = sh.client
+	if bc != nil {
+		c = bc.dc
+	}
+	for _, ck := range keys {
+		cs := byKey[ck]
+		if len(cs.order) == 0 {
+			continue
+		}
+		cmds := make(rueidis.Commands, 0, len(cs.order)+3)
+		cmds = append(cmds, c.B().Multi().Build())
+		for _, ch := range cs.order {
+			cmds = append(cmds, c.B().Hincrby().Key(ck).Field(ch).Increment(-cs.n[ch]).Build())
+		}
+		cmds = append(cmds, c.B().Pexpire().Key(ck).Milliseconds(l.keyTTLms).Build(), c.B().Exec().Build())
+		for _, r := range c.DoMulti(context.Background(), cmds...) {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cleanCountsEvery is how often a receive loop deletes the zero counts of
+// the process keys it pops.
+const cleanCountsEvery = time.Second
+
+// cleanCounts deletes the zero counts of the process keys in keys, at most
+// once per cleanCountsEvery each (last records when).
+func (l *Layer) cleanCounts(sh *shard, bc *bconn, keys []string, last map[string]time.Time, now time.Time) error {
+	var c rueidis.CommandClient = sh.client
+	if bc != nil {
+		c = bc.dc
+	}
+	for _, k := range keys {
+		if now.Sub(last[k]) < cleanCountsEvery {
+			continue
+		}
+		last[k] = now
+		ctx, cancel := l.s.withTimeout(context.Background())
+		err := cleanCountsScript.exec(ctx, c, []string{l.countKey(l.nameOf(k))}, nil).Error()
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	for k, t := range last {
+		if now.Sub(t) > 10*cleanCountsEvery {
+			delete(last, k)
+		}
+	}
+	return nil
 }
 
 // receiveLocal waits for a message on process-specific channels: the named

@@ -28,7 +28,13 @@ import (
 // a channel that looks full is recounted exactly from the sorted set before
 // a send is refused, unless nothing left the sorted set since the last
 // recount (then the counts are exact, and a stalled reader costs no scan).
-// The whole prefix key is also bounded (Config.ProcessCapacity).
+// The whole prefix key is also bounded (Config.ProcessCapacity). The hash
+// holds a field "~h" with an 80-byte value, which makes Redis keep it as a
+// real hash table: under hash-max-listpack-value (64 bytes) it would be a
+// listpack, where every update costs time in proportion to the number of
+// channels with waiting messages. Sends and the receive loop update the
+// counts with plain commands (HINCRBY in a MULTI); counts that reach zero
+// are deleted once a second by cleanCountsScript.
 //
 // The channels of a process-specific message are read from its
 // "__asgi_channel__" entry: Go senders write it first in the msgpack map,
@@ -40,6 +46,7 @@ import (
 // lifetime, ms) before calling its functions.
 const luaLib = `
 local MP, MTTL, CKP, KTTL = '', '0', '', '0'
+local HPAD = string.rep('-', 80)
 
 local function mark(ch, score)
   local k = MP .. ch
@@ -156,7 +163,7 @@ local function recount(key, ck)
     end
   end
   redis.call('DEL', ck)
-  local args = {'~z', #all, '~a', 0}
+  local args = {'~z', #all, '~a', 0, '~h', HPAD}
   for c, n in pairs(counts) do
     args[#args + 1] = c
     args[#args + 1] = n
@@ -189,6 +196,7 @@ end
 local function count_added(ck, list)
   for _, c in ipairs(list) do redis.call('HINCRBY', ck, c, 1) end
   redis.call('HINCRBY', ck, '~a', 1)
+  redis.call('HSETNX', ck, '~h', HPAD)
   redis.call('PEXPIRE', ck, KTTL)
 end
 
@@ -245,53 +253,72 @@ local function deliver(key, list, cap, pcap, score, msg_of, recounted)
 end
 `
 
-// sendBatchScript adds a batch of messages to process keys (messages to
-// ordinary channels need no script, see execOrdinary), for any number of
-// keys of one host (or slot), in one call. The messages of one key share a
-// score (the time of the batch): they come from different Sends, between
-// which there is no order to keep, and one score per key halves the
-// arguments Redis converts for Lua. A message whose channel count is at
-// capacity, or whose process key is at the process capacity, is not added
-// but answered '-': the caller then runs sendScript, which removes expired
-// messages and recounts.
-//
-// KEYS: process keys; ARGV: 1 key TTL (ms), 2 score, then per key
-//
-//	count key, process capacity, n, n × (channel, capacity, member)
-//
-// Returns one character per message, in ARGV order: '1' sent, '-' looks
-// full.
-var sendBatchScript = newScript(`
-local ttl, score = ARGV[1], ARGV[2]
-local out, a = {}, 3
-for k = 1, #KEYS do
-  local key = KEYS[k]
-  local ck, pcap, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
-  local z = redis.call('ZCARD', key)
-  local add, added = {}, 0
-  for i = 1, n do
-    local r = '-'
-    if z < pcap then
-      if redis.call('HINCRBY', ck, ARGV[a], 1) <= tonumber(ARGV[a + 1]) then
-        r, z, added = '1', z + 1, added + 1
-        add[#add + 1] = score
-        add[#add + 1] = ARGV[a + 2]
-      else
-        redis.call('HINCRBY', ck, ARGV[a], -1)
-      end
-    end
-    out[#out + 1] = r
-    a = a + 3
-  end
-  if added > 0 then
-    redis.call('ZADD', key, unpack(add))
-    redis.call('PEXPIRE', key, ttl)
-    redis.call('HINCRBY', ck, '~a', added)
-    redis.call('PEXPIRE', ck, ttl)
+// procFixScript settles the messages of a send batch to a process key
+// (see execProcess) whose channel count went over its capacity, or that
+// went over the process capacity: each is taken out again (with its
+// count), expired messages are removed, and then each is added back only
+// if the exact check of sendScript finds room for it, recounting the key
+// when the counts may have drifted. A message already received counts as
+// sent. KEYS[1] process key; ARGV: 1 cutoff, 2 marker prefix, 3 marker TTL,
+// 4 key TTL, 5 count key prefix, 6 process prefix, 7 process capacity,
+// 8 score, then (channel, capacity, member) triples. Returns {one
+// character per message, '1' sent or '0' full; messages expired}.
+var procFixScript = newScript(luaLib + `
+MP, MTTL, KTTL, CKP = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local key, pp, pcap, score = KEYS[1], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local ck = CKP .. pp
+local gone = {}
+for i = 9, #ARGV, 3 do
+  if redis.call('ZREM', key, ARGV[i + 2]) == 1 then
+    dec(ck, ARGV[i])
+    redis.call('HINCRBY', ck, '~a', -1)
+  else
+    gone[i] = true
   end
 end
-return table.concat(out)
+local expired = trim(key, ARGV[1], pp)
+local out, recounted = {}, nil
+for i = 9, #ARGV, 3 do
+  local r = '1'
+  if not gone[i] then
+    local ch, room = ARGV[i], false
+    if redis.call('ZCARD', key) < pcap then
+      room, recounted = has_room(key, ck, ch, tonumber(ARGV[i + 1]), recounted)
+    end
+    if room then
+      redis.call('ZADD', key, score, ARGV[i + 2])
+      count_added(ck, {ch})
+      if recounted then recounted[ch] = (recounted[ch] or 0) + 1 end
+    else
+      r = '0'
+    end
+  end
+  out[#out + 1] = r
+end
+redis.call('PEXPIRE', key, KTTL)
+redis.call('PEXPIRE', ck, KTTL)
+return {table.concat(out), expired}
+`)
+
+// cleanCountsScript deletes the channel counts of a process key that are
+// zero or less (the receive loop decrements counts without deleting them;
+// a count below zero comes from messages sent by processes that do not
+// count, such as channels_redis). KEYS[1] count key. Returns the number
+// deleted.
+var cleanCountsScript = newScript(`
+local all = redis.call('HGETALL', KEYS[1])
+local del = {}
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 1) ~= '~' and tonumber(all[i + 1]) <= 0 then
+    del[#del + 1] = all[i]
+    if #del == 1000 then
+      redis.call('HDEL', KEYS[1], unpack(del))
+      del = {}
+    end
+  end
+end
+if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+return #del
 `)
 
 // trimScript removes messages of a send batch that took ordinary channels
@@ -345,30 +372,6 @@ for i = 1, #KEYS do
   end
 end
 return {0}
-`)
-
-// drainScript pops up to ARGV[4] live messages from a process prefix key
-// and takes them off the channel counts, as well as the channels in
-// ARGV[7...] (those of a message the caller popped itself).
-// KEYS[1] process key; ARGV: cutoff, marker prefix, marker TTL, max,
-// count key prefix, process prefix, channels...
-// Returns {expired, member, score, member, score, ...}.
-var drainScript = newScript(luaLib + `
-MP, MTTL, CKP = ARGV[2], ARGV[3], ARGV[5]
-local key, pp = KEYS[1], ARGV[6]
-local ck = CKP .. pp
-for i = 7, #ARGV do dec(ck, ARGV[i]) end
-local out = {trim(key, ARGV[1], pp)}
-local max = tonumber(ARGV[4])
-if max > 0 then
-  local r = redis.call('ZPOPMIN', key, max)
-  for j = 1, #r, 2 do
-    for _, c in ipairs(chans_of(r[j])) do dec(ck, c) end
-    out[#out + 1] = r[j]
-    out[#out + 1] = r[j + 1]
-  end
-end
-return out
 `)
 
 // pushBackScript puts a popped message back where it was (its score is its

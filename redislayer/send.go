@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -238,42 +239,118 @@ func (l *Layer) execSendsOn(sh *shard, dc rueidis.DedicatedClient, batch []*send
 		}
 		ordErr = l.execOrdinary(dc, reqs, score)
 	}
-	if len(proc) == 0 {
-		return ordErr
+	if len(proc) > 0 {
+		reqs := make([][]*sendReq, len(proc))
+		for i, g := range proc {
+			reqs[i] = g.reqs
+		}
+		if err := l.execProcess(dc, reqs, score); err != nil && ordErr == nil {
+			ordErr = err
+		}
 	}
-	keys := make([]string, len(proc))
-	n := 0
-	for _, g := range proc {
-		n += len(g.reqs)
+	return ordErr
+}
+
+// countPad is the value of the "~h" field of every count hash, over
+// hash-max-listpack-value, so that Redis keeps the hash as a real hash
+// table (see scripts.go).
+var countPad = strings.Repeat("-", 80)
+
+// execProcess adds messages to process keys (one slice of sends per key)
+// with plain commands: in one MULTI, per key its size, one HINCRBY per
+// message on its channel's count, one ZADD of all the messages, which
+// share a score, and the count hash's bookkeeping. Messages whose channel
+// count comes out over capacity, or that take the key over the process
+// capacity, are settled by procFixScript, which takes them out again and
+// adds back those that the exact check finds room for.
+func (l *Layer) execProcess(c rueidis.CommandClient, groups [][]*sendReq, score string) error {
+	cmds := make(rueidis.Commands, 0, 2+7*len(groups))
+	cmds = append(cmds, c.B().Multi().Build())
+	keys := make([]string, len(groups))
+	cks := make([]string, len(groups))
+	for i, reqs := range groups {
+		keys[i] = l.key(reqs[0].group)
+		cks[i] = l.countKey(reqs[0].group)
+		cmds = append(cmds, c.B().Zcard().Key(keys[i]).Build())
+		args := make([]string, 0, 2*len(reqs))
+		for _, r := range reqs {
+			cmds = append(cmds, c.B().Hincrby().Key(cks[i]).Field(r.channel).Increment(1).Build())
+			args = append(args, score, rueidis.BinaryString(r.member))
+		}
+		cmds = append(cmds,
+			c.B().Arbitrary("ZADD").Keys(keys[i]).Args(args...).Build(),
+			c.B().Hincrby().Key(cks[i]).Field("~a").Increment(int64(len(reqs))).Build(),
+			c.B().Hsetnx().Key(cks[i]).Field("~h").Value(countPad).Build(),
+			c.B().Pexpire().Key(keys[i]).Milliseconds(l.keyTTLms).Build(),
+			c.B().Pexpire().Key(cks[i]).Milliseconds(l.keyTTLms).Build())
 	}
-	args := make([]string, 0, 2+3*len(proc)+3*n)
-	args = append(args, l.keyTTL(), score)
-	for i, g := range proc {
-		keys[i] = l.key(g.name)
-		args = append(args, l.countKey(g.name), l.processCapArg, strconv.Itoa(len(g.reqs)))
-		for _, r := range g.reqs {
+	cmds = append(cmds, c.B().Exec().Build())
+	n := len(cmds) - 2
+	res := c.DoMulti(context.Background(), cmds...)
+	arr, err := res[len(res)-1].ToArray()
+	if err == nil {
+		for _, r := range res[:len(res)-1] {
+			if err = r.Error(); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil && len(arr) != n {
+		err = fmt.Errorf("MULTI returned %d results for %d commands", len(arr), n)
+	}
+	a := 0
+	for i, reqs := range groups {
+		var size int64
+		if err == nil {
+			size, err = arr[a].AsInt64()
+		}
+		var over []*sendReq
+		for j, r := range reqs {
+			r.res, r.err = '1', err
+			if err != nil {
+				continue
+			}
+			count, cerr := arr[a+1+j].AsInt64()
+			if cerr != nil {
+				err = cerr
+				r.err = err
+				continue
+			}
+			if count > int64(l.s.caps.For(r.channel)) || size+int64(j)+1 > int64(l.s.processCap) {
+				over = append(over, r)
+			}
+		}
+		a += 1 + len(reqs) + 5
+		if err != nil || len(over) == 0 {
+			continue
+		}
+		now := l.clock.next()
+		args := []string{l.cutoff(now), l.markerPrefix(), l.markerTTL(), l.keyTTL(),
+			l.countPrefix(), reqs[0].group, l.processCapArg, score}
+		for _, r := range over {
 			args = append(args, r.channel, r.capStr, rueidis.BinaryString(r.member))
 		}
-	}
-	// No context per call: the connection's own timeout bounds the wait
-	// (see connect).
-	res, err := sendBatchScript.exec(context.Background(), dc, keys, args).ToString()
-	if err == nil && len(res) != n {
-		err = fmt.Errorf("send script returned %d results for %d messages", len(res), n)
-	}
-	i := 0
-	for _, g := range proc {
-		for _, r := range g.reqs {
-			if err != nil {
-				r.err = err
-			} else {
-				r.res = res[i]
+		out, ferr := procFixScript.exec(context.Background(), c, []string{keys[i]}, args).ToArray()
+		var settled string
+		if ferr == nil && len(out) == 2 {
+			settled, ferr = out[0].ToString()
+			if expired, e := out[1].AsInt64(); e == nil {
+				l.st.expired.Add(uint64(expired))
 			}
-			i++
 		}
-	}
-	if ordErr != nil {
-		return ordErr
+		if ferr == nil && len(settled) != len(over) {
+			ferr = fmt.Errorf("settled %d of %d messages", len(settled), len(over))
+		}
+		for k, r := range over {
+			if ferr != nil {
+				r.err = ferr
+			} else {
+				r.res = settled[k]
+			}
+		}
+		if ferr != nil {
+			err = ferr
+		}
 	}
 	return err
 }
@@ -393,23 +470,8 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	r.capStr = l.capString(channel)
 	sh.batcherFor(r.group).send(r)
 	res, err := r.res, r.err
-	capStr := r.capStr
 	*r = sendReq{done: r.done}
 	reqPool.Put(r)
-	slow := err == nil && res == '-'
-	if slow {
-		var out []int64
-		now := l.clock.next()
-		out, err = sendScript.exec(ctx, sh.client, []string{l.key(channel)}, []string{
-			rueidis.BinaryString(member), formatMicros(now), l.cutoff(now), capStr,
-			l.keyTTL(), l.markerPrefix(), l.markerTTL(), channel, l.countPrefix(),
-			l.processCapArg,
-		}).AsIntSlice()
-		if err == nil && len(out) == 2 {
-			res = '0' + byte(out[0])
-			l.st.expired.Add(uint64(out[1]))
-		}
-	}
 	if err != nil {
 		return l.failOp(ctx, "send to", channel, err)
 	}
@@ -418,9 +480,6 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 		return fmt.Errorf("redislayer: %s: %w", opString("send to", channel), channels.ErrChannelFull)
 	}
 	l.st.sent.Add(1)
-	if slow {
-		l.rates.add(channel, 1, time.Now())
-	}
 	return nil
 }
 

@@ -181,12 +181,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		lanes = make(map[string][]*channels.Message) // reply channel → messages waiting behind the running one
 	)
 	cctx := context.WithoutCancel(ctx)
+	debug := log.Enabled(ctx, slog.LevelDebug)
 	process := func(m *channels.Message) {
 		defer wg.Done()
 		defer func() { <-run }()
 		key := m.ReplyChannel
 		for {
-			log.Debug("consuming", "channel", m.Channel, "reply_channel", key)
+			if debug {
+				log.Debug("consuming", "channel", m.Channel, "reply_channel", key)
+			}
 			_ = w.runner.Run(cctx, w.Consumer, m)
 			w.inFlight.Add(-1)
 			<-hold

@@ -87,12 +87,13 @@ type Config struct {
 	Sentinels []string
 	// MasterName is the Sentinel master set name. Required with Sentinels.
 	MasterName string
-	// Cluster asks for Redis Cluster mode. It is not supported: New returns
-	// an error. channels_redis has none either; putting every key in one
-	// hash slot would give fail-over without scaling (Sentinel does that),
-	// and spreading them would leave the multi-key pops and the group send
-	// script without a single node to run on. Shard over several hosts
-	// instead.
+	// Cluster uses a Redis Cluster: Hosts are some of its nodes (any
+	// number; the others are discovered), with the credentials and TLS
+	// setting of the first. Keys carry hash tags so that every call
+	// touches one hash slot, which makes them differ from channels_redis's
+	// (it has no Cluster support): Python processes cannot share a layer
+	// in Cluster mode. See the package documentation, Cluster. Not with
+	// Sentinels.
 	Cluster bool
 
 	// Timeout bounds every call to Redis other than blocking pops; a call
@@ -167,6 +168,7 @@ type settings struct {
 	names         channels.NameRules
 	sentinels     []string
 	masterName    string
+	cluster       bool
 	timeout       time.Duration
 	blockTimeout  time.Duration
 	receiveConns  int
@@ -206,8 +208,9 @@ func (cfg Config) settings() (settings, error) {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("component", "redislayer")
-	if cfg.Cluster {
-		return s, fmt.Errorf("redislayer: Redis Cluster mode is not supported; list several hosts to shard instead")
+	s.cluster = cfg.Cluster
+	if s.cluster && len(cfg.Sentinels) > 0 {
+		return s, fmt.Errorf("redislayer: Cluster and Sentinels cannot be used together")
 	}
 	if len(s.hosts) == 0 {
 		if u := os.Getenv("REDIS_URL"); u != "" {
@@ -333,6 +336,12 @@ var layerParams = map[string]bool{
 //	host=redis://other:6379/0      another host to shard over (repeatable)
 //	sentinel=host:26379            a Sentinel address (repeatable); needs master_name
 //	master_name=mymaster           the Sentinel master set
+//	cluster=true                   Redis Cluster mode (see Config.Cluster)
+//
+// A Redis Cluster can also be written with the scheme redis+cluster (or
+// rediss+cluster for TLS) and some of its nodes, comma-separated:
+//
+//	redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000?prefix=chat
 //
 // Several hosts can also be given as a comma-separated list of URLs
 // ("redis://a:6379/0,redis://b:6379/0?prefix=chat"); layer parameters may
@@ -343,10 +352,14 @@ func ParseURL(rawURL string) (Config, error) {
 	var cfg Config
 	var hosts []string
 	params := url.Values{}
+	scheme := ""
 	for _, part := range strings.Split(rawURL, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
+		}
+		if cfg.Cluster && !strings.Contains(part, "://") {
+			part = scheme + "://" + part // redis+cluster://a:1,b:2
 		}
 		u, err := url.Parse(part)
 		if err != nil {
@@ -354,8 +367,12 @@ func ParseURL(rawURL string) (Config, error) {
 		}
 		switch u.Scheme {
 		case "redis", "rediss", "unix":
+		case "redis+cluster", "rediss+cluster":
+			u.Scheme = strings.TrimSuffix(u.Scheme, "+cluster")
+			scheme = u.Scheme
+			cfg.Cluster = true
 		default:
-			return cfg, fmt.Errorf("redislayer: URL %q: scheme must be redis, rediss or unix", redact(part))
+			return cfg, fmt.Errorf("redislayer: URL %q: scheme must be redis, rediss, unix, redis+cluster or rediss+cluster", redact(part))
 		}
 		q := u.Query()
 		rest := url.Values{}

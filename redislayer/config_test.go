@@ -75,6 +75,18 @@ func TestParseURL(t *testing.T) {
 				MasterName: "mymaster",
 			},
 		},
+		{
+			url: "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7001?prefix=chat",
+			want: redislayer.Config{
+				Hosts:   []string{"redis://:pw@10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7001"},
+				Prefix:  "chat",
+				Cluster: true,
+			},
+		},
+		{
+			url:  "redis://a:7000/0?cluster=true",
+			want: redislayer.Config{Hosts: []string{"redis://a:7000/0"}, Cluster: true},
+		},
 		{url: "http://a/0", err: "scheme"},
 		{url: "", err: "empty"},
 		{url: "redis://a/0?expiry=soon", err: "expiry"},
@@ -107,7 +119,7 @@ func TestConfigErrors(t *testing.T) {
 		cfg  redislayer.Config
 		want string
 	}{
-		{"cluster", redislayer.Config{Cluster: true}, "Cluster"},
+		{"cluster with sentinels", redislayer.Config{Cluster: true, Sentinels: []string{"127.0.0.1:1"}, MasterName: "m"}, "Cluster"},
 		{"sentinel without master", redislayer.Config{Sentinels: []string{"127.0.0.1:1"}}, "MasterName"},
 		{"bad capacity rule", redislayer.Config{ChannelCapacity: []channels.CapacityRule{{Capacity: 3}}}, "no pattern"},
 		{"bad URL", redislayer.Config{Hosts: []string{"redis://a:b:c/0"}}, "host"},

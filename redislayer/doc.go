@@ -13,9 +13,10 @@
 //
 // # Storage: shared with channels_redis
 //
-// The keys and values are those of Python's channels_redis 4, so a Go
-// service and a Django Channels deployment configured with the same hosts,
-// prefix and expiry exchange messages on one Redis:
+// The keys and values are those of Python's channels_redis 4 (except in
+// Cluster mode, see Redis Cluster), so a Go service and a Django Channels
+// deployment configured with the same hosts, prefix and expiry exchange
+// messages on one Redis:
 //
 //   - a channel is a sorted set <prefix><channel name> whose members are 12
 //     random bytes followed by the msgpack message (text as str, bytes as
@@ -127,7 +128,39 @@
 // whose channel had a message expire unread since they joined, skips and
 // counts full channels, and adds one message per Redis key. With several
 // hosts it is one call to the group's host and one per host holding
-// members, in parallel.
+// members, in parallel (in Cluster mode, one per hash slot holding
+// members).
+//
+// # Redis Cluster
+//
+// With Config.Cluster (or a redis+cluster:// URL) the layer uses a Redis
+// Cluster through the rueidis cluster client, which follows the cluster's
+// redirections and fail-overs. Every key then carries a hash tag, so that
+// whatever one call touches lives in one hash slot: a channel's key and
+// its expiry markers share the tag of the channel's name, the keys of
+// process-specific channels and their count hash the tag of the process
+// prefix, and a group has the tag of its name:
+//
+//	<prefix>{http.request}                    <prefix>:expired:{http.request}
+//	<prefix>{websocket.send.ID!}              <prefix>:count:{websocket.send.ID!}
+//	<prefix>:expired:{websocket.send.ID!}abc  <prefix>:group:{chat}
+//
+// Channels and groups thus spread over the nodes by name. Calls over
+// several keys are split by slot: a send batch is one MULTI per slot; a
+// Receive over channels of several slots pops each slot on its own (and
+// waits on all of them at once, on connections to their nodes, so that
+// CLIENT UNBLOCK reaches the right server); a group send reads the members
+// on the group's slot, delivers with one call per slot holding members, in
+// parallel, and evicts on the group's slot. Flush and Stats scan every
+// node.
+//
+// The hash tags change the key names, so in Cluster mode the storage is
+// not channels_redis's (which has no Cluster support): Python processes
+// cannot share a layer with Go processes there. Hosts are some of the
+// cluster's nodes, with the credentials and TLS setting of the first; the
+// database must be 0. A group's membership is checked against expiry
+// markers (spec L17) when a message is sent to the group, not by
+// GroupChannels, since the markers live in the members' slots.
 //
 // # Faults
 //

@@ -429,19 +429,49 @@ func (s *ordState) channelStats(channel string) (int, float64, bool) {
 	return q.len(), q.items[q.head].score, true
 }
 
+// target is what one pop covers: keys on one host, of one hash slot in
+// Cluster mode (slot < 0 otherwise).
+type target struct {
+	sh   *shard
+	keys []string
+	slot int
+}
+
+// targets splits channel keys into the pops that cover them: every host
+// holds any of them (receivers read every host), and in Cluster mode one
+// pop covers one hash slot.
+func (l *Layer) targets(keys []string) []target {
+	if !l.s.cluster {
+		out := make([]target, len(l.shards))
+		for i, sh := range l.shards {
+			out[i] = target{sh: sh, keys: keys, slot: -1}
+		}
+		return out
+	}
+	var out []target
+	for _, g := range l.slotGroups(keys) {
+		out = append(out, target{sh: l.shards[0], keys: g, slot: int(keySlot(g[0]))})
+	}
+	return out
+}
+
 // fetchLoop pops for the waiters of f until none has come for
 // fetcherLinger. While calls wait it holds a connection of its own per
-// host (counted in Config.ReceiveConns), on which it pops without the
+// target (counted in Config.ReceiveConns), on which it pops without the
 // pipelining machinery: the write and the read happen in this goroutine.
 func (l *Layer) fetchLoop(f *fetcher) {
 	defer l.wg.Done()
 	s := &l.ord
-	keys := make([]string, len(f.keys))
-	conns := make([]*bconn, len(l.shards))
+	ts := l.targets(f.keys)
+	rotated := make([][]string, len(ts))
+	for i := range ts {
+		rotated[i] = make([]string, len(ts[i].keys))
+	}
+	conns := make([]*bconn, len(ts))
 	release := func() {
 		for i, bc := range conns {
 			if bc != nil {
-				l.shards[i].release(bc, false)
+				ts[i].sh.release(bc, false)
 				conns[i] = nil
 			}
 		}
@@ -493,24 +523,27 @@ func (l *Layer) fetchLoop(f *fetcher) {
 		f.cancel = cancel
 		l.rmu.Unlock()
 
-		n := len(f.keys)
-		start := int(l.rot.Add(1) % uint32(n))
-		for i := range n {
-			keys[i] = f.keys[(start+i)%n]
+		r := l.rot.Add(1)
+		for i, t := range ts {
+			n := len(t.keys)
+			start := int(r % uint32(n))
+			for k := range n {
+				rotated[i][k] = t.keys[(start+k)%n]
+			}
 		}
 		var (
 			ps      []popped
 			err     error
 			blocked bool
 		)
-		if err = l.connect1(bctx, conns); err == nil {
-			ps, err = l.popNow(conns, keys, count)
+		if err = l.connectTargets(bctx, ts, conns); err == nil {
+			ps, err = l.popNow(ts, conns, rotated, count, int(r))
 			if err == nil && len(ps) == 0 {
 				l.rmu.Lock()
 				need = len(f.waiters)
 				l.rmu.Unlock()
 				if need > 0 {
-					ps, err = l.popWait(bctx, conns, keys, min(need, maxPop))
+					ps, err = l.popWait(bctx, ts, conns, rotated, min(need, maxPop), l.s.blockTimeout)
 					blocked = true
 				}
 			}
@@ -558,13 +591,13 @@ func (l *Layer) fetchLoop(f *fetcher) {
 	}
 }
 
-// connect1 makes sure conns holds a connection to every host.
-func (l *Layer) connect1(ctx context.Context, conns []*bconn) error {
-	for i, sh := range l.shards {
+// connectTargets makes sure conns holds a connection for every target.
+func (l *Layer) connectTargets(ctx context.Context, ts []target, conns []*bconn) error {
+	for i, t := range ts {
 		if conns[i] != nil {
 			continue
 		}
-		bc, err := sh.acquire(ctx)
+		bc, err := t.sh.acquire(ctx, t.slot)
 		if err != nil {
 			return err
 		}
@@ -573,38 +606,48 @@ func (l *Layer) connect1(ctx context.Context, conns []*bconn) error {
 	return nil
 }
 
-// dropBroken releases a connection that failed.
-func (l *Layer) dropBroken(conns []*bconn, i int, err error) {
+// settle handles the error of a pop on conns[i]: a connection that failed
+// without an answer from Redis is closed, one to a node that no longer
+// serves the slot is given back (and the slot map reloaded); err is then
+// nil, for the next pass to go to the right node.
+func (l *Layer) settle(ctx context.Context, ts []target, conns []*bconn, i int, err error) error {
 	if err == nil || conns[i] == nil {
-		return
+		return err
 	}
-	if _, ok := rueidis.IsRedisErr(err); ok && !rueidis.IsRedisNil(err) {
-		return // Redis answered: the connection is fine
+	t := ts[i]
+	if t.sh.moved(ctx, err, t.slot) {
+		t.sh.release(conns[i], false)
+		conns[i] = nil
+		return nil
 	}
-	l.shards[i].release(conns[i], true)
-	conns[i] = nil
+	var broken errBroken
+	if _, ok := rueidis.IsRedisErr(err); !ok || errors.As(err, &broken) {
+		if !errors.Is(err, context.Canceled) {
+			t.sh.release(conns[i], true)
+			conns[i] = nil
+		}
+	}
+	return err
 }
 
-// popNow pops up to count messages from keys without waiting, trying the
-// hosts in turn from a rotating start until it has count. It returns an
-// error only when it got nothing.
-func (l *Layer) popNow(conns []*bconn, keys []string, count int) ([]popped, error) {
-	n := len(l.shards)
-	start := 0
-	if n > 1 {
-		start = int(l.rot.Load() % uint32(n))
-	}
+// popNow pops up to count messages without waiting, trying the targets in
+// turn from a rotating start until it has count; keys[i] are target i's
+// keys in the order to try. It returns an error only when it got nothing.
+func (l *Layer) popNow(ts []target, conns []*bconn, keys [][]string, count, rot int) ([]popped, error) {
+	n := len(ts)
 	var (
 		out      []popped
 		firstErr error
 	)
 	for i := range n {
-		j := (start + i) % n
-		sh := l.shards[j]
-		ps, err := sh.popMany(conns[j].dc, keys, count-len(out))
-		l.dropBroken(conns, j, err)
+		j := (rot + i) % n
+		if conns[j] == nil {
+			continue
+		}
+		ps, err := ts[j].sh.popMany(conns[j].dc, keys[j], count-len(out))
+		err = l.settle(context.Background(), ts, conns, j, err)
 		for k := range ps {
-			ps[k].sh = sh
+			ps[k].sh = ts[j].sh
 		}
 		if out == nil {
 			out = ps
@@ -624,19 +667,18 @@ func (l *Layer) popNow(conns []*bconn, keys []string, count int) ([]popped, erro
 	return nil, firstErr
 }
 
-// popWait waits at most one block timeout for messages on keys, popping
-// up to count. With several hosts it waits on all of them at once and
-// returns what each popped.
-func (l *Layer) popWait(ctx context.Context, conns []*bconn, keys []string, count int) ([]popped, error) {
-	t := l.s.blockTimeout
-	if len(l.shards) == 1 {
+// popWait waits at most timeout for messages, popping up to count; with
+// several targets it waits on all of them at once and returns what each
+// popped.
+func (l *Layer) popWait(ctx context.Context, ts []target, conns []*bconn, keys [][]string, count int, t time.Duration) ([]popped, error) {
+	if len(ts) == 1 {
 		if conns[0] == nil {
 			return nil, nil
 		}
-		ps, err := l.shards[0].bpop(ctx, conns[0], keys, t, count)
-		l.dropBlocked(conns, 0, err)
+		ps, err := ts[0].sh.bpop(ctx, conns[0], keys[0], t, count)
+		err = l.settle(ctx, ts, conns, 0, err)
 		for k := range ps {
-			ps[k].sh = l.shards[0]
+			ps[k].sh = ts[0].sh
 		}
 		return ps, err
 	}
@@ -647,17 +689,17 @@ func (l *Layer) popWait(ctx context.Context, conns []*bconn, keys []string, coun
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan result, len(l.shards))
+	results := make(chan result, len(ts))
 	started := 0
-	for i, sh := range l.shards {
+	for i, tg := range ts {
 		if conns[i] == nil {
 			continue
 		}
 		started++
 		go func() {
-			ps, err := sh.bpop(mctx, conns[i], keys, t, count)
+			ps, err := tg.sh.bpop(mctx, conns[i], keys[i], t, count)
 			for k := range ps {
-				ps[k].sh = sh
+				ps[k].sh = tg.sh
 			}
 			results <- result{i, ps, err}
 		}()
@@ -668,28 +710,19 @@ func (l *Layer) popWait(ctx context.Context, conns []*bconn, keys []string, coun
 	)
 	for range started {
 		r := <-results
-		l.dropBlocked(conns, r.i, r.err)
+		err := l.settle(ctx, ts, conns, r.i, r.err)
 		if len(r.ps) > 0 {
 			out = append(out, r.ps...)
 			cancel()
 		}
-		if r.err != nil && firstErr == nil && !errors.Is(r.err, context.Canceled) {
-			firstErr = r.err
+		if err != nil && firstErr == nil && !errors.Is(err, context.Canceled) {
+			firstErr = err
 		}
 	}
 	if len(out) > 0 {
 		return out, nil
 	}
 	return nil, firstErr
-}
-
-// dropBlocked releases a connection whose blocking pop failed.
-func (l *Layer) dropBlocked(conns []*bconn, i int, err error) {
-	var broken errBroken
-	if errors.As(err, &broken) {
-		l.shards[i].release(conns[i], true)
-		conns[i] = nil
-	}
 }
 
 // ordJanitor records expired messages, drops expired buffered ones and

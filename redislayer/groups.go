@@ -82,8 +82,8 @@ func (l *Layer) members(ctx context.Context, group string, checkMarkers bool) ([
 }
 
 // GroupChannels implements channels.GroupLayer. Memberships past the
-// group expiry are removed; with one host, so are members evicted because
-// a message expired unread on their channel. It blocks for one round trip.
+// group expiry are removed; with one host (not in Cluster mode), so are
+// members evicted because a message expired unread on their channel. It blocks for one round trip.
 func (l *Layer) GroupChannels(ctx context.Context, group string) ([]string, error) {
 	if err := l.s.names.CheckGroup(group); err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (l *Layer) GroupChannels(ctx context.Context, group string) ([]string, erro
 	if l.closed() {
 		return nil, channels.ErrLayerClosed
 	}
-	ms, err := l.members(ctx, group, len(l.shards) == 1)
+	ms, err := l.members(ctx, group, len(l.shards) == 1 && !l.s.cluster)
 	if err != nil {
 		return nil, l.failCtx(ctx, "group channels", err)
 	}
@@ -112,7 +112,8 @@ func (l *Layer) GroupChannels(ctx context.Context, group string) ([]string, erro
 //
 // With one host the whole send is one Lua call (unless a capacity rule is
 // a Regexp, which adds one round trip); with several, one call on the
-// group's host and one per host holding members, in parallel. If a host
+// group's host and one per host holding members, in parallel; in Cluster
+// mode, one on the group's slot and one per hash slot holding members. If a host
 // is unreachable the members on the others still get the message and the
 // error wraps ErrUnavailable.
 func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content) error {
@@ -131,7 +132,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	rnd := make([]byte, randomBytes)
 	fillRandom(rnd)
 	now := l.clock.next()
-	if len(l.shards) == 1 && l.luaCapsOK {
+	if len(l.shards) == 1 && l.luaCapsOK && !l.s.cluster {
 		sh := l.shards[0]
 		args := []string{
 			formatMicros(now),
@@ -188,7 +189,12 @@ func (l *Layer) groupSendSharded(ctx context.Context, what, group string, head, 
 		key     string
 		members []member
 	}
-	perShard := make(map[*shard][]*bucket)
+	// One delivery call per host, and per hash slot in Cluster mode.
+	type target struct {
+		sh   *shard
+		slot int
+	}
+	perShard := make(map[target][]*bucket)
 	byKey := make(map[string]*bucket)
 	for _, m := range ms {
 		key := l.key(m.channel)
@@ -196,8 +202,11 @@ func (l *Layer) groupSendSharded(ctx context.Context, what, group string, head, 
 		if b == nil {
 			b = &bucket{key: key}
 			byKey[key] = b
-			sh := l.shardFor(m.channel)
-			perShard[sh] = append(perShard[sh], b)
+			t := target{l.shardFor(m.channel), -1}
+			if l.s.cluster {
+				t.slot = int(keySlot(key))
+			}
+			perShard[t] = append(perShard[t], b)
 		}
 		b.members = append(b.members, m)
 	}
@@ -207,7 +216,8 @@ func (l *Layer) groupSendSharded(ctx context.Context, what, group string, head, 
 		evict    []string
 		firstErr error
 	)
-	for sh, buckets := range perShard {
+	for t, buckets := range perShard {
+		sh := t.sh
 		keys := make([]string, len(buckets))
 		args := []string{
 			formatMicros(now), l.cutoff(now), l.markerPrefix(), l.markerTTL(), l.keyTTL(),

@@ -76,9 +76,13 @@ type shard struct {
 	zmpop bool
 
 	// batch gathers concurrent sends, which run on sendConns (see
-	// send.go).
-	batch     batcher
-	sendConns chan rueidis.DedicatedClient
+	// send.go); in Cluster mode there is a batcher per hash slot, and
+	// they use the cluster client.
+	batch        batcher
+	sendConns    chan rueidis.DedicatedClient
+	slotBatchers sync.Map // hash slot → *batcher
+	cluster      bool
+	nodes        nodes // Cluster mode: which node serves a slot
 
 	// Dedicated connections for blocking pops.
 	sem  chan struct{}
@@ -106,6 +110,10 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l.groupTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1), 10)
 	l.markerPfx = s.prefix + ":expired:"
 	l.countPfx = s.prefix + ":count:"
+	if s.cluster {
+		l.markerPfx += "{"
+		l.countPfx += "{"
+	}
 	l.processCapArg = strconv.Itoa(s.processCap)
 	l.capStrs = map[int]string{s.caps.Default(): strconv.Itoa(s.caps.Default())}
 	for _, r := range s.rules {
@@ -125,8 +133,8 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 		l.luaCaps = append(l.luaCaps, p, strconv.Itoa(r.Capacity))
 	}
 	hosts := s.hosts
-	if len(s.sentinels) > 0 {
-		hosts = hosts[:1]
+	if len(s.sentinels) > 0 || s.cluster {
+		hosts = hosts[:1] // a Cluster's other hosts are seeds: see connect
 	}
 	for i, h := range hosts {
 		sh, err := l.connect(ctx, i, h)
@@ -171,7 +179,16 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		tc.InsecureSkipVerify = tc.InsecureSkipVerify || opt.TLSConfig.InsecureSkipVerify
 		opt.TLSConfig = tc
 	}
-	if len(l.s.sentinels) > 0 {
+	if l.s.cluster {
+		opt.InitAddress, err = l.clusterSeeds()
+		if err != nil {
+			return nil, err
+		}
+		if opt.SelectDB != 0 {
+			return nil, fmt.Errorf("redislayer: host %q: Redis Cluster has only database 0", name)
+		}
+		name = "cluster:" + strings.Join(opt.InitAddress, ",")
+	} else if len(l.s.sentinels) > 0 {
 		opt.InitAddress = l.s.sentinels
 		opt.Sentinel.MasterSet = l.s.masterName
 		opt.Sentinel.Username = opt.Username
@@ -207,12 +224,17 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	if err != nil {
 		return nil, l.fail("connect to "+name, err)
 	}
+	if l.s.cluster && client.Mode() != rueidis.ClientModeCluster {
+		client.Close()
+		return nil, fmt.Errorf("redislayer: %s is not a Redis Cluster (cluster_enabled is off); drop Cluster to use it as a single host", name)
+	}
 	sh := &shard{
-		l:      l,
-		index:  index,
-		name:   name,
-		client: client,
-		sem:    make(chan struct{}, l.s.receiveConns),
+		l:       l,
+		index:   index,
+		name:    name,
+		client:  client,
+		sem:     make(chan struct{}, l.s.receiveConns),
+		cluster: l.s.cluster,
 
 		sendConns: make(chan rueidis.DedicatedClient, maxRunningBatches),
 	}
@@ -228,6 +250,19 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 	}
 	sh.zmpop = serverMajor(info) >= 7
 	return sh, nil
+}
+
+// clusterSeeds returns the addresses of the Cluster nodes given as hosts.
+func (l *Layer) clusterSeeds() ([]string, error) {
+	var out []string
+	for _, h := range l.s.hosts {
+		opt, err := rueidis.ParseURL(h)
+		if err != nil {
+			return nil, fmt.Errorf("redislayer: host %q: %w", redact(h), err)
+		}
+		out = append(out, opt.InitAddress...)
+	}
+	return out, nil
 }
 
 // serverMajor returns the major version in an INFO server reply, or 0.
@@ -322,27 +357,70 @@ func (l *Layer) closed() bool { return l.closeCtx.Err() != nil }
 // so with several hosts its messages can land where nobody reads; this
 // layer hashes the prefix on both sides.)
 func (l *Layer) shardFor(name string) *shard {
+	if len(l.shards) == 1 {
+		return l.shards[0]
+	}
 	return l.shards[ConsistentHash(nonLocal(name), len(l.shards))]
 }
 
-func (l *Layer) key(name string) string { return l.s.prefix + nonLocal(name) }
+// key returns the Redis key of a channel (of its process prefix for a
+// process-specific channel); in Cluster mode the name is a hash tag.
+func (l *Layer) key(name string) string {
+	if l.s.cluster {
+		return l.s.prefix + "{" + nonLocal(name) + "}"
+	}
+	return l.s.prefix + nonLocal(name)
+}
 
 // nameOf returns the channel name (the process prefix for a
 // process-specific key) of a channel key.
-func (l *Layer) nameOf(key string) string { return strings.TrimPrefix(key, l.s.prefix) }
+func (l *Layer) nameOf(key string) string {
+	n := strings.TrimPrefix(key, l.s.prefix)
+	if l.s.cluster && len(n) >= 2 && n[0] == '{' && n[len(n)-1] == '}' {
+		n = n[1 : len(n)-1]
+	}
+	return n
+}
 
-// slotTag returns what decides the hash slot of a channel's key in Cluster
-// mode, and "" otherwise.
-func (l *Layer) slotTag(name string) string { return "" }
+// slotTag returns what decides the hash slot of a channel's keys in
+// Cluster mode (its name, or its process prefix), and "" otherwise.
+func (l *Layer) slotTag(name string) string {
+	if l.s.cluster {
+		return nonLocal(name)
+	}
+	return ""
+}
 
-func (l *Layer) groupKey(group string) string { return l.s.prefix + ":group:" + group }
+func (l *Layer) groupKey(group string) string {
+	if l.s.cluster {
+		return l.s.prefix + ":group:{" + group + "}"
+	}
+	return l.s.prefix + ":group:" + group
+}
 
+// markerPrefix and countPrefix are what the Lua scripts put before a
+// channel name or process prefix to make its marker or count key; in
+// Cluster mode they end in '{', and the scripts close the hash tag.
 func (l *Layer) markerPrefix() string { return l.markerPfx }
 
 func (l *Layer) countPrefix() string { return l.countPfx }
 
 // countKey is the key of the channel counts of a process prefix.
-func (l *Layer) countKey(processPrefix string) string { return l.countPfx + processPrefix }
+func (l *Layer) countKey(processPrefix string) string {
+	if l.s.cluster {
+		return l.countPfx + processPrefix + "}"
+	}
+	return l.countPfx + processPrefix
+}
+
+// markerKey is the key of the expiry marker of a channel.
+func (l *Layer) markerKey(channel string) string {
+	if l.s.cluster {
+		nl := nonLocal(channel)
+		return l.markerPfx + nl + "}" + channel[len(nl):]
+	}
+	return l.markerPfx + channel
+}
 
 // keyTTL is how long a channel key outlives its last message: twice the
 // expiry, so that expired messages stay long enough to be seen (and their
@@ -500,29 +578,26 @@ func (l *Layer) Flush(ctx context.Context) error {
 	l.rmu.Lock()
 	l.ord.flush()
 	l.rmu.Unlock()
-	match := globEscape(l.s.prefix) + "*"
-	for _, sh := range l.shards {
-		var cursor uint64
-		for {
-			cctx, cancel := l.s.withTimeout(ctx)
-			e, err := sh.client.Do(cctx, sh.client.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
-			cancel()
-			if err != nil {
-				return l.failCtx(ctx, "flush", err)
-			}
-			if len(e.Elements) > 0 {
-				cctx, cancel := l.s.withTimeout(ctx)
-				err := sh.client.Do(cctx, sh.client.B().Unlink().Key(e.Elements...).Build()).Error()
-				cancel()
-				if err != nil {
-					return l.failCtx(ctx, "flush", err)
-				}
-			}
-			cursor = e.Cursor
-			if cursor == 0 {
-				break
+	err := l.scan(ctx, "", 0, func(sh *shard, keys []string) error {
+		cctx, cancel := l.s.withTimeout(ctx)
+		defer cancel()
+		if !sh.cluster {
+			return sh.client.Do(cctx, sh.client.B().Unlink().Key(keys...).Build()).Error()
+		}
+		// One UNLINK per key: the keys are in different slots.
+		cmds := make(rueidis.Commands, len(keys))
+		for i, k := range keys {
+			cmds[i] = sh.client.B().Unlink().Key(k).Build()
+		}
+		for _, r := range sh.client.DoMulti(cctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return l.failCtx(ctx, "flush", err)
 	}
 	// Messages popped by a receive loop before the keys went are dropped
 	// by the flush generation (local.go); empty the buffers once more for
@@ -533,6 +608,53 @@ func (l *Layer) Flush(ctx context.Context) error {
 	l.rmu.Lock()
 	l.ord.flush()
 	l.rmu.Unlock()
+	return nil
+}
+
+// scan calls fn with the keys under the layer's prefix (of Redis type typ
+// when not empty), batch by batch, on every host; in Cluster mode on every
+// node, fn then getting the cluster client, which routes each key to its
+// node. It stops after about limit keys per host or node when limit > 0.
+func (l *Layer) scan(ctx context.Context, typ string, limit int, fn func(sh *shard, keys []string) error) error {
+	match := globEscape(l.s.prefix) + "*"
+	for _, sh := range l.shards {
+		nodes := []rueidis.Client{sh.client}
+		if sh.cluster {
+			nodes = nodes[:0]
+			for _, c := range sh.client.Nodes() {
+				nodes = append(nodes, c)
+			}
+		}
+		for _, c := range nodes {
+			var cursor uint64
+			seen := 0
+			for {
+				cmd := c.B().Scan().Cursor(cursor).Match(match).Count(1000)
+				var built rueidis.Completed
+				if typ != "" {
+					built = cmd.Type(typ).Build()
+				} else {
+					built = cmd.Build()
+				}
+				cctx, cancel := l.s.withTimeout(ctx)
+				e, err := c.Do(cctx, built).AsScanEntry()
+				cancel()
+				if err != nil {
+					return err
+				}
+				if len(e.Elements) > 0 {
+					if err := fn(sh, e.Elements); err != nil {
+						return err
+					}
+				}
+				seen += len(e.Elements)
+				cursor = e.Cursor
+				if cursor == 0 || limit > 0 && seen >= limit {
+					break
+				}
+			}
+		}
+	}
 	return nil
 }
 
@@ -616,50 +738,49 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	l.rmu.Lock()
 	st.Messages += int64(l.ord.total)
 	l.rmu.Unlock()
-	match := globEscape(l.s.prefix) + "*"
 	groupPrefix := l.s.prefix + ":group:"
 	markers := l.markerPrefix()
 	counts := l.countPrefix()
-	for _, sh := range l.shards {
-		var cursor uint64
-		seen := 0
-		for {
-			cctx, cancel := l.s.withTimeout(ctx)
-			e, err := sh.client.Do(cctx, sh.client.B().Scan().Cursor(cursor).Match(match).Count(1000).Type("zset").Build()).AsScanEntry()
-			cancel()
-			if err != nil {
-				return st, l.failCtx(ctx, "stats", err)
-			}
-			var keys []string
-			for _, k := range e.Elements {
-				switch {
-				case strings.HasPrefix(k, groupPrefix):
-					st.Groups++
-				case strings.HasPrefix(k, markers), strings.HasPrefix(k, counts):
-				default:
-					keys = append(keys, k)
+	var seen map[string]bool // Cluster mode: keys met on several nodes (replicas)
+	if l.s.cluster {
+		seen = map[string]bool{}
+	}
+	err := l.scan(ctx, "zset", statsScanLimit, func(sh *shard, found []string) error {
+		var keys []string
+		for _, k := range found {
+			if seen != nil {
+				if seen[k] {
+					continue
 				}
+				seen[k] = true
 			}
-			if len(keys) > 0 {
-				cmds := make(rueidis.Commands, len(keys))
-				for i, k := range keys {
-					cmds[i] = sh.client.B().Zcard().Key(k).Build()
-				}
-				cctx, cancel := l.s.withTimeout(ctx)
-				for _, r := range sh.client.DoMulti(cctx, cmds...) {
-					if n, err := r.AsInt64(); err == nil && n > 0 {
-						st.Messages += n
-						st.Channels++
-					}
-				}
-				cancel()
-			}
-			seen += len(e.Elements)
-			cursor = e.Cursor
-			if cursor == 0 || seen >= statsScanLimit {
-				break
+			switch {
+			case strings.HasPrefix(k, groupPrefix):
+				st.Groups++
+			case strings.HasPrefix(k, markers), strings.HasPrefix(k, counts):
+			default:
+				keys = append(keys, k)
 			}
 		}
+		if len(keys) == 0 {
+			return nil
+		}
+		cmds := make(rueidis.Commands, len(keys))
+		for i, k := range keys {
+			cmds[i] = sh.client.B().Zcard().Key(k).Build()
+		}
+		cctx, cancel := l.s.withTimeout(ctx)
+		defer cancel()
+		for _, r := range sh.client.DoMulti(cctx, cmds...) {
+			if n, err := r.AsInt64(); err == nil && n > 0 {
+				st.Messages += n
+				st.Channels++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return st, l.failCtx(ctx, "stats", err)
 	}
 	return st, nil
 }

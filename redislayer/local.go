@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -393,7 +392,7 @@ func (s *localState) activeKeys(l *Layer, now time.Time) []string {
 			continue
 		}
 		if len(ps.waiters) > 0 || now.Before(ps.wantedUntil) {
-			keys = append(keys, l.s.prefix+p)
+			keys = append(keys, l.key(p))
 		}
 	}
 	if len(keys) > 1 {
@@ -462,23 +461,33 @@ func (l *Layer) writeMarks(marks []mark) {
 	if len(marks) == 0 {
 		return
 	}
-	byShard := make(map[*shard][]mark)
-	for _, m := range marks {
-		byShard[m.shard] = append(byShard[m.shard], m)
+	type target struct {
+		sh  *shard
+		tag string // Cluster mode: one call per hash tag
 	}
-	for sh, ms := range byShard {
+	var order []target
+	byTarget := make(map[target][]mark)
+	for _, m := range marks {
+		t := target{m.shard, l.slotTag(m.channel)}
+		if _, ok := byTarget[t]; !ok {
+			order = append(order, t)
+		}
+		byTarget[t] = append(byTarget[t], m)
+	}
+	for _, t := range order {
+		ms := byTarget[t]
 		keys := make([]string, len(ms))
 		args := make([]string, 1, len(ms)+1)
 		args[0] = l.markerTTL()
 		for i, m := range ms {
-			keys[i] = l.markerPrefix() + m.channel
-			args = append(args, strconv.FormatFloat(m.score, 'f', -1, 64))
+			keys[i] = l.markerKey(m.channel)
+			args = append(args, formatScore(m.score))
 		}
 		ctx, cancel := l.s.withTimeout(context.Background())
-		err := markScript.exec(ctx, sh.client, keys, args).Error()
+		err := markScript.exec(ctx, t.sh.client, keys, args).Error()
 		cancel()
 		if err != nil {
-			l.s.log.Warn("could not record expired messages for group eviction", "host", sh.name, "error", err)
+			l.s.log.Warn("could not record expired messages for group eviction", "host", t.sh.name, "error", err)
 		}
 	}
 }
@@ -486,10 +495,14 @@ func (l *Layer) writeMarks(marks []mark) {
 // procLoop is one host's receive loop for process-specific channels.
 func (l *Layer) procLoop(sh *shard) {
 	defer l.wg.Done()
-	var bc *bconn
+	// The loop's connections, one per target (one target outside Cluster
+	// mode), kept from one pass to the next.
+	var conns []*bconn
 	defer func() {
-		if bc != nil {
-			bc.dc.Close()
+		for _, bc := range conns {
+			if bc != nil {
+				bc.dc.Close()
+			}
 		}
 	}()
 	var backoff time.Duration
@@ -536,30 +549,35 @@ func (l *Layer) procLoop(sh *shard) {
 		l.mu.Unlock()
 		l.writeMarks(marks)
 
+		ts := []target{{sh: sh, keys: keys, slot: -1}}
+		if sh.cluster {
+			ts = l.targets(keys)
+		}
 		var (
 			msgs []popped
 			err  error
 		)
-		if bc == nil {
-			bc, err = sh.dedicate(l.closeCtx)
-		}
+		conns, err = l.loopConns(sh, ts, conns)
 		if err == nil && sweep {
-			for _, k := range keys {
-				var got []popped
-				got, err = sh.popMany(bc.dc, []string{k}, room)
-				msgs = append(msgs, got...)
-				if err != nil {
+			for i, t := range ts {
+				for _, k := range t.keys {
+					var got []popped
+					got, err = sh.popMany(conns[i].dc, []string{k}, room)
+					msgs = append(msgs, got...)
+					if err != nil {
+						break
+					}
+				}
+				if err = l.settle(ictx, ts, conns, i, err); err != nil {
 					break
 				}
 			}
 		} else if err == nil {
-			msgs, err = sh.bpop(ictx, bc, keys, loopTimeout, room)
-		}
-		if err != nil {
-			if _, ok := rueidis.IsRedisErr(err); !ok && bc != nil {
-				bc.dc.Close()
-				bc = nil
+			tkeys := make([][]string, len(ts))
+			for i, t := range ts {
+				tkeys[i] = t.keys
 			}
+			msgs, err = l.popWait(ictx, ts, conns, tkeys, room, loopTimeout)
 		}
 		icancel()
 		for i := range msgs {
@@ -575,13 +593,13 @@ func (l *Layer) procLoop(sh *shard) {
 				l.local.distribute(l, sh, msgs, time.Now())
 			}
 			l.mu.Unlock()
-			if uerr := l.uncount(sh, bc, msgs); uerr != nil && err == nil {
+			if uerr := l.uncount(sh, conns, msgs); uerr != nil && err == nil {
 				err = uerr
 			}
 			msgs = nil
 		}
 		if err == nil {
-			err = l.cleanCounts(sh, bc, keys, cleaned, time.Now())
+			err = l.cleanCounts(sh, conns, keys, cleaned, time.Now())
 		}
 
 		l.mu.Lock()
@@ -631,7 +649,7 @@ func (l *Layer) procLoop(sh *shard) {
 // uncount takes popped messages of process keys off their channels'
 // counts: one MULTI of plain HINCRBYs per count key, one per channel.
 // Counts that reach zero stay until cleanCounts deletes them.
-func (l *Layer) uncount(sh *shard, bc *bconn, msgs []popped) error {
+func (l *Layer) uncount(sh *shard, conns []*bconn, msgs []popped) error {
 	type counts struct {
 		order []string
 		n     map[string]int64
@@ -653,10 +671,7 @@ func (l *Layer) uncount(sh *shard, bc *bconn, msgs []popped) error {
 			cs.n[ch]++
 		}
 	}
-	var c rueidis.CommandClient = sh.client
-	if bc != nil {
-		c = bc.dc
-	}
+	c := l.loopClient(sh, conns)
 	for _, ck := range keys {
 		cs := byKey[ck]
 		if len(cs.order) == 0 {
@@ -677,17 +692,61 @@ func (l *Layer) uncount(sh *shard, bc *bconn, msgs []popped) error {
 	return nil
 }
 
+// loopClient is where the receive loop sends its other calls: its own
+// connection outside Cluster mode, the cluster client (which routes each
+// call to its slot's node) in Cluster mode.
+func (l *Layer) loopClient(sh *shard, conns []*bconn) rueidis.CommandClient {
+	if !sh.cluster && len(conns) == 1 && conns[0] != nil {
+		return conns[0].dc
+	}
+	return sh.client
+}
+
+// loopConns makes conns hold a connection for each target of the receive
+// loop, to the node that serves its slot in Cluster mode. They are the
+// loop's own, not counted in ReceiveConns.
+func (l *Layer) loopConns(sh *shard, ts []target, conns []*bconn) ([]*bconn, error) {
+	for i := len(ts); i < len(conns); i++ {
+		if conns[i] != nil {
+			conns[i].dc.Close()
+		}
+	}
+	if len(conns) > len(ts) {
+		conns = conns[:len(ts)]
+	}
+	for len(conns) < len(ts) {
+		conns = append(conns, nil)
+	}
+	for i, t := range ts {
+		if conns[i] != nil && sh.cluster {
+			addr, _, err := sh.nodeFor(l.closeCtx, uint16(t.slot), false)
+			if err != nil {
+				return conns, err
+			}
+			if addr != conns[i].addr {
+				conns[i].dc.Close()
+				conns[i] = nil
+			}
+		}
+		if conns[i] == nil {
+			bc, err := sh.dedicate(l.closeCtx, t.slot)
+			if err != nil {
+				return conns, err
+			}
+			conns[i] = bc
+		}
+	}
+	return conns, nil
+}
+
 // cleanCountsEvery is how often a receive loop deletes the zero counts of
 // the process keys it pops.
 const cleanCountsEvery = time.Second
 
 // cleanCounts deletes the zero counts of the process keys in keys, at most
 // once per cleanCountsEvery each (last records when).
-func (l *Layer) cleanCounts(sh *shard, bc *bconn, keys []string, last map[string]time.Time, now time.Time) error {
-	var c rueidis.CommandClient = sh.client
-	if bc != nil {
-		c = bc.dc
-	}
+func (l *Layer) cleanCounts(sh *shard, conns []*bconn, keys []string, last map[string]time.Time, now time.Time) error {
+	c := l.loopClient(sh, conns)
 	for _, k := range keys {
 		if now.Sub(last[k]) < cleanCountsEvery {
 			continue

@@ -12,16 +12,30 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// bconn is a connection reserved for blocking pops, with its Redis client
-// ID so that a pop can be interrupted with CLIENT UNBLOCK.
+// bconn is a connection reserved for pops, with its Redis client ID so
+// that a blocking pop can be interrupted with CLIENT UNBLOCK, sent with
+// node (the shard's client, or in Cluster mode a client of the node the
+// connection is to).
 type bconn struct {
-	dc rueidis.DedicatedClient
-	id int64
+	dc     rueidis.DedicatedClient
+	id     int64
+	node   rueidis.Client
+	addr   string // Cluster mode: the node's address
+	pooled bool   // from acquire, counted in ReceiveConns
 }
 
-// dedicate opens a connection for blocking pops.
-func (sh *shard) dedicate(ctx context.Context) (*bconn, error) {
-	dc, _ := sh.client.Dedicate()
+// dedicate opens a connection for pops: to the shard's host, or in
+// Cluster mode to the node that serves slot (slot < 0 outside Cluster
+// mode).
+func (sh *shard) dedicate(ctx context.Context, slot int) (*bconn, error) {
+	node, addr := rueidis.Client(sh.client), ""
+	if sh.cluster {
+		var err error
+		if addr, node, err = sh.nodeFor(ctx, uint16(slot), false); err != nil {
+			return nil, err
+		}
+	}
+	dc, _ := node.Dedicate()
 	cctx, cancel := sh.l.s.withTimeout(ctx)
 	defer cancel()
 	id, err := dc.Do(cctx, dc.B().ClientId().Build()).AsInt64()
@@ -29,43 +43,79 @@ func (sh *shard) dedicate(ctx context.Context) (*bconn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &bconn{dc: dc, id: id}, nil
+	return &bconn{dc: dc, id: id, node: node, addr: addr}, nil
 }
 
-// acquire returns a connection for a blocking pop, waiting while
-// ReceiveConns of them are in use.
-func (sh *shard) acquire(ctx context.Context) (*bconn, error) {
+// acquire returns a connection for pops (to the node serving slot in
+// Cluster mode; slot < 0 otherwise), waiting while ReceiveConns of them
+// are in use.
+func (sh *shard) acquire(ctx context.Context, slot int) (*bconn, error) {
 	select {
 	case sh.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	addr := ""
+	if sh.cluster {
+		var err error
+		if addr, _, err = sh.nodeFor(ctx, uint16(slot), false); err != nil {
+			<-sh.sem
+			return nil, err
+		}
+	}
 	sh.cmu.Lock()
-	if n := len(sh.free); n > 0 {
-		bc := sh.free[n-1]
-		sh.free = sh.free[:n-1]
-		sh.cmu.Unlock()
-		return bc, nil
+	for i := len(sh.free) - 1; i >= 0; i-- {
+		if bc := sh.free[i]; bc.addr == addr {
+			sh.free = append(sh.free[:i], sh.free[i+1:]...)
+			sh.cmu.Unlock()
+			return bc, nil
+		}
 	}
 	sh.cmu.Unlock()
-	bc, err := sh.dedicate(ctx)
+	bc, err := sh.dedicate(ctx, slot)
 	if err != nil {
 		<-sh.sem
 		return nil, err
 	}
+	bc.pooled = true
 	return bc, nil
 }
 
-// release returns a connection to the pool, or closes it when it failed.
+// release returns a connection to the pool, or closes it when it failed
+// (or is not from the pool).
 func (sh *shard) release(bc *bconn, broken bool) {
+	if !bc.pooled {
+		bc.dc.Close()
+		return
+	}
 	if broken || sh.l.closed() {
 		bc.dc.Close()
 	} else {
 		sh.cmu.Lock()
 		sh.free = append(sh.free, bc)
+		if len(sh.free) > sh.l.s.receiveConns {
+			sh.free[0].dc.Close()
+			sh.free = append(sh.free[:0], sh.free[1:]...)
+		}
 		sh.cmu.Unlock()
 	}
 	<-sh.sem
+}
+
+// moved reports whether err is a Cluster redirection (the slot is served
+// by another node now); the slot map is then reloaded.
+func (sh *shard) moved(ctx context.Context, err error, slot int) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok || !sh.cluster {
+		return false
+	}
+	if _, isMoved := re.IsMoved(); !isMoved {
+		if _, isAsk := re.IsAsk(); !isAsk {
+			return false
+		}
+	}
+	_, _, _ = sh.nodeFor(ctx, uint16(slot), true)
+	return true
 }
 
 // popped is a message taken from a sorted set.
@@ -105,7 +155,7 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 		defer close(finished)
 		for !done.Load() {
 			uctx, cancel := sh.l.s.withTimeout(context.Background())
-			n, err := sh.client.Do(uctx, sh.client.B().ClientUnblock().ClientId(bc.id).Timeout().Build()).AsInt64()
+			n, err := bc.node.Do(uctx, bc.node.B().ClientUnblock().ClientId(bc.id).Timeout().Build()).AsInt64()
 			cancel()
 			if n == 1 {
 				return
@@ -231,19 +281,6 @@ func (sh *shard) popMany(c rueidis.CommandClient, keys []string, count int) ([]p
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// pushBack puts a popped message back in Redis where it was.
-func (l *Layer) pushBack(sh *shard, p *popped) {
-	ctx, cancel := l.s.withTimeout(context.Background())
-	defer cancel()
-	score := formatScore(p.score)
-	if err := pushBackScript.exec(ctx, sh.client, []string{p.key}, []string{p.member, score, l.keyTTL()}).Error(); err != nil {
-		l.st.lost.Add(1)
-		l.s.log.Error("a popped message could not be put back and is lost", "key", p.key, "host", sh.name, "error", err)
-		return
-	}
-	l.st.pushedBack.Add(1)
 }
 
 // Receive implements channels.Layer.
@@ -502,13 +539,15 @@ func (l *Layer) pollNormal(ctx context.Context, normal []string) (string, channe
 	for i := range n {
 		keys[i] = l.key(normal[(start+i)%n])
 	}
-	for i := range l.shards {
-		sh := l.shards[(start+i)%len(l.shards)]
+	ts := l.targets(keys)
+	for i := range ts {
+		t := ts[(start+i)%len(ts)]
+		sh := t.sh
 		for {
 			if err := ctx.Err(); err != nil {
 				return "", nil, err
 			}
-			ps, err := sh.popMany(sh.client, keys, 1)
+			ps, err := sh.popMany(sh.client, t.keys, 1)
 			if err != nil {
 				return "", nil, l.failCtx(ctx, "poll", err)
 			}

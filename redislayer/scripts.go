@@ -9,15 +9,20 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// The layer's Lua scripts. Each runs atomically on one host, so a key never
-// exists without an expiry and capacity checks cannot race with sends.
+// The layer's Lua scripts. Each runs atomically on one host (one hash slot
+// in Cluster mode), so a key never exists without an expiry and capacity
+// checks cannot race with sends. The hot paths, sends and pops, use plain
+// commands in MULTI instead (a call from Lua costs Redis several times a
+// plain command); scripts settle the rare cases (a channel over capacity)
+// and run group sends.
 //
-// Expired messages are removed where channels_redis removes them (before a
-// send checks capacity), and also before pops. Removing one leaves a marker,
-// <prefix>:expired:<channel> = the newest expired message's score, kept for
-// the group expiry: a group member whose marker is newer than its
-// membership is evicted from the group at the next group send (its reader is
-// deemed gone; spec L17).
+// Expired messages are removed by group sends and by the process-specific
+// sends that find a channel full, and discarded by the pops that take
+// them; those nobody meets go with their key's expiry. Each leaves a
+// marker, <prefix>:expired:<channel> = the newest expired message's score,
+// kept for the group expiry: a group member whose marker is newer than its
+// membership is evicted from the group at the next group send (its reader
+// is deemed gone; spec L17).
 //
 // Process-specific channels of one process share one sorted set, keyed by
 // the process prefix, as in channels_redis. Their per-channel capacity is
@@ -26,7 +31,7 @@ import (
 // takes away. Counts can only drift upwards (a receiver that does not count,
 // such as channels_redis in Python, or a count lost with a connection), so
 // a channel that looks full is recounted exactly from the sorted set before
-// a send is refused, unless nothing left the sorted set since the last
+// a send is refused (procFixScript), unless nothing left the sorted set since the last
 // recount (then the counts are exact, and a stalled reader costs no scan).
 // The whole prefix key is also bounded (Config.ProcessCapacity). The hash
 // holds a field "~h" with an 80-byte value, which makes Redis keep it as a
@@ -48,18 +53,34 @@ const luaLib = `
 local MP, MTTL, CKP, KTTL = '', '0', '', '0'
 local HPAD = string.rep('-', 80)
 
-local function mark(ch, score)
-  local k = MP .. ch
-  local cur = redis.call('GET', k)
-  if (not cur) or tonumber(cur) < tonumber(score) then
-    redis.call('SET', k, score, 'PX', MTTL)
-  end
-end
-
 local function nonlocal(ch)
   local i = string.find(ch, '!', 1, true)
   if i then return string.sub(ch, 1, i) end
   return ch
+end
+
+-- mkey and ckey are the marker key of a channel and the count key of a
+-- process prefix. In Cluster mode MP and CKP end in '{': the channel's
+-- name, or its process prefix, is the hash tag.
+local function mkey(ch)
+  if string.sub(MP, -1) == '{' then
+    local nl = nonlocal(ch)
+    return MP .. nl .. '}' .. string.sub(ch, #nl + 1)
+  end
+  return MP .. ch
+end
+
+local function ckey(pp)
+  if string.sub(CKP, -1) == '{' then return CKP .. pp .. '}' end
+  return CKP .. pp
+end
+
+local function mark(ch, score)
+  local k = mkey(ch)
+  local cur = redis.call('GET', k)
+  if (not cur) or tonumber(cur) < tonumber(score) then
+    redis.call('SET', k, score, 'PX', MTTL)
+  end
 end
 
 local function rdstr(m, p)
@@ -140,7 +161,7 @@ local function trim(key, cutoff, name)
   if string.sub(name, -1) ~= '!' then
     mark(name, old[#old])
   else
-    local ck = CKP .. name
+    local ck = ckey(name)
     for i = 1, #old, 2 do
       for _, c in ipairs(chans_of(old[i])) do
         mark(c, old[i + 1])
@@ -239,7 +260,7 @@ local function deliver(key, list, cap, pcap, score, msg_of, recounted)
     return #list, 0
   end
   if redis.call('ZCARD', key) >= pcap then return 0, #list end
-  local ck = CKP .. nonlocal(list[1])
+  local ck = ckey(nonlocal(list[1]))
   local ok, room = {}, false
   for _, c in ipairs(list) do
     room, recounted = has_room(key, ck, c, cap, recounted)
@@ -257,7 +278,7 @@ end
 // (see execProcess) whose channel count went over its capacity, or that
 // went over the process capacity: each is taken out again (with its
 // count), expired messages are removed, and then each is added back only
-// if the exact check of sendScript finds room for it, recounting the key
+// if the exact check finds room for it, recounting the key
 // when the counts may have drifted. A message already received counts as
 // sent. KEYS[1] process key; ARGV: 1 cutoff, 2 marker prefix, 3 marker TTL,
 // 4 key TTL, 5 count key prefix, 6 process prefix, 7 process capacity,
@@ -266,7 +287,7 @@ end
 var procFixScript = newScript(luaLib + `
 MP, MTTL, KTTL, CKP = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local key, pp, pcap, score = KEYS[1], ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local ck = CKP .. pp
+local ck = ckey(pp)
 local gone = {}
 for i = 9, #ARGV, 3 do
   if redis.call('ZREM', key, ARGV[i + 2]) == 1 then
@@ -347,19 +368,6 @@ end
 return table.concat(out)
 `)
 
-// sendScript: KEYS[1] channel key; ARGV: 1 member, 2 score, 3 cutoff,
-// 4 capacity, 5 key TTL (ms), 6 marker prefix, 7 marker TTL (ms),
-// 8 channel, 9 count key prefix, 10 process capacity. Returns
-// {1 sent | 0 full, expired}.
-var sendScript = newScript(luaLib + `
-MP, MTTL, KTTL, CKP = ARGV[6], ARGV[7], ARGV[5], ARGV[9]
-local key, ch = KEYS[1], ARGV[8]
-local expired = trim(key, ARGV[3], nonlocal(ch))
-local sent = deliver(key, {ch}, tonumber(ARGV[4]), tonumber(ARGV[10]), ARGV[2],
-  function() return ARGV[1] end, nil)
-return {sent, expired}
-`)
-
 // popScript pops up to ARGV[1] messages from the first non-empty key, for
 // servers without ZMPOP (before Redis 7). KEYS: channel keys in the order
 // to try. Returns {key index (0: none), member, score, ...}.
@@ -372,14 +380,6 @@ for i = 1, #KEYS do
   end
 end
 return {0}
-`)
-
-// pushBackScript puts a popped message back where it was (its score is its
-// send time). KEYS[1] channel key; ARGV: member, score, key TTL (ms).
-var pushBackScript = newScript(`
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
 `)
 
 // pushBackManyScript puts popped messages back where they were (their
@@ -470,7 +470,7 @@ for i = 1, #members, 2 do
     trimmed[key] = true
     expired = expired + trim(key, mcut, nl)
   end
-  local e = redis.call('GET', MP .. ch)
+  local e = redis.call('GET', mkey(ch))
   if e and tonumber(e) >= tonumber(added) then
     redis.call('ZREM', KEYS[1], ch)
     evicted = evicted + 1
@@ -520,7 +520,7 @@ for k = 1, #KEYS do
   for i = 1, n do
     local ch, added = ARGV[a], ARGV[a + 1]
     a = a + 2
-    local e = redis.call('GET', MP .. ch)
+    local e = redis.call('GET', mkey(ch))
     if e and tonumber(e) >= tonumber(added) then
       out[#out + 1] = ch
     else

@@ -14,14 +14,14 @@ import (
 )
 
 // Sends are batched: concurrent Sends to one host (one hash slot in
-// Cluster mode) share one Lua call, sendBatchScript, which checks each
-// message against its channel's capacity and adds all the messages of a
-// key with one ZADD. A Send that finds no batch under way runs its own at
-// once, so an idle layer adds no delay; while batches are under way (at
-// most maxRunningBatches per host), the Sends that arrive meanwhile queue
-// and go out together in the next one. Under load a batch holds about as
-// many messages as arrive during one round trip, which is what makes Redis
-// spend a fraction of a script call per message.
+// Cluster mode) share one round trip: one MULTI holding, per Redis key,
+// one ZADD of all its messages and what checks capacity (see execOrdinary
+// and execProcess). A Send that finds no batch under way runs its own at
+// once, so an idle layer adds no delay; while batches are under way, the
+// Sends that arrive meanwhile queue and go out together in the next one.
+// Under load a batch holds about as many messages as arrive during one
+// round trip, which is what makes Redis spend a fraction of a call per
+// message.
 
 const (
 	// maxRunningBatches is how many send batches one host (or slot) may
@@ -163,9 +163,15 @@ func (sh *shard) putSendConn(dc rueidis.DedicatedClient, err error) {
 
 // execSends runs one batch on sh.
 func (l *Layer) execSends(sh *shard, batch []*sendReq) {
-	dc := sh.sendConn()
-	err := l.execSendsOn(sh, dc, batch)
-	sh.putSendConn(dc, err)
+	var err error
+	if sh.cluster {
+		// The cluster client routes the batch (one slot) to its node.
+		err = l.execSendsOn(sh, sh.client, batch)
+	} else {
+		dc := sh.sendConn()
+		err = l.execSendsOn(sh, dc, batch)
+		sh.putSendConn(dc, err)
+	}
 	if err != nil {
 		return
 	}
@@ -187,7 +193,7 @@ func (l *Layer) execSends(sh *shard, batch []*sendReq) {
 
 // execSendsOn runs one batch on the connection dc of sh and returns the
 // error of the call, if any.
-func (l *Layer) execSendsOn(sh *shard, dc rueidis.DedicatedClient, batch []*sendReq) error {
+func (l *Layer) execSendsOn(sh *shard, dc rueidis.CommandClient, batch []*sendReq) error {
 	type group struct {
 		name string
 		reqs []*sendReq
@@ -435,8 +441,13 @@ func (l *Layer) execOrdinary(c rueidis.CommandClient, groups [][]*sendReq, score
 	return err
 }
 
-// batcherFor returns the batcher of a key on sh.
-func (sh *shard) batcherFor(key string) *batcher {
+// batcherFor returns the batcher of the channels named group (the name,
+// or the process prefix) on sh: one per host, one per hash slot in
+// Cluster mode.
+func (sh *shard) batcherFor(group string) *batcher {
+	if sh.cluster {
+		return sh.slotBatcher(crc16(group) % slotCount)
+	}
 	return &sh.batch
 }
 

@@ -208,3 +208,105 @@ func GoBuild(t testing.TB, pkg string) string {
 	}
 	return out
 }
+
+// RedisCluster is a Redis Cluster of redis-server processes started by a
+// test.
+type RedisCluster struct {
+	Nodes []*RedisServer // the masters, one per node
+}
+
+// URLs returns the nodes' redis:// URLs.
+func (c *RedisCluster) URLs() []string {
+	urls := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		urls[i] = n.URL
+	}
+	return urls
+}
+
+// StartRedisCluster starts n redis-server processes (no persistence) with
+// cluster mode on, on free ports, joins them into a Redis Cluster of n
+// masters without replicas (redis-cli --cluster create), waits until every
+// node reports cluster_state:ok, and stops them all when the test ends.
+// It skips the test when redis-server or redis-cli is not installed; when
+// they are but the cluster cannot be formed, it skips, or fails when
+// services are required.
+func StartRedisCluster(t testing.TB, n int) *RedisCluster {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not on PATH (apt-get install redis-server): no Redis Cluster")
+		return nil
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not on PATH (apt-get install redis-tools): no Redis Cluster")
+		return nil
+	}
+	c := &RedisCluster{}
+	addrs := make([]string, n)
+	for i := range n {
+		s := &RedisServer{dir: t.TempDir()}
+		t.Cleanup(s.Stop)
+		if err := s.startArgs(bin, FreePort(t), "--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+			"--cluster-node-timeout", "5000"); err != nil {
+			Missing(t, "testenv: Redis Cluster node: %v", err)
+			return nil
+		}
+		c.Nodes = append(c.Nodes, s)
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
+		Missing(t, "testenv: redis-cli --cluster create %s: %v\n%s", strings.Join(addrs, " "), err, out)
+		return nil
+	}
+	for _, s := range c.Nodes {
+		for {
+			out, _ := exec.CommandContext(ctx, cli, "-p", fmt.Sprint(s.Port), "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if ctx.Err() != nil {
+				Missing(t, "testenv: Redis Cluster node 127.0.0.1:%d not ready: %s", s.Port, out)
+				return nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// startArgs starts redis-server on port with extra arguments and waits
+// until it accepts connections.
+func (s *RedisServer) startArgs(bin string, port int, extra ...string) error {
+	s.Port = port
+	s.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir}, extra...)
+	s.cmd = exec.Command(bin, args...)
+	stdout, _ := s.cmd.StdoutPipe()
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		closed := false
+		for sc.Scan() {
+			if !closed && strings.Contains(sc.Text(), "Ready to accept connections") {
+				close(ready)
+				closed = true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-time.After(10 * time.Second):
+		s.Stop()
+		return fmt.Errorf("redis-server on port %d did not start", port)
+	}
+}

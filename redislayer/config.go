@@ -111,8 +111,9 @@ type Config struct {
 	BlockTimeout time.Duration
 	// ReceiveConns bounds the connections per host that pop ordinary and
 	// single-reader channels: one for each set of channels that Receive
-	// calls wait on at the same time (see the package documentation,
-	// Receiving); further sets wait for one to be free. Zero means 64.
+	// calls wait on at the same time (in Cluster mode, one per hash slot
+	// of the set; see the package documentation, Receiving); further sets
+	// wait for one to be free. Zero means 64.
 	ReceiveConns int
 	// ProcessCapacity bounds the messages waiting in Redis for all the
 	// process-specific channels of one process prefix together (each of

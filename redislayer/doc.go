@@ -83,7 +83,10 @@
 // ahead of demand, in one round trip (ZMPOP ... COUNT n; ZPOPMIN for one
 // channel), and hands them over. When Redis has none it waits for all the
 // calls at once with one blocking pop (BZMPOP) on a connection of its own
-// (Config.ReceiveConns bounds those connections per host). The order of
+// (Config.ReceiveConns bounds those connections per host). A Receive
+// that finds its fetcher idle (no call waiting, no pop under way), as one
+// goroutine receiving message after message at low load does, pops for
+// itself instead, sparing the hand-offs between goroutines. The order of
 // the channels is rotated on every pop, so that a busy channel does not
 // starve the others; a Receive over ordinary and process-specific channels
 // alternates which kind it serves first.

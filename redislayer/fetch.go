@@ -92,6 +92,8 @@ type fetcher struct {
 	cancel  context.CancelFunc // interrupts the blocking pop in progress
 	idle    time.Time          // when the last waiter left
 	dropped bool               // exited; no longer in ordState
+	popping bool               // the fetcher has a pop under way
+	direct  bool               // a Receive pops for itself (see popDirect)
 }
 
 // owaiter is a Receive call waiting on ordinary channels.
@@ -521,6 +523,7 @@ func (l *Layer) fetchLoop(f *fetcher) {
 		gen := s.gen
 		bctx, cancel := context.WithCancel(l.closeCtx)
 		f.cancel = cancel
+		f.popping = true
 		l.rmu.Unlock()
 
 		r := l.rot.Add(1)
@@ -555,6 +558,7 @@ func (l *Layer) fetchLoop(f *fetcher) {
 
 		l.rmu.Lock()
 		f.cancel = nil
+		f.popping = false
 		now := time.Now()
 		if gen == s.gen {
 			for i := range ps {
@@ -589,6 +593,69 @@ func (l *Layer) fetchLoop(f *fetcher) {
 		}
 		t.Stop()
 	}
+}
+
+// popDirect is the path of a Receive that finds nothing buffered while the
+// fetcher of its channels is idle (no call waits, no pop under way), as
+// when one goroutine receives message after message at low load: it pops
+// itself, on the shared connections, instead of waking the fetcher, which
+// saves the hand-offs between goroutines. It takes the first live message
+// and hands the rest over like the fetcher would. ok is false when it did
+// not run (the caller then waits as usual) or got nothing.
+func (l *Layer) popDirect(normal []string) (string, oentry, bool) {
+	s := &l.ord
+	l.rmu.Lock()
+	f := s.lookup(normal)
+	if s.closed || f == nil || f.dropped || len(f.waiters) > 0 || f.popping || f.direct {
+		l.rmu.Unlock()
+		return "", oentry{}, false
+	}
+	f.direct = true
+	count := 1
+	if l.s.receiveBuffer > 0 {
+		count += max(min(f.want, l.s.receiveBuffer-s.total), 0)
+	}
+	gen := s.gen
+	l.rmu.Unlock()
+
+	ts := l.targets(f.keys)
+	r := l.rot.Add(1)
+	keys := make([][]string, len(ts))
+	for i, t := range ts {
+		n := len(t.keys)
+		keys[i] = make([]string, n)
+		for k := range n {
+			keys[i][k] = t.keys[(int(r)+k)%n]
+		}
+	}
+	ps, err := l.popNow(ts, nil, keys, count, int(r))
+
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	f.direct = false
+	if err != nil || gen != s.gen {
+		return "", oentry{}, false
+	}
+	if len(ps) >= count {
+		f.want = min(max(2*f.want, 1), maxPrefetch)
+	} else {
+		f.want /= 2
+	}
+	now := time.Now()
+	var (
+		ch  string
+		e   oentry
+		got bool
+	)
+	for i := range ps {
+		p := &ps[i]
+		if !got && !l.expired(p.score, now) {
+			ch, e, got = l.nameOf(p.key), oentry{member: p.member, score: p.score, sh: p.sh}, true
+			continue
+		}
+		s.deliver(l, f, p, now)
+	}
+	return ch, e, got
 }
 
 // connectTargets makes sure conns holds a connection for every target.
@@ -632,7 +699,8 @@ func (l *Layer) settle(ctx context.Context, ts []target, conns []*bconn, i int, 
 
 // popNow pops up to count messages without waiting, trying the targets in
 // turn from a rotating start until it has count; keys[i] are target i's
-// keys in the order to try. It returns an error only when it got nothing.
+// keys in the order to try. With conns nil it pops on the shared
+// connections. It returns an error only when it got nothing.
 func (l *Layer) popNow(ts []target, conns []*bconn, keys [][]string, count, rot int) ([]popped, error) {
 	n := len(ts)
 	var (
@@ -641,11 +709,17 @@ func (l *Layer) popNow(ts []target, conns []*bconn, keys [][]string, count, rot 
 	)
 	for i := range n {
 		j := (rot + i) % n
-		if conns[j] == nil {
-			continue
+		var c rueidis.CommandClient = ts[j].sh.client
+		if conns != nil {
+			if conns[j] == nil {
+				continue
+			}
+			c = conns[j].dc
 		}
-		ps, err := ts[j].sh.popMany(conns[j].dc, keys[j], count-len(out))
-		err = l.settle(context.Background(), ts, conns, j, err)
+		ps, err := ts[j].sh.popMany(c, keys[j], count-len(out))
+		if conns != nil {
+			err = l.settle(context.Background(), ts, conns, j, err)
+		}
 		for k := range ps {
 			ps[k].sh = ts[j].sh
 		}

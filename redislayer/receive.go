@@ -400,6 +400,14 @@ func (l *Layer) receiveAny(ctx context.Context, normal, proc []string) (string, 
 			continue
 		}
 		if ow == nil {
+			l.rmu.Unlock()
+			if ch, e, ok := l.popDirect(normal); ok {
+				if c, ok := l.deliverEntry(ch, e); ok {
+					return ch, c, nil
+				}
+				continue
+			}
+			l.rmu.Lock()
 			ow = waiterPool.Get().(*owaiter)
 			if sig == nil {
 				sig = ow.signal

@@ -684,11 +684,11 @@ type Counters struct {
 	Unavailable   uint64 // calls that failed with ErrUnavailable
 	Errors        uint64 // other errors returned by Redis (script errors, wrong types)
 	Reconnects    uint64 // receive-loop recoveries after Redis was unreachable
-	PushedBack    uint64 // messages popped for a Receive that had already got one, put back in Redis
+	PushedBack    uint64 // messages popped ahead of demand and put back in Redis (unclaimed, or at Close)
 	Lost          uint64 // messages popped that could be neither delivered nor put back (Redis went away meanwhile); logged
 	Undeliverable uint64 // messages that could not be decoded or routed (no "__asgi_channel__"); logged and dropped
 	Evicted       uint64 // group members evicted because a message expired unread on their channel
-	Buffered      int64  // messages of process-specific channels held in this process now
+	Buffered      int64  // messages popped and held in this process now (see Config.ReceiveBuffer and ProcessBuffer)
 }
 
 // Counters returns the layer's health figures. It does not contact Redis.

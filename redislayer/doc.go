@@ -113,10 +113,12 @@
 // message is returned, with a nil error.
 //
 // Process-specific channels are read by one receive loop per host for the
-// whole process: a single blocking pop over the process prefixes that have
-// a waiting Receive or ReceivePrefix (and for a few seconds after), then a
-// non-blocking drain of what followed, whose messages are sorted by
-// "__asgi_channel__" into per-prefix buffers in memory. Receive on '!'
+// whole process: a single blocking pop (BZMPOP, taking up to 256 messages
+// at once) over the process prefixes that have a waiting Receive or
+// ReceivePrefix (and for a few seconds after; in Cluster mode one pop per
+// hash slot, at once), whose messages are sorted by "__asgi_channel__"
+// into per-prefix buffers in memory, and then taken off their channels'
+// counts in one more round trip. Receive on '!'
 // names, ReceivePrefix and Poll read from those buffers. A buffer holds at
 // most Config.ProcessBuffer messages; while it is full the loop stops
 // taking that prefix's messages, which then wait in Redis, count against
@@ -196,21 +198,27 @@
 // ZADD of all its messages, which share a score, and a ZCARD that checks
 // capacity; only a channel found over capacity costs a second call, which
 // removes the batch's messages that do not fit (their Sends fail with
-// ErrChannelFull). For process-specific channels a batch is one Lua call.
-// Receives pop in batches too (see Receiving). Batches and fetchers use
+// ErrChannelFull). For process-specific channels the same MULTI also adds
+// one to each message's channel count (HINCRBY); a Lua call settles the
+// channels found over capacity. Receives pop in batches too (see
+// Receiving). Batches and fetchers use
 // connections of their own, on which the calling goroutine writes and
 // reads without the client's pipelining goroutines in between; the other
 // calls share pipelined connections (Config.FlushDelay,
 // Config.PipelineConns).
 //
-// Under load this costs Redis about 1.3 µs per message sent and received
-// (a ZADD member and a ZMPOP element each about 0.6 µs), against about
-// 1 µs for one ZADD of redis-benchmark's pipelined test, and the client
-// about 3 to 4 µs of CPU per message, most of it building the messages'
-// maps and waking the goroutines that wait in Send and Receive.
-// Throughput therefore grows with the number of concurrent senders and
-// receivers. cmd/channels-layerbench measures it against redis-benchmark
-// on the same server and reports where the CPU goes.
+// Under load (256 senders and 256 receivers on 4 channels) this costs
+// Redis about 1.1 µs of command time per message sent and received (0.5
+// for its place in a ZADD, 0.6 for its place in a ZMPOP), against about
+// 0.8 µs for one ZADD of redis-benchmark's pipelined test, and the client
+// about 3 to 3.5 µs of CPU per message: a third in the client library's
+// reading and writing, a third in waking the goroutines that wait in Send
+// and Receive, the rest in building and reading the messages' maps and in
+// garbage collection. Throughput therefore grows with the number of
+// concurrent senders and receivers; with few of them it is bounded by
+// round trips (32 senders each waiting for its Send make at most 32
+// messages per round trip). cmd/channels-layerbench measures it against
+// redis-benchmark on the same server and reports where the CPU goes.
 //
 // # Redis servers and users
 //

@@ -25,7 +25,8 @@ import (
 //  4. The outbox is flushed in order, also after an error or a panic. A full
 //     channel is retried for FlushTimeout, every FlushInterval; a send that
 //     still fails is logged, counted and dropped, and the rest of the outbox
-//     still goes out.
+//     still goes out (later messages to a channel that stayed full for the
+//     whole FlushTimeout are dropped without waiting again).
 //
 // The worker and the test client (package channelstest) both use a Runner, so
 // tests see exactly what production does. A Runner is safe for concurrent
@@ -180,8 +181,17 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 	if interval == 0 {
 		interval = 200 * time.Millisecond
 	}
+	var stuck map[string]bool // targets still full after a whole retry window
 	for _, p := range items {
 		var err error
+		if stuck[p.target] {
+			// Do not wait FlushTimeout again for a channel that just
+			// stayed full for that long: one stuck channel must not hold
+			// the worker for FlushTimeout per message.
+			r.dropped.Add(1)
+			r.logger().Error("dropped a message the consumer sent: its channel stayed full", "channel", m.Channel, "consumer", m.consumer, "to", p.target)
+			continue
+		}
 		deadline := time.Now().Add(timeout)
 		for {
 			if p.group {
@@ -197,6 +207,12 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 			}
 		}
 		if err != nil {
+			if errors.Is(err, ErrChannelFull) {
+				if stuck == nil {
+					stuck = make(map[string]bool)
+				}
+				stuck[p.target] = true
+			}
 			r.dropped.Add(1)
 			kind := "channel"
 			if p.group {

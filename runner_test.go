@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,4 +303,48 @@ func TestRunnerConsumeLater(t *testing.T) {
 	if calls != 3 || r.Stats().Requeued != 2 || r.Stats().Dropped != 1 {
 		t.Fatalf("calls %d, stats %+v; want 3 calls, 2 requeues, then dropped", calls, r.Stats())
 	}
+}
+
+// One channel that stays full costs the flush FlushTimeout once, not once per
+// message sent to it: after the first message's retries, the others to the
+// same channel are dropped without another attempt.
+func TestRunnerFlushStuckChannelOnce(t *testing.T) {
+	l := &countingLayer{Layer: newLayer(t, inmemory.Config{Capacity: 1})}
+	r, _ := newRunner() // FlushTimeout 100ms, FlushInterval 10ms
+	ctx := context.Background()
+	if err := l.Send(ctx, "stuck", channels.Content{}); err != nil {
+		t.Fatal(err)
+	}
+	l.sends.Store(0)
+	c := channels.ConsumerFunc(func(ctx context.Context, m *channels.Message) error {
+		for i := range 20 {
+			_ = channels.Channel{Name: "stuck"}.Send(ctx, channels.Content{"n": int64(i)})
+		}
+		return channels.Channel{Name: "after"}.Send(ctx, channels.Content{})
+	})
+	if err := r.Run(ctx, c, channels.NewMessage(l, "in", channels.Content{})); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats().Dropped; got != 20 {
+		t.Fatalf("Dropped = %d; want 20", got)
+	}
+	// The first message is tried about FlushTimeout/FlushInterval times; the
+	// other 19 are not tried at all, and "after" once.
+	if n := l.sends.Load(); n > 15 {
+		t.Fatalf("%d sends reached the layer; want the retries of the first message only (about 10) and the last send", n)
+	}
+	if poll(t, l, "after") == nil {
+		t.Fatal("the send after the stuck channel was not flushed")
+	}
+}
+
+// countingLayer counts the sends that reach the layer.
+type countingLayer struct {
+	*inmemory.Layer
+	sends atomic.Int64
+}
+
+func (c *countingLayer) Send(ctx context.Context, ch string, m channels.Content) error {
+	c.sends.Add(1)
+	return c.Layer.Send(ctx, ch, m)
 }

@@ -71,7 +71,6 @@ func (s *Session) GetInt(key string) (int64, bool) {
 	return channels.ToInt(s.Get(key))
 }
 
-
 // Put sets key to value and marks the session modified.
 func (s *Session) Put(key string, value any) {
 	s.mu.Lock()

@@ -17,13 +17,13 @@ import (
 // Many concurrent Sends to one channel share batches; capacity still
 // holds exactly: of 200 sends to channels of capacity 30 that nobody
 // reads, 30 succeed per channel, the others fail with ErrChannelFull, and
-// each channel then holds 30 messages, for ordinary and process-specific
-// channels alike.
+// each channel then holds 30 messages, for ordinary channels and the
+// process prefix of a process-specific one alike.
 func TestConcurrentSendsRespectCapacity(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
 	const capacity, senders = 30, 200
-	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Capacity: capacity})
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Capacity: capacity, ProcessCapacity: capacity})
 	ctx := t.Context()
 	proc, _ := l.NewChannel(ctx, "cap.gw!")
 	for _, ch := range []string{"cap.work", proc} {

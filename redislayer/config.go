@@ -64,12 +64,15 @@ type Config struct {
 	// GroupExpiry is how long a group membership lasts after its last
 	// GroupAdd. Zero means 86 400 s.
 	GroupExpiry time.Duration
-	// Capacity is the number of messages a channel holds before Send
-	// returns ErrChannelFull, process-specific channels included (each
-	// one on its own; see also ProcessCapacity). Zero means 100.
+	// Capacity is the number of messages an ordinary or single-reader
+	// channel holds before Send returns ErrChannelFull. Process-specific
+	// channels are bounded per process prefix instead (see
+	// ProcessCapacity). Zero means 100.
 	Capacity int
 	// ChannelCapacity gives other capacities to channels whose names match;
-	// the first matching rule wins.
+	// the first matching rule wins. For process-specific channels the rules
+	// are matched against the process prefix ("http.response!*" matches
+	// "http.response!", and so bounds every channel under it together).
 	ChannelCapacity []channels.CapacityRule
 	// MaxMessageSize is the largest message accepted, measured as its JSON
 	// encoding. Zero means 1 MiB; a negative value switches the check off
@@ -116,8 +119,14 @@ type Config struct {
 	// wait for one to be free. Zero means 64.
 	ReceiveConns int
 	// ProcessCapacity bounds the messages waiting in Redis for all the
-	// process-specific channels of one process prefix together (each of
-	// those channels also has its own capacity). Zero means 10 000.
+	// process-specific channels of one process prefix together, as
+	// channels_redis does (they share one Redis key), unless a
+	// ChannelCapacity rule matches the prefix. A Send to any of them
+	// returns ErrChannelFull while the prefix holds that many; a group
+	// send skips them all. The prefix's reader is one process's receive
+	// loop, which moves messages at once into its own bounded queues (see
+	// ProcessBuffer), so the bound fills only when that process falls
+	// behind. Zero means 10 000.
 	ProcessCapacity int
 	// ProcessBuffer bounds the messages held in memory per process prefix
 	// (process-specific channels) waiting for a Receive or ReceivePrefix.

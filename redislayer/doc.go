@@ -30,30 +30,51 @@
 //   - the default prefix is "asgi", channels_redis's, which gives keys like
 //     "asgihttp.request" and "asgi:group:chat".
 //
-// The layer adds two kinds of small keys that channels_redis ignores:
-// <prefix>:count:<process prefix>, a hash of messages waiting per
-// process-specific channel, and <prefix>:expired:<channel>, the time of
-// the newest message that expired unread on a channel (see Groups). Every
-// key the layer writes has an expiry: channel keys twice the message expiry
-// after their last message, groups the group expiry after their last add,
-// counts and markers likewise. Flush deletes every key under the prefix.
+// The layer adds one kind of small key that channels_redis ignores:
+// <prefix>:expired:<channel>, the time of the newest message that expired
+// unread on a channel (see Groups). Every key the layer writes has an
+// expiry: channel keys twice the message expiry after their last message,
+// groups the group expiry after their last add, markers likewise. Flush
+// deletes every key under the prefix.
 //
 // Keys are the prefix followed by a name, so a prefix that starts another
 // one ("chat" and "chat2") shares its keyspace: give layers that must not
 // see each other prefixes where neither starts the other ("chat:" and
 // "chat2:").
 //
+// # Capacity
+//
+// An ordinary or single-reader channel holds at most its capacity
+// (Config.Capacity, or the first Config.ChannelCapacity rule matching its
+// name). The process-specific channels of one process share one Redis key
+// and are bounded as a whole, as channels_redis 4 bounds them: the key's
+// capacity is the first rule matching the process prefix
+// ("http.response!*" matches "http.response!"), else
+// Config.ProcessCapacity (10 000). While the prefix holds that many
+// messages, Sends to any of its channels fail with ErrChannelFull and
+// group sends skip them.
+//
+// The reader of a process prefix is one process's receive loop (an
+// interface server's), which moves each message at once into bounded
+// per-connection queues with their own slow-client policy (the gateway
+// closes a connection whose queue overflows). A per-prefix bound is the
+// right backpressure signal there: it fills only when that whole process
+// falls behind, and it costs nothing per message, where per-channel counts
+// cost a counter update on every send and every receive. A group send to
+// many connections of one process is one message listing them all
+// (Groups) with one capacity check.
+//
+// Concurrent sends racing for the last places of a key may leave it over
+// capacity for one round trip, until the batch that went over removes its
+// extra messages (those received meanwhile count as sent).
+//
 // # Differences from channels_redis
 //
-// Capacity applies to each channel, also to process-specific ones
-// (channels_redis counts all the channels of a process prefix together);
-// the whole process prefix is bounded by Config.ProcessCapacity. A channel
-// full by the count hash is recounted exactly from its sorted set before a
-// send is refused, so receivers that do not keep the counts (channels_redis)
-// cannot wedge it. Concurrent sends racing for the last places of an
-// ordinary channel may leave it over capacity for one round trip, until
-// the batch that went over removes its extra messages (those received
-// meanwhile count as sent).
+// channels_redis bounds a process prefix by the rule matching the full
+// channel name sent to, else by the default capacity (100). This layer
+// matches the rules against the prefix (a rule written "name!*" matches
+// both) and falls back to Config.ProcessCapacity: 100 messages waiting for
+// a whole interface server would refuse replies under ordinary load.
 //
 // Messages are delivered at most once and never after their expiry. Only
 // live messages count against capacity. Expired messages are removed by
@@ -117,9 +138,8 @@
 // at once) over the process prefixes that have a waiting Receive or
 // ReceivePrefix (and for a few seconds after; in Cluster mode one pop per
 // hash slot, at once), whose messages are sorted by "__asgi_channel__"
-// into per-prefix buffers in memory, and then taken off their channels'
-// counts in one more round trip. Receive on '!'
-// names, ReceivePrefix and Poll read from those buffers. A buffer holds at
+// into per-prefix buffers in memory. Receive on '!' names, ReceivePrefix
+// and Poll read from those buffers. A buffer holds at
 // most Config.ProcessBuffer messages; while it is full the loop stops
 // taking that prefix's messages, which then wait in Redis, count against
 // capacity and expire there: nothing is dropped. Buffered messages still
@@ -130,8 +150,10 @@
 //
 // GroupSend is one Lua call when the group and its members are on one
 // host: it drops memberships older than the group expiry, evicts members
-// whose channel had a message expire unread since they joined, skips and
-// counts full channels, and adds one message per Redis key. With several
+// whose channel had a message expire unread since they joined, and adds
+// one message per Redis key that has room (for the process-specific
+// members of one process, one message listing them), counting the members
+// of full keys as skipped. With several
 // hosts it is one call to the group's host and one per host holding
 // members, in parallel (in Cluster mode, one per hash slot holding
 // members).
@@ -143,12 +165,12 @@
 // redirections and fail-overs. Every key then carries a hash tag, so that
 // whatever one call touches lives in one hash slot: a channel's key and
 // its expiry markers share the tag of the channel's name, the keys of
-// process-specific channels and their count hash the tag of the process
+// process-specific channels and their markers the tag of the process
 // prefix, and a group has the tag of its name:
 //
 //	<prefix>{http.request}                    <prefix>:expired:{http.request}
-//	<prefix>{websocket.send.ID!}              <prefix>:count:{websocket.send.ID!}
-//	<prefix>:expired:{websocket.send.ID!}abc  <prefix>:group:{chat}
+//	<prefix>{websocket.send.ID!}              <prefix>:expired:{websocket.send.ID!}abc
+//	<prefix>:group:{chat}
 //
 // Channels and groups thus spread over the nodes by name. Calls over
 // several keys are split by slot: a send batch is one MULTI per slot; a
@@ -194,13 +216,11 @@
 // A Send that finds no batch under way runs one at once, so an idle layer
 // adds no delay; Sends that arrive while one is under way go out together
 // in the next (a second batch starts early only while the first is small).
-// For ordinary channels a batch is one MULTI holding, per channel, one
-// ZADD of all its messages, which share a score, and a ZCARD that checks
-// capacity; only a channel found over capacity costs a second call, which
-// removes the batch's messages that do not fit (their Sends fail with
-// ErrChannelFull). For process-specific channels the same MULTI also adds
-// one to each message's channel count (HINCRBY); a Lua call settles the
-// channels found over capacity. Receives pop in batches too (see
+// A batch is one MULTI holding, per Redis key (a channel, or a process
+// prefix), one ZADD of all its messages, which share a score, and a ZCARD
+// that checks capacity; only a key found over capacity costs a second
+// call, which removes the batch's messages that do not fit (their Sends
+// fail with ErrChannelFull). Receives pop in batches too (see
 // Receiving). Batches and fetchers use
 // connections of their own, on which the calling goroutine writes and
 // reads without the client's pipelining goroutines in between; the other

@@ -105,8 +105,9 @@ func (l *Layer) GroupChannels(ctx context.Context, group string) ([]string, erro
 
 // GroupSend implements channels.GroupLayer. Members whose channels share a
 // Redis key (process-specific channels of one process) get one message
-// naming all of them, as channels_redis 4 does. Full members are skipped
-// and counted (Stats().GroupSkipped), never reported. Members whose
+// naming all of them, as channels_redis 4 does, if their process prefix
+// has room (one capacity check per Redis key, not per member). Full
+// members are skipped and counted (Stats().GroupSkipped), never reported. Members whose
 // channel had a message expire unread since they joined are evicted from
 // the group instead.
 //
@@ -145,9 +146,8 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 			rueidis.BinaryString(head),
 			rueidis.BinaryString(entries),
 			rueidis.BinaryString(rnd),
-			strconv.Itoa(l.s.caps.Default()),
-			l.countPrefix(),
-			strconv.Itoa(l.s.processCap),
+			l.capStrs[l.s.caps.Default()],
+			l.capStrs[l.s.processCap],
 		}
 		args = append(args, l.luaCaps...)
 		cctx, cancel := l.s.withTimeout(ctx)
@@ -222,11 +222,10 @@ func (l *Layer) groupSendSharded(ctx context.Context, what, group string, head, 
 		args := []string{
 			formatMicros(now), l.cutoff(now), l.markerPrefix(), l.markerTTL(), l.keyTTL(),
 			rueidis.BinaryString(head), rueidis.BinaryString(entries), rueidis.BinaryString(rnd),
-			l.countPrefix(), strconv.Itoa(l.s.processCap),
 		}
 		for i, b := range buckets {
 			keys[i] = b.key
-			args = append(args, strconv.Itoa(l.s.caps.For(b.members[0].channel)), strconv.Itoa(len(b.members)))
+			args = append(args, l.capString(b.members[0].channel), strconv.Itoa(len(b.members)))
 			for _, m := range b.members {
 				args = append(args, m.channel, m.added)
 			}

@@ -41,7 +41,7 @@ type Layer struct {
 
 	// Arguments that never change, formatted once.
 	keyTTLArg, markerTTLArg, groupTTLArg string
-	markerPfx, countPfx, processCapArg   string
+	markerPfx                            string
 	capStrs                              map[int]string // capacities as arguments
 	keyTTLms                             int64
 
@@ -109,13 +109,13 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l.markerTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1000), 10)
 	l.groupTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1), 10)
 	l.markerPfx = s.prefix + ":expired:"
-	l.countPfx = s.prefix + ":count:"
 	if s.cluster {
 		l.markerPfx += "{"
-		l.countPfx += "{"
 	}
-	l.processCapArg = strconv.Itoa(s.processCap)
-	l.capStrs = map[int]string{s.caps.Default(): strconv.Itoa(s.caps.Default())}
+	l.capStrs = map[int]string{
+		s.caps.Default(): strconv.Itoa(s.caps.Default()),
+		s.processCap:     strconv.Itoa(s.processCap),
+	}
 	for _, r := range s.rules {
 		l.capStrs[r.Capacity] = strconv.Itoa(r.Capacity)
 	}
@@ -398,19 +398,26 @@ func (l *Layer) groupKey(group string) string {
 	return l.s.prefix + ":group:" + group
 }
 
-// markerPrefix and countPrefix are what the Lua scripts put before a
-// channel name or process prefix to make its marker or count key; in
-// Cluster mode they end in '{', and the scripts close the hash tag.
+// markerPrefix is what the Lua scripts put before a channel name to make
+// its marker key; in Cluster mode it ends in '{', and the scripts close
+// the hash tag.
 func (l *Layer) markerPrefix() string { return l.markerPfx }
 
-func (l *Layer) countPrefix() string { return l.countPfx }
-
-// countKey is the key of the channel counts of a process prefix.
-func (l *Layer) countKey(processPrefix string) string {
-	if l.s.cluster {
-		return l.countPfx + processPrefix + "}"
+// capacity returns the capacity of the Redis key that holds channel's
+// messages. An ordinary or single-reader channel has its own: the first
+// ChannelCapacity rule matching its name, else Capacity. The
+// process-specific channels of one process share one key, bounded as a
+// whole, as in channels_redis: the first rule matching the process prefix
+// ("http.response!*" matches "http.response!"), else ProcessCapacity.
+func (l *Layer) capacity(channel string) int {
+	nl := nonLocal(channel)
+	if nl == channel {
+		return l.s.caps.For(channel)
 	}
-	return l.countPfx + processPrefix
+	if n, ok := l.s.caps.Rule(nl); ok {
+		return n
+	}
+	return l.s.processCap
 }
 
 // markerKey is the key of the expiry marker of a channel.
@@ -740,7 +747,6 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	l.rmu.Unlock()
 	groupPrefix := l.s.prefix + ":group:"
 	markers := l.markerPrefix()
-	counts := l.countPrefix()
 	var seen map[string]bool // Cluster mode: keys met on several nodes (replicas)
 	if l.s.cluster {
 		seen = map[string]bool{}
@@ -757,7 +763,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 			switch {
 			case strings.HasPrefix(k, groupPrefix):
 				st.Groups++
-			case strings.HasPrefix(k, markers), strings.HasPrefix(k, counts):
+			case strings.HasPrefix(k, markers):
 			default:
 				keys = append(keys, k)
 			}
@@ -788,13 +794,13 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 // ChannelStats implements channels.StatsReporter. Length and Age are read
 // from Redis; for a process-specific channel they cover every channel under
 // its process prefix (they share one key), plus this channel's messages
-// buffered here. PerSecond counts this process's sends to the channel over
+// buffered here, and Capacity is the prefix's. PerSecond counts this process's sends to the channel over
 // the last ten seconds.
 func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.ChannelStats, error) {
 	if err := l.s.names.CheckChannel(channel); err != nil {
 		return channels.ChannelStats{}, err
 	}
-	cs := channels.ChannelStats{Capacity: l.s.caps.For(channel), PerSecond: l.rates.rate(channel, time.Now())}
+	cs := channels.ChannelStats{Capacity: l.capacity(channel), PerSecond: l.rates.rate(channel, time.Now())}
 	if l.closed() {
 		return cs, channels.ErrLayerClosed
 	}

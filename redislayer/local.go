@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
-	"github.com/redis/rueidis"
 )
 
 // Process-specific channels ("name!suffix") of one process share one Redis
@@ -506,7 +505,6 @@ func (l *Layer) procLoop(sh *shard) {
 		}
 	}()
 	var backoff time.Duration
-	cleaned := map[string]time.Time{} // process key → last cleanCounts
 	for {
 		l.mu.Lock()
 		if l.local.closed {
@@ -585,23 +583,6 @@ func (l *Layer) procLoop(sh *shard) {
 				msgs[i].d = &d
 			}
 		}
-		// Deliver first, then take the messages off their channels'
-		// counts.
-		if len(msgs) > 0 {
-			l.mu.Lock()
-			if gen == l.local.gen {
-				l.local.distribute(l, sh, msgs, time.Now())
-			}
-			l.mu.Unlock()
-			if uerr := l.uncount(sh, conns, msgs); uerr != nil && err == nil {
-				err = uerr
-			}
-			msgs = nil
-		}
-		if err == nil {
-			err = l.cleanCounts(sh, conns, keys, cleaned, time.Now())
-		}
-
 		l.mu.Lock()
 		sh.loop.cancel = nil
 		sh.loop.keys = nil
@@ -646,62 +627,6 @@ func (l *Layer) procLoop(sh *shard) {
 	}
 }
 
-// uncount takes popped messages of process keys off their channels'
-// counts: one MULTI of plain HINCRBYs per count key, one per channel.
-// Counts that reach zero stay until cleanCounts deletes them.
-func (l *Layer) uncount(sh *shard, conns []*bconn, msgs []popped) error {
-	type counts struct {
-		order []string
-		n     map[string]int64
-	}
-	byKey := map[string]*counts{}
-	var keys []string
-	for i := range msgs {
-		ck := l.countKey(l.nameOf(msgs[i].key))
-		cs := byKey[ck]
-		if cs == nil {
-			cs = &counts{n: map[string]int64{}}
-			byKey[ck] = cs
-			keys = append(keys, ck)
-		}
-		for _, ch := range msgs[i].channels() {
-			if cs.n[ch] == 0 {
-				cs.order = append(cs.order, ch)
-			}
-			cs.n[ch]++
-		}
-	}
-	c := l.loopClient(sh, conns)
-	for _, ck := range keys {
-		cs := byKey[ck]
-		if len(cs.order) == 0 {
-			continue
-		}
-		cmds := make(rueidis.Commands, 0, len(cs.order)+3)
-		cmds = append(cmds, c.B().Multi().Build())
-		for _, ch := range cs.order {
-			cmds = append(cmds, c.B().Hincrby().Key(ck).Field(ch).Increment(-cs.n[ch]).Build())
-		}
-		cmds = append(cmds, c.B().Pexpire().Key(ck).Milliseconds(l.keyTTLms).Build(), c.B().Exec().Build())
-		for _, r := range c.DoMulti(context.Background(), cmds...) {
-			if err := r.Error(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// loopClient is where the receive loop sends its other calls: its own
-// connection outside Cluster mode, the cluster client (which routes each
-// call to its slot's node) in Cluster mode.
-func (l *Layer) loopClient(sh *shard, conns []*bconn) rueidis.CommandClient {
-	if !sh.cluster && len(conns) == 1 && conns[0] != nil {
-		return conns[0].dc
-	}
-	return sh.client
-}
-
 // loopConns makes conns hold a connection for each target of the receive
 // loop, to the node that serves its slot in Cluster mode. They are the
 // loop's own, not counted in ReceiveConns.
@@ -737,34 +662,6 @@ func (l *Layer) loopConns(sh *shard, ts []target, conns []*bconn) ([]*bconn, err
 		}
 	}
 	return conns, nil
-}
-
-// cleanCountsEvery is how often a receive loop deletes the zero counts of
-// the process keys it pops.
-const cleanCountsEvery = time.Second
-
-// cleanCounts deletes the zero counts of the process keys in keys, at most
-// once per cleanCountsEvery each (last records when).
-func (l *Layer) cleanCounts(sh *shard, conns []*bconn, keys []string, last map[string]time.Time, now time.Time) error {
-	c := l.loopClient(sh, conns)
-	for _, k := range keys {
-		if now.Sub(last[k]) < cleanCountsEvery {
-			continue
-		}
-		last[k] = now
-		ctx, cancel := l.s.withTimeout(context.Background())
-		err := cleanCountsScript.exec(ctx, c, []string{l.countKey(l.nameOf(k))}, nil).Error()
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	for k, t := range last {
-		if now.Sub(t) > 10*cleanCountsEvery {
-			delete(last, k)
-		}
-	}
-	return nil
 }
 
 // receiveLocal waits for a message on process-specific channels: the named

@@ -127,13 +127,6 @@ type popped struct {
 	d      *decoded // set once decoded
 }
 
-func (p *popped) channels() []string {
-	if p.d == nil {
-		return nil
-	}
-	return p.d.chans
-}
-
 // errBroken marks an error after which a dedicated connection must not be
 // reused.
 type errBroken struct{ err error }

@@ -25,21 +25,9 @@ import (
 // is deemed gone; spec L17).
 //
 // Process-specific channels of one process share one sorted set, keyed by
-// the process prefix, as in channels_redis. Their per-channel capacity is
-// kept in a hash beside it, <prefix>:count:<process prefix>, channel →
-// messages waiting: senders of this package add to it and its receive loop
-// takes away. Counts can only drift upwards (a receiver that does not count,
-// such as channels_redis in Python, or a count lost with a connection), so
-// a channel that looks full is recounted exactly from the sorted set before
-// a send is refused (procFixScript), unless nothing left the sorted set since the last
-// recount (then the counts are exact, and a stalled reader costs no scan).
-// The whole prefix key is also bounded (Config.ProcessCapacity). The hash
-// holds a field "~h" with an 80-byte value, which makes Redis keep it as a
-// real hash table: under hash-max-listpack-value (64 bytes) it would be a
-// listpack, where every update costs time in proportion to the number of
-// channels with waiting messages. Sends and the receive loop update the
-// counts with plain commands (HINCRBY in a MULTI); counts that reach zero
-// are deleted once a second by cleanCountsScript.
+// the process prefix, as in channels_redis, and that key is bounded as a
+// whole, like an ordinary channel (see Layer.capacity): sends check it with
+// the same ZCARD, and nothing is counted per channel.
 //
 // The channels of a process-specific message are read from its
 // "__asgi_channel__" entry: Go senders write it first in the msgpack map,
@@ -47,11 +35,10 @@ import (
 // senders are decoded with cmsgpack.
 
 // luaLib is prepended to every script that needs it. Scripts set MP (marker
-// prefix), MTTL (marker lifetime, ms), CKP (count key prefix) and KTTL (key
-// lifetime, ms) before calling its functions.
+// prefix), MTTL (marker lifetime, ms) and KTTL (key lifetime, ms) before
+// calling its functions.
 const luaLib = `
-local MP, MTTL, CKP, KTTL = '', '0', '', '0'
-local HPAD = string.rep('-', 80)
+local MP, MTTL, KTTL = '', '0', '0'
 
 local function nonlocal(ch)
   local i = string.find(ch, '!', 1, true)
@@ -59,20 +46,14 @@ local function nonlocal(ch)
   return ch
 end
 
--- mkey and ckey are the marker key of a channel and the count key of a
--- process prefix. In Cluster mode MP and CKP end in '{': the channel's
--- name, or its process prefix, is the hash tag.
+-- mkey is the marker key of a channel. In Cluster mode MP ends in '{':
+-- the channel's name, or its process prefix, is the hash tag.
 local function mkey(ch)
   if string.sub(MP, -1) == '{' then
     local nl = nonlocal(ch)
     return MP .. nl .. '}' .. string.sub(ch, #nl + 1)
   end
   return MP .. ch
-end
-
-local function ckey(pp)
-  if string.sub(CKP, -1) == '{' then return CKP .. pp .. '}' end
-  return CKP .. pp
 end
 
 local function mark(ch, score)
@@ -144,16 +125,10 @@ local function chans_of(m)
   return out
 end
 
-local function dec(ck, ch)
-  if redis.call('HINCRBY', ck, ch, -1) <= 0 then
-    redis.call('HDEL', ck, ch)
-  end
-end
-
--- trim removes the messages of key sent at or before cutoff and returns
--- how many it removed. name is the channel of an ordinary key, or the
--- process prefix of a process key (then the channels are read from the
--- messages and their counts decreased).
+-- trim removes the messages of key sent at or before cutoff, leaving an
+-- expiry marker for each of their channels, and returns how many it
+-- removed. name is the channel of an ordinary key, or the process prefix
+-- of a process key (then the channels are read from the messages).
 local function trim(key, cutoff, name)
   local old = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'WITHSCORES')
   local n = #old / 2
@@ -161,64 +136,14 @@ local function trim(key, cutoff, name)
   if string.sub(name, -1) ~= '!' then
     mark(name, old[#old])
   else
-    local ck = ckey(name)
     for i = 1, #old, 2 do
       for _, c in ipairs(chans_of(old[i])) do
         mark(c, old[i + 1])
-        dec(ck, c)
       end
     end
   end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
   return n
-end
-
--- recount rebuilds the count hash of a process key from its messages,
--- with the key's size then (~z) and the messages added since (~a).
-local function recount(key, ck)
-  local counts = {}
-  local all = redis.call('ZRANGE', key, 0, -1)
-  for i = 1, #all do
-    for _, c in ipairs(chans_of(all[i])) do
-      counts[c] = (counts[c] or 0) + 1
-    end
-  end
-  redis.call('DEL', ck)
-  local args = {'~z', #all, '~a', 0, '~h', HPAD}
-  for c, n in pairs(counts) do
-    args[#args + 1] = c
-    args[#args + 1] = n
-    if #args >= 1000 then
-      redis.call('HSET', ck, unpack(args))
-      args = {}
-    end
-  end
-  if #args > 0 then redis.call('HSET', ck, unpack(args)) end
-  redis.call('PEXPIRE', ck, KTTL)
-  return counts
-end
-
--- has_room reports whether process-specific channel ch, on key, holds
--- fewer than cap messages. A count at capacity is checked by a recount,
--- unless nothing left the key since the last recount (its size is at
--- least what it was plus what was added since): then the counts are exact.
-local function has_room(key, ck, ch, cap, recounted)
-  local n = tonumber(redis.call('HGET', ck, ch)) or 0
-  if n < cap then return true, recounted end
-  if not recounted then
-    local z0 = tonumber(redis.call('HGET', ck, '~z'))
-    local a = tonumber(redis.call('HGET', ck, '~a')) or 0
-    if z0 and redis.call('ZCARD', key) >= z0 + a then return false, recounted end
-    recounted = recount(key, ck)
-  end
-  return (recounted[ch] or 0) < cap, recounted
-end
-
-local function count_added(ck, list)
-  for _, c in ipairs(list) do redis.call('HINCRBY', ck, c, 1) end
-  redis.call('HINCRBY', ck, '~a', 1)
-  redis.call('HSETNX', ck, '~h', HPAD)
-  redis.call('PEXPIRE', ck, KTTL)
 end
 
 -- msgpack str and array headers, to build the member list of a body.
@@ -250,101 +175,21 @@ local function enc_array(list)
   return table.concat(t)
 end
 
--- deliver adds one message for the channels of bucket (all on key) that
--- have room, and returns how many got it and how many were full.
-local function deliver(key, list, cap, pcap, score, msg_of, recounted)
-  if nonlocal(list[1]) == list[1] then
-    if redis.call('ZCARD', key) >= cap then return 0, #list end
-    redis.call('ZADD', key, score, msg_of(list))
-    redis.call('PEXPIRE', key, KTTL)
-    return #list, 0
-  end
-  if redis.call('ZCARD', key) >= pcap then return 0, #list end
-  local ck = ckey(nonlocal(list[1]))
-  local ok, room = {}, false
-  for _, c in ipairs(list) do
-    room, recounted = has_room(key, ck, c, cap, recounted)
-    if room then ok[#ok + 1] = c end
-  end
-  if #ok == 0 then return 0, #list end
-  redis.call('ZADD', key, score, msg_of(ok))
+-- deliver adds one message for the channels of list, all stored on key
+-- (one ordinary channel, or channels of one process prefix), unless key
+-- holds cap messages or more; it returns how many channels got it and
+-- how many were skipped.
+local function deliver(key, list, cap, score, msg_of)
+  if redis.call('ZCARD', key) >= cap then return 0, #list end
+  redis.call('ZADD', key, score, msg_of(list))
   redis.call('PEXPIRE', key, KTTL)
-  count_added(ck, ok)
-  return #ok, #list - #ok
+  return #list, 0
 end
 `
 
-// procFixScript settles the messages of a send batch to a process key
-// (see execProcess) whose channel count went over its capacity, or that
-// went over the process capacity: each is taken out again (with its
-// count), expired messages are removed, and then each is added back only
-// if the exact check finds room for it, recounting the key
-// when the counts may have drifted. A message already received counts as
-// sent. KEYS[1] process key; ARGV: 1 cutoff, 2 marker prefix, 3 marker TTL,
-// 4 key TTL, 5 count key prefix, 6 process prefix, 7 process capacity,
-// 8 score, then (channel, capacity, member) triples. Returns {one
-// character per message, '1' sent or '0' full; messages expired}.
-var procFixScript = newScript(luaLib + `
-MP, MTTL, KTTL, CKP = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local key, pp, pcap, score = KEYS[1], ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local ck = ckey(pp)
-local gone = {}
-for i = 9, #ARGV, 3 do
-  if redis.call('ZREM', key, ARGV[i + 2]) == 1 then
-    dec(ck, ARGV[i])
-    redis.call('HINCRBY', ck, '~a', -1)
-  else
-    gone[i] = true
-  end
-end
-local expired = trim(key, ARGV[1], pp)
-local out, recounted = {}, nil
-for i = 9, #ARGV, 3 do
-  local r = '1'
-  if not gone[i] then
-    local ch, room = ARGV[i], false
-    if redis.call('ZCARD', key) < pcap then
-      room, recounted = has_room(key, ck, ch, tonumber(ARGV[i + 1]), recounted)
-    end
-    if room then
-      redis.call('ZADD', key, score, ARGV[i + 2])
-      count_added(ck, {ch})
-      if recounted then recounted[ch] = (recounted[ch] or 0) + 1 end
-    else
-      r = '0'
-    end
-  end
-  out[#out + 1] = r
-end
-redis.call('PEXPIRE', key, KTTL)
-redis.call('PEXPIRE', ck, KTTL)
-return {table.concat(out), expired}
-`)
-
-// cleanCountsScript deletes the channel counts of a process key that are
-// zero or less (the receive loop decrements counts without deleting them;
-// a count below zero comes from messages sent by processes that do not
-// count, such as channels_redis). KEYS[1] count key. Returns the number
-// deleted.
-var cleanCountsScript = newScript(`
-local all = redis.call('HGETALL', KEYS[1])
-local del = {}
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 1) ~= '~' and tonumber(all[i + 1]) <= 0 then
-    del[#del + 1] = all[i]
-    if #del == 1000 then
-      redis.call('HDEL', KEYS[1], unpack(del))
-      del = {}
-    end
-  end
-end
-if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
-return #del
-`)
-
-// trimScript removes messages of a send batch that took ordinary channels
-// over their capacity (see execOrdinary), newest first, while the channel
-// holds more live messages than its capacity. KEYS: channel keys; ARGV:
+// trimScript removes messages of a send batch that took channel keys over
+// their capacity (see execAdd), newest first, while the key holds more
+// live messages than its capacity. KEYS: channel keys; ARGV:
 // cutoff, then per key capacity, n, n × member. Returns one character per
 // member: '1' kept (or already received), '0' removed.
 var trimScript = newScript(`
@@ -439,35 +284,37 @@ return out
 // groupSendScript sends to a whole group in one call when the group and
 // every member channel live on the same host. Members sharing a Redis key
 // (process-specific channels of one process) get one message listing them
-// in "__asgi_channel__", as channels_redis 4 does.
+// in "__asgi_channel__", as channels_redis 4 does, with one capacity check
+// for the key.
 //
 // KEYS[1] group key; ARGV: 1 score, 2 group cutoff, 3 message cutoff,
 // 4 key prefix, 5 marker prefix, 6 marker TTL, 7 key TTL, 8 map header,
-// 9 map entries, 10 random prefix, 11 default capacity, 12 count key
-// prefix, 13 process capacity, then (Lua pattern, capacity) pairs.
+// 9 map entries, 10 random prefix, 11 default capacity, 12 process
+// capacity, then (Lua pattern, capacity) pairs, matched against the
+// channel name of an ordinary key and the process prefix of a process key.
 // Returns {sent, skipped, evicted, expired}.
 var groupSendScript = newScript(luaLib + `
-MP, MTTL, KTTL, CKP = ARGV[5], ARGV[6], ARGV[7], ARGV[12]
+MP, MTTL, KTTL = ARGV[5], ARGV[6], ARGV[7]
 local score, mcut, kp = ARGV[1], ARGV[3], ARGV[4]
 local head = ARGV[10] .. ARGV[8] .. '\176__asgi_channel__'
-local entries, defcap, pcap = ARGV[9], tonumber(ARGV[11]), tonumber(ARGV[13])
+local entries, defcap, pcap = ARGV[9], tonumber(ARGV[11]), tonumber(ARGV[12])
 local function msg_of(list) return head .. enc_array(list) .. entries end
-local function capacity(ch)
-  for i = 14, #ARGV, 2 do
-    if string.find(ch, ARGV[i]) then return tonumber(ARGV[i + 1]) end
+local function capacity(name, def)
+  for i = 13, #ARGV, 2 do
+    if string.find(name, ARGV[i]) then return tonumber(ARGV[i + 1]) end
   end
-  return defcap
+  return def
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local sent, skipped, evicted, expired = 0, 0, 0, 0
-local order, buckets, trimmed = {}, {}, {}
+local order, buckets, names = {}, {}, {}
 for i = 1, #members, 2 do
   local ch, added = members[i], members[i + 1]
   local nl = nonlocal(ch)
   local key = kp .. nl
-  if not trimmed[key] then
-    trimmed[key] = true
+  if not names[key] then
+    names[key] = nl
     expired = expired + trim(key, mcut, nl)
   end
   local e = redis.call('GET', mkey(ch))
@@ -485,8 +332,10 @@ for i = 1, #members, 2 do
   end
 end
 for _, key in ipairs(order) do
-  local b = buckets[key]
-  local s, k = deliver(key, b, capacity(b[1]), pcap, score, msg_of, nil)
+  local nl = names[key]
+  local cap
+  if string.sub(nl, -1) == '!' then cap = capacity(nl, pcap) else cap = capacity(nl, defcap) end
+  local s, k = deliver(key, buckets[key], cap, score, msg_of)
   sent, skipped = sent + s, skipped + k
 end
 return {sent, skipped, evicted, expired}
@@ -499,18 +348,17 @@ return {sent, skipped, evicted, expired}
 //
 // KEYS: channel keys; ARGV: 1 score, 2 message cutoff, 3 marker prefix,
 // 4 marker TTL, 5 key TTL, 6 map header, 7 map entries, 8 random prefix,
-// 9 count key prefix, 10 process capacity, then per key: capacity, member
-// count n, n × (channel, added score).
+// then per key: its capacity, member count n, n × (channel, added score).
 // Returns {sent, skipped, expired, evicted channel, ...}.
 var groupDeliverScript = newScript(luaLib + `
-MP, MTTL, KTTL, CKP = ARGV[3], ARGV[4], ARGV[5], ARGV[9]
+MP, MTTL, KTTL = ARGV[3], ARGV[4], ARGV[5]
 local score, mcut = ARGV[1], ARGV[2]
 local head = ARGV[8] .. ARGV[6] .. '\176__asgi_channel__'
-local entries, pcap = ARGV[7], tonumber(ARGV[10])
+local entries = ARGV[7]
 local function msg_of(list) return head .. enc_array(list) .. entries end
 local sent, skipped, expired = 0, 0, 0
 local out = {0, 0, 0}
-local a = 11
+local a = 9
 for k = 1, #KEYS do
   local key = KEYS[k]
   local cap, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
@@ -528,7 +376,7 @@ for k = 1, #KEYS do
     end
   end
   if #b > 0 then
-    local s, k2 = deliver(key, b, cap, pcap, score, msg_of, nil)
+    local s, k2 = deliver(key, b, cap, score, msg_of)
     sent, skipped = sent + s, skipped + k2
   end
 end

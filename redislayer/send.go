@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +14,8 @@ import (
 
 // Sends are batched: concurrent Sends to one host (one hash slot in
 // Cluster mode) share one round trip: one MULTI holding, per Redis key,
-// one ZADD of all its messages and what checks capacity (see execOrdinary
-// and execProcess). A Send that finds no batch under way runs its own at
+// one ZADD of all its messages and what checks capacity (see execAdd). A
+// Send that finds no batch under way runs its own at
 // once, so an idle layer adds no delay; while batches are under way, the
 // Sends that arrive meanwhile queue and go out together in the next one.
 // Under load a batch holds about as many messages as arrive during one
@@ -228,149 +227,25 @@ func (l *Layer) execSendsOn(sh *shard, dc rueidis.CommandClient, batch []*sendRe
 		}
 		groups[gi].reqs = append(groups[gi].reqs, r)
 	}
-	var ord, proc []group
-	for _, g := range groups {
-		if g.name == g.reqs[0].channel {
-			ord = append(ord, g)
-		} else {
-			proc = append(proc, g)
-		}
+	reqs := make([][]*sendReq, len(groups))
+	for i, g := range groups {
+		reqs[i] = g.reqs
 	}
-	score := formatMicros(l.clock.next())
-	var ordErr error
-	if len(ord) > 0 {
-		reqs := make([][]*sendReq, len(ord))
-		for i, g := range ord {
-			reqs[i] = g.reqs
-		}
-		ordErr = l.execOrdinary(dc, reqs, score)
-	}
-	if len(proc) > 0 {
-		reqs := make([][]*sendReq, len(proc))
-		for i, g := range proc {
-			reqs[i] = g.reqs
-		}
-		if err := l.execProcess(dc, reqs, score); err != nil && ordErr == nil {
-			ordErr = err
-		}
-	}
-	return ordErr
+	return l.execAdd(dc, reqs, formatMicros(l.clock.next()))
 }
 
-// countPad is the value of the "~h" field of every count hash, over
-// hash-max-listpack-value, so that Redis keeps the hash as a real hash
-// table (see scripts.go).
-var countPad = strings.Repeat("-", 80)
-
-// execProcess adds messages to process keys (one slice of sends per key)
-// with plain commands: in one MULTI, per key its size, one HINCRBY per
-// message on its channel's count, one ZADD of all the messages, which
-// share a score, and the count hash's bookkeeping. Messages whose channel
-// count comes out over capacity, or that take the key over the process
-// capacity, are settled by procFixScript, which takes them out again and
-// adds back those that the exact check finds room for.
-func (l *Layer) execProcess(c rueidis.CommandClient, groups [][]*sendReq, score string) error {
-	cmds := make(rueidis.Commands, 0, 2+7*len(groups))
-	cmds = append(cmds, c.B().Multi().Build())
-	keys := make([]string, len(groups))
-	cks := make([]string, len(groups))
-	for i, reqs := range groups {
-		keys[i] = l.key(reqs[0].group)
-		cks[i] = l.countKey(reqs[0].group)
-		cmds = append(cmds, c.B().Zcard().Key(keys[i]).Build())
-		args := make([]string, 0, 2*len(reqs))
-		for _, r := range reqs {
-			cmds = append(cmds, c.B().Hincrby().Key(cks[i]).Field(r.channel).Increment(1).Build())
-			args = append(args, score, rueidis.BinaryString(r.member))
-		}
-		cmds = append(cmds,
-			c.B().Arbitrary("ZADD").Keys(keys[i]).Args(args...).Build(),
-			c.B().Hincrby().Key(cks[i]).Field("~a").Increment(int64(len(reqs))).Build(),
-			c.B().Hsetnx().Key(cks[i]).Field("~h").Value(countPad).Build(),
-			c.B().Pexpire().Key(keys[i]).Milliseconds(l.keyTTLms).Build(),
-			c.B().Pexpire().Key(cks[i]).Milliseconds(l.keyTTLms).Build())
-	}
-	cmds = append(cmds, c.B().Exec().Build())
-	n := len(cmds) - 2
-	res := c.DoMulti(context.Background(), cmds...)
-	arr, err := res[len(res)-1].ToArray()
-	if err == nil {
-		for _, r := range res[:len(res)-1] {
-			if err = r.Error(); err != nil {
-				break
-			}
-		}
-	}
-	if err == nil && len(arr) != n {
-		err = fmt.Errorf("MULTI returned %d results for %d commands", len(arr), n)
-	}
-	a := 0
-	for i, reqs := range groups {
-		var size int64
-		if err == nil {
-			size, err = arr[a].AsInt64()
-		}
-		var over []*sendReq
-		for j, r := range reqs {
-			r.res, r.err = '1', err
-			if err != nil {
-				continue
-			}
-			count, cerr := arr[a+1+j].AsInt64()
-			if cerr != nil {
-				err = cerr
-				r.err = err
-				continue
-			}
-			if count > int64(l.s.caps.For(r.channel)) || size+int64(j)+1 > int64(l.s.processCap) {
-				over = append(over, r)
-			}
-		}
-		a += 1 + len(reqs) + 5
-		if err != nil || len(over) == 0 {
-			continue
-		}
-		now := l.clock.next()
-		args := []string{l.cutoff(now), l.markerPrefix(), l.markerTTL(), l.keyTTL(),
-			l.countPrefix(), reqs[0].group, l.processCapArg, score}
-		for _, r := range over {
-			args = append(args, r.channel, r.capStr, rueidis.BinaryString(r.member))
-		}
-		out, ferr := procFixScript.exec(context.Background(), c, []string{keys[i]}, args).ToArray()
-		var settled string
-		if ferr == nil && len(out) == 2 {
-			settled, ferr = out[0].ToString()
-			if expired, e := out[1].AsInt64(); e == nil {
-				l.st.expired.Add(uint64(expired))
-			}
-		}
-		if ferr == nil && len(settled) != len(over) {
-			ferr = fmt.Errorf("settled %d of %d messages", len(settled), len(over))
-		}
-		for k, r := range over {
-			if ferr != nil {
-				r.err = ferr
-			} else {
-				r.res = settled[k]
-			}
-		}
-		if ferr != nil {
-			err = ferr
-		}
-	}
-	return err
-}
-
-// execOrdinary adds messages to ordinary channels (one slice of sends per
-// channel) with plain commands, no script: in one MULTI, per channel a
-// ZADD of all its messages, which share a score, then ZCARD and PEXPIRE.
-// A channel that holds more messages than its capacity afterwards is
-// trimmed by trimScript, which counts live messages exactly and removes as
-// many of the batch's messages as are over capacity (those that are not
-// already received): their Sends get ErrChannelFull. A channel can thus
-// hold more than its capacity for the length of one round trip, and a
-// message received meanwhile counts as sent.
-func (l *Layer) execOrdinary(c rueidis.CommandClient, groups [][]*sendReq, score string) error {
+// execAdd adds messages to channel keys (one slice of sends per key: an
+// ordinary channel, or the process prefix that the process-specific
+// channels of one process share) with plain commands, no script: in one
+// MULTI, per key a ZADD of all its messages, which share a score, then
+// ZCARD and PEXPIRE. A key that holds more messages than its capacity (see
+// Layer.capacity) afterwards is trimmed by trimScript, which counts live
+// messages exactly and removes as many of the batch's messages as are over
+// capacity (those that are not already received): their Sends get
+// ErrChannelFull. A key can thus hold more than its capacity for the
+// length of one round trip, and a message received meanwhile counts as
+// sent.
+func (l *Layer) execAdd(c rueidis.CommandClient, groups [][]*sendReq, score string) error {
 	cmds := make(rueidis.Commands, 0, 2+3*len(groups))
 	cmds = append(cmds, c.B().Multi().Build())
 	keys := make([]string, len(groups))
@@ -409,7 +284,7 @@ func (l *Layer) execOrdinary(c rueidis.CommandClient, groups [][]*sendReq, score
 		for _, r := range reqs {
 			r.res, r.err = '1', err
 		}
-		if err == nil && size > int64(l.s.caps.For(reqs[0].channel)) {
+		if err == nil && size > int64(l.capacity(reqs[0].channel)) {
 			over = append(over, i)
 		}
 	}
@@ -453,8 +328,10 @@ func (sh *shard) batcherFor(group string) *batcher {
 
 // Send implements channels.Layer. Concurrent sends to one host are batched
 // (see the package documentation, Throughput): Send blocks for about one
-// round trip to the channel's host, two when a process-specific channel
-// looks full and is recounted, and never waits for room.
+// round trip to the channel's host, two when the batch takes the
+// channel's key over its capacity, and never waits for room. The
+// process-specific channels of one process are bounded together (see
+// Config.ProcessCapacity).
 func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
 	if err := l.s.names.CheckChannel(channel); err != nil {
 		return err
@@ -561,9 +438,9 @@ func (l *Layer) encodeBody(verb, name string, c channels.Content) (head, entries
 	return msgp.AppendMapHeader(nil, uint32(len(c))+1), entries, nil
 }
 
-// capString returns the capacity of channel as a decimal string.
+// capString returns the capacity of channel's key as a decimal string.
 func (l *Layer) capString(channel string) string {
-	n := l.s.caps.For(channel)
+	n := l.capacity(channel)
 	if s, ok := l.capStrs[n]; ok {
 		return s
 	}

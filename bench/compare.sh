@@ -8,12 +8,20 @@
 #               over a private redis-server
 #
 # for echo, fanout and http, printing each result and the ratio to the
-# reference. Usage:
+# reference, and for the Redis runs the CPU time of each process (gateway,
+# workers, redis-server) per message. Usage:
 #
 #   bench/compare.sh [echo|fanout|http|all]
 #
 # Environment: ECHO_ARGS, FANOUT_ARGS, HTTP_ARGS override the load shapes;
-# WORKERS (default 2 runworker processes) and THREADS (default 16 each).
+# WORKERS (default 2 runworker processes) and THREADS (default 16 each);
+# RUNS (default 1) repeats every comparison and ends with the median ratios;
+# SIDES (default "runserver redis") picks what is compared to the reference.
+#
+# Fanout over Redis with more than one worker process may report reordered
+# frames: Channels orders one connection's messages only within one worker
+# process (session.EnforceOrdering gives strict order). The header and every
+# Redis result name the worker count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +31,8 @@ FANOUT_ARGS=${FANOUT_ARGS:-"-s 200 -m 500"}
 HTTP_ARGS=${HTTP_ARGS:-"-c 50 -n 20000"}
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-16}
+RUNS=${RUNS:-1}
+SIDES=${SIDES:-"runserver redis"}
 
 tmp=$(mktemp -d)
 pids=()
@@ -35,6 +45,9 @@ trap cleanup EXIT
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+# ticks PID...: CPU time (user + system) of the processes, in clock ticks.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
 
 echo "== building"
 go build -o "$tmp/load" ./cmd/channels-load
@@ -43,30 +56,68 @@ go build -o "$tmp/loadapp" ./examples/loadapp
 ref=$(freeport); rs=$(freeport); gw=$(freeport); rp=$(freeport)
 "$tmp/load" reference -addr "127.0.0.1:$ref" >"$tmp/ref.log" 2>&1 & pids+=($!); refpid=$!
 "$tmp/loadapp" runserver "127.0.0.1:$rs" --nodelay -v 0 >"$tmp/rs.log" 2>&1 & pids+=($!); rspid=$!
-redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 & pids+=($!)
+redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 & pids+=($!); redispid=$!
 waitport "$rp"
 layer="redis://127.0.0.1:$rp/0?prefix=bench"
 "$tmp/loadapp" gateway --layer "$layer" -p "$gw" -v 0 >"$tmp/gw.log" 2>&1 & pids+=($!); gwpid=$!
+wpids=()
 for _ in $(seq "$WORKERS"); do
-  "$tmp/loadapp" runworker --layer "$layer" --threads "$THREADS" -v 0 >>"$tmp/worker.log" 2>&1 & pids+=($!)
+  "$tmp/loadapp" runworker --layer "$layer" --threads "$THREADS" -v 0 >>"$tmp/worker.log" 2>&1 & pids+=($!); wpids+=($!)
 done
 waitport "$ref"; waitport "$rs"; waitport "$gw"
-echo "== reference :$ref (pid $refpid), runserver :$rs (pid $rspid), redis gateway :$gw (pid $gwpid) + $WORKERS workers x $THREADS threads, redis :$rp"
+redisname="redis-${WORKERS}w"
+echo "== reference :$ref (pid $refpid), runserver :$rs (pid $rspid), redis gateway :$gw (pid $gwpid) + $WORKERS worker processes x $THREADS threads (pids ${wpids[*]}), redis-server :$rp (pid $redispid); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# first_ratio FILE: the ratio of the first metric (throughput) of a comparison.
+first_ratio() { awk '/ ratio /{print $5; exit}' "$1"; }
+# done_count FILE: messages completed in the first report (A's).
+done_count() { awk '/^  (round trips|delivered|requests) /{split($3, a, "/"); print a[1]; exit}' "$1"; }
 
 run() { # mode path args...
   local mode=$1 path=$2; shift 2
   local scheme=ws; [ "$mode" = http ] && scheme=http
   echo
-  echo "==================== $mode $* ===================="
+  echo "==================== $mode $* (run $i of $RUNS; Redis with $WORKERS worker processes) ===================="
+  if [[ " $SIDES " = *" runserver "* ]]; then
   "$tmp/load" compare -a "$scheme://127.0.0.1:$rs$path" -a-name runserver -a-pid "$rspid" \
-      -b "$scheme://127.0.0.1:$ref$path" -b-name reference -b-pid "$refpid" "$mode" -progress 0 "$@"
+      -b "$scheme://127.0.0.1:$ref$path" -b-name reference -b-pid "$refpid" "$mode" -progress 0 "$@" | tee "$tmp/out"
+  echo "$mode runserver $(first_ratio "$tmp/out")" >>"$tmp/ratios"
   echo
-  "$tmp/load" compare -a "$scheme://127.0.0.1:$gw$path" -a-name redis -a-pid "$gwpid" \
-      -b "$scheme://127.0.0.1:$ref$path" -b-name reference -b-pid "$refpid" "$mode" -progress 0 "$@"
+  fi
+  [[ " $SIDES " = *" redis "* ]] || return 0
+  local g0 w0 r0
+  g0=$(ticks "$gwpid"); w0=$(ticks "${wpids[@]}"); r0=$(ticks "$redispid")
+  "$tmp/load" compare -a "$scheme://127.0.0.1:$gw$path" -a-name "$redisname" -a-pid "$gwpid" \
+      -b "$scheme://127.0.0.1:$ref$path" -b-name reference -b-pid "$refpid" "$mode" -progress 0 "$@" | tee "$tmp/out"
+  local g w r n
+  g=$(( $(ticks "$gwpid") - g0 )); w=$(( $(ticks "${wpids[@]}") - w0 )); r=$(( $(ticks "$redispid") - r0 ))
+  n=$(done_count "$tmp/out")
+  echo "$mode $redisname $(first_ratio "$tmp/out")" >>"$tmp/ratios"
+  awk -v g="$g" -v w="$w" -v r="$r" -v n="$n" -v hz="$hz" -v nw="$WORKERS" 'BEGIN {
+    if (n == 0) n = 1
+    f = 1e6 / hz / n
+    printf "  %s CPU over the run (both sides, mostly A): gateway %.2fs = %.1f us/msg, %d workers %.2fs = %.1f us/msg, redis-server %.2fs = %.1f us/msg; total %.1f us/msg (%d msgs)\n",
+      ENVIRON["redisname"], g / hz, g * f, nw, w / hz, w * f, r / hz, r * f, (g + w + r) * f, n
+  }'
 }
+export redisname
 
-case $what in
-  echo|all) run echo /echo/ $ECHO_ARGS ;;&
-  fanout|all) run fanout /fanout/ $FANOUT_ARGS ;;&
-  http|all) run http /http/ $HTTP_ARGS ;;
-esac
+for i in $(seq "$RUNS"); do
+  case $what in
+    echo|all) run echo /echo/ $ECHO_ARGS ;;&
+    fanout|all) run fanout /fanout/ $FANOUT_ARGS ;;&
+    http|all) run http /http/ $HTTP_ARGS ;;
+  esac
+done
+
+echo
+echo "== throughput ratio to the reference (medians of $RUNS runs; Redis with $WORKERS worker processes x $THREADS threads)"
+python3 - "$tmp/ratios" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    mode, side, ratio = line.split()
+    runs.setdefault((mode, side), []).append(float(ratio))
+for (mode, side), v in runs.items():
+    print("  %-7s %-12s median %.3f   runs %s" % (mode, side, statistics.median(v), " ".join("%.3f" % x for x in v)))
+PY

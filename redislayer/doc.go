@@ -101,13 +101,17 @@
 // goroutine for each set of channel names that Receive calls wait on
 // together (a worker receives on the same set over and over). While calls
 // wait, their fetcher pops as many messages as there are calls, plus some
-// ahead of demand, in one round trip (ZMPOP ... COUNT n; ZPOPMIN for one
-// channel), and hands them over. When Redis has none it waits for all the
-// calls at once with one blocking pop (BZMPOP) on a connection of its own
-// (Config.ReceiveConns bounds those connections per host). A Receive
-// that finds its fetcher idle (no call waiting, no pop under way), as one
-// goroutine receiving message after message at low load does, pops for
-// itself instead, sparing the hand-offs between goroutines. The order of
+// ahead of demand, in one round trip, and hands them over: with a blocking
+// pop (BZMPOP ... COUNT n), which answers at once when messages wait and
+// otherwise waits for all the calls at once, on a connection of its own
+// (Config.ReceiveConns bounds those connections per host; in Cluster mode,
+// over channels of several slots, it first pops each without waiting). A
+// Receive that finds its fetcher idle (no call waiting, no pop under way),
+// as one goroutine receiving message after message does (a worker's
+// receive loop), pops for itself instead, with the same blocking pop on a
+// pop connection, sparing the hand-offs between goroutines (a Receive
+// over process-specific channels too pops without waiting, then waits as
+// usual). The order of
 // the channels is rotated on every pop, so that a busy channel does not
 // starve the others; a Receive over ordinary and process-specific channels
 // alternates which kind it serves first.
@@ -215,7 +219,7 @@
 // Sends are batched: concurrent Sends to one host share one round trip.
 // A Send that finds no batch under way runs one at once, so an idle layer
 // adds no delay; Sends that arrive while one is under way go out together
-// in the next (a second batch starts early only while the first is small).
+// in the next, run by one of their goroutines.
 // A batch is one MULTI holding, per Redis key (a channel, or a process
 // prefix), one ZADD of all its messages, which share a score, and a ZCARD
 // that checks capacity; only a key found over capacity costs a second

@@ -539,7 +539,12 @@ func (l *Layer) fetchLoop(f *fetcher) {
 			err     error
 			blocked bool
 		)
-		if err = l.connectTargets(bctx, ts, conns); err == nil {
+		if err = l.connectTargets(bctx, ts, conns); err == nil && len(ts) == 1 {
+			// One target: a blocking pop answers at once when messages
+			// wait, so it is the only pop needed, and it takes as many as
+			// a non-blocking one would.
+			ps, err = l.popWait(bctx, ts, conns, rotated, count, l.s.blockTimeout)
+		} else if err == nil {
 			ps, err = l.popNow(ts, conns, rotated, count, int(r))
 			if err == nil && len(ps) == 0 {
 				l.rmu.Lock()
@@ -597,18 +602,26 @@ func (l *Layer) fetchLoop(f *fetcher) {
 
 // popDirect is the path of a Receive that finds nothing buffered while the
 // fetcher of its channels is idle (no call waits, no pop under way), as
-// when one goroutine receives message after message at low load: it pops
-// itself, on the shared connections, instead of waking the fetcher, which
-// saves the hand-offs between goroutines. It takes the first live message
-// and hands the rest over like the fetcher would. ok is false when it did
-// not run (the caller then waits as usual) or got nothing.
-func (l *Layer) popDirect(normal []string) (string, oentry, bool) {
+// when one goroutine receives message after message (a worker's receive
+// loop): it pops itself instead of waking the fetcher, which saves the
+// hand-offs between goroutines. It takes the first live message and hands
+// the rest over like the fetcher would.
+//
+// With block set and the channels on one host (one hash slot in Cluster
+// mode), it pops with a blocking pop on a connection of its own, which
+// answers at once when messages wait and otherwise waits for them (at most
+// Config.BlockTimeout, or until ctx is done or the layer closes); it then
+// reports ran even when it got nothing. Otherwise it pops without waiting,
+// on the shared connections. ok is false when it got nothing; ran is false
+// when it did not run or failed (the caller then waits for the fetcher as
+// usual).
+func (l *Layer) popDirect(ctx context.Context, normal []string, block bool) (ch string, e oentry, ok, ran bool) {
 	s := &l.ord
 	l.rmu.Lock()
 	f := s.lookup(normal)
 	if s.closed || f == nil || f.dropped || len(f.waiters) > 0 || f.popping || f.direct {
 		l.rmu.Unlock()
-		return "", oentry{}, false
+		return "", oentry{}, false, false
 	}
 	f.direct = true
 	count := 1
@@ -628,34 +641,69 @@ func (l *Layer) popDirect(normal []string) (string, oentry, bool) {
 			keys[i][k] = t.keys[(int(r)+k)%n]
 		}
 	}
-	ps, err := l.popNow(ts, nil, keys, count, int(r))
+	var (
+		ps  []popped
+		err error
+	)
+	block = block && len(ts) == 1
+	if block {
+		ps, err = l.popBlocking(ctx, ts[0], keys[0], count)
+	} else {
+		ps, err = l.popNow(ts, nil, keys, count, int(r))
+	}
 
 	l.rmu.Lock()
 	defer l.rmu.Unlock()
 	f.direct = false
 	if err != nil || gen != s.gen {
-		return "", oentry{}, false
+		return "", oentry{}, false, false
 	}
 	if len(ps) >= count {
 		f.want = min(max(2*f.want, 1), maxPrefetch)
-	} else {
+	} else if !block || len(ps) > 0 {
 		f.want /= 2
 	}
 	now := time.Now()
-	var (
-		ch  string
-		e   oentry
-		got bool
-	)
 	for i := range ps {
 		p := &ps[i]
-		if !got && !l.expired(p.score, now) {
-			ch, e, got = l.nameOf(p.key), oentry{member: p.member, score: p.score, sh: p.sh}, true
+		if !ok && !l.expired(p.score, now) {
+			ch, e, ok = l.nameOf(p.key), oentry{member: p.member, score: p.score, sh: p.sh}, true
 			continue
 		}
 		s.deliver(l, f, p, now)
 	}
-	return ch, e, got
+	return ch, e, ok, true
+}
+
+// popBlocking pops up to count messages of t's keys (in that order) with
+// a blocking pop on a pop connection, waiting at most Config.BlockTimeout
+// and until ctx is done or the layer closes. Messages Redis popped before
+// an interruption are returned, never lost.
+func (l *Layer) popBlocking(ctx context.Context, t target, keys []string, count int) ([]popped, error) {
+	bc, err := t.sh.acquire(ctx, t.slot)
+	if err != nil {
+		return nil, err
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(l.closeCtx, cancel)
+	ps, err := t.sh.bpop(bctx, bc, keys, l.s.blockTimeout, count)
+	stop()
+	cancel()
+	broken := false
+	if err != nil && !t.sh.moved(ctx, err, t.slot) {
+		var eb errBroken
+		if _, ok := rueidis.IsRedisErr(err); !ok || errors.As(err, &eb) {
+			broken = !errors.Is(err, context.Canceled)
+		}
+	}
+	t.sh.release(bc, broken)
+	for k := range ps {
+		ps[k].sh = t.sh
+	}
+	if len(ps) > 0 {
+		return ps, nil
+	}
+	return nil, err
 }
 
 // connectTargets makes sure conns holds a connection for every target.

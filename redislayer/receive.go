@@ -394,9 +394,21 @@ func (l *Layer) receiveAny(ctx context.Context, normal, proc []string) (string, 
 		}
 		if ow == nil {
 			l.rmu.Unlock()
-			if ch, e, ok := l.popDirect(normal); ok {
+			// Alone on these channels, a Receive over ordinary channels
+			// only waits in Redis itself.
+			ch, e, ok, ran := l.popDirect(ctx, normal, len(proc) == 0)
+			if ok {
 				if c, ok := l.deliverEntry(ch, e); ok {
 					return ch, c, nil
+				}
+				continue
+			}
+			if ran && len(proc) == 0 {
+				if err := ctx.Err(); err != nil {
+					return "", nil, err
+				}
+				if l.closed() {
+					return "", nil, channels.ErrLayerClosed
 				}
 				continue
 			}

@@ -174,17 +174,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	log.Info("Listening on channels", "channels", names, "concurrency", conc, "layer", fmt.Sprint(w.Layer))
 
 	var (
-		wg    sync.WaitGroup
-		run   = make(chan struct{}, conc)
-		hold  = make(chan struct{}, conc+backlog)
-		mu    sync.Mutex
-		lanes = make(map[string][]*channels.Message) // reply channel → messages waiting behind the running one
+		wg      sync.WaitGroup
+		jobs    = make(chan *channels.Message)
+		started int // goroutines running consume, at most conc
+		hold    = make(chan struct{}, conc+backlog)
+		mu      sync.Mutex
+		lanes   = make(map[string][]*channels.Message) // reply channel → messages waiting behind the running one
 	)
 	cctx := context.WithoutCancel(ctx)
 	debug := log.Enabled(ctx, slog.LevelDebug)
+	// process runs m, then the messages queued behind it on its lane.
 	process := func(m *channels.Message) {
-		defer wg.Done()
-		defer func() { <-run }()
 		key := m.ReplyChannel
 		for {
 			if debug {
@@ -209,6 +209,29 @@ func (w *Worker) Run(ctx context.Context) error {
 			mu.Unlock()
 		}
 	}
+	// Messages run on up to conc goroutines that stay for the whole Run
+	// (started as the load needs them): a goroutine per message would pay
+	// for its creation and for growing its stack every time.
+	consume := func(m *channels.Message) {
+		defer wg.Done()
+		for ; m != nil; m = <-jobs {
+			process(m)
+		}
+	}
+	dispatch := func(m *channels.Message) {
+		select {
+		case jobs <- m:
+			return
+		default:
+		}
+		if started < conc {
+			started++
+			wg.Add(1)
+			go consume(m)
+			return
+		}
+		jobs <- m
+	}
 
 	backoff := time.Duration(0)
 	for {
@@ -226,6 +249,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			if errors.Is(err, channels.ErrLayerClosed) {
+				close(jobs)
 				wg.Wait()
 				return err
 			}
@@ -256,11 +280,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			lanes[key] = nil
 			mu.Unlock()
 		}
-		run <- struct{}{}
-		wg.Add(1)
-		go process(m)
+		dispatch(m)
 	}
 	log.Info("worker stopping; waiting for messages in progress", "in_flight", w.inFlight.Load())
+	close(jobs)
 	wg.Wait()
 	return nil
 }

@@ -19,8 +19,9 @@ apt_install() {
   fi
 }
 
-# Python's channels_redis, for the Redis interoperability test.
-apt_install python3-channels-redis
+# Python's channels_redis, for the Redis interoperability test; Chromium, for
+# the browser tests of the example pages.
+apt_install python3-channels-redis chromium
 
 # Redis on 127.0.0.1:6379, nothing kept on disk.
 if ! have redis-server; then apt_install redis-server; fi

@@ -39,8 +39,16 @@ func (l *lockedBuffer) String() string {
 // the test ends, checking that it exited cleanly.
 func startProcess(t *testing.T, name, bin string, args ...string) *lockedBuffer {
 	t.Helper()
+	return startProcessIn(t, "", name, bin, args...)
+}
+
+// startProcessIn is startProcess with the working directory dir ("" for the
+// test's own).
+func startProcessIn(t *testing.T, dir, name, bin string, args ...string) *lockedBuffer {
+	t.Helper()
 	var out lockedBuffer
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

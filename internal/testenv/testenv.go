@@ -310,3 +310,21 @@ func (s *RedisServer) startArgs(bin string, port int, extra ...string) error {
 		return fmt.Errorf("redis-server on port %d did not start", port)
 	}
 }
+
+// Chromium returns the path of a Chromium or Chrome binary for browser tests:
+// CHANNELS_CHROMIUM when set, else the first of chromium, chromium-browser,
+// chromium-headless-shell, google-chrome on PATH (Debian's package chromium
+// installs /usr/bin/chromium).
+func Chromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("CHANNELS_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "chromium-headless-shell", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	Missing(t, "no Chromium found; install Debian's chromium package (or set CHANNELS_CHROMIUM) to run the browser tests")
+	return ""
+}

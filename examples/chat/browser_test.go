@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
+	"github.com/gochannels/channels/internal/browsertest"
 	"github.com/gochannels/channels/internal/testenv"
 )
 
@@ -23,100 +19,42 @@ func TestChatInTwoBrowserTabs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the chat binary and starts Chromium")
 	}
-	browser := testenv.Chromium(t)
+	testenv.Chromium(t)
 	bin := testenv.GoBuild(t, "./examples/chat")
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	out := startProcessIn(t, t.TempDir(), "chat runserver", bin, "runserver", addr)
+	out := testenv.StartProcess(t, t.TempDir(), "chat runserver", bin, "runserver", addr)
 	base := "http://" + addr + "/"
-	waitForPage(t, base, out)
+	testenv.WaitHTTP(t, base, 20*time.Second, out.String)
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		append(chromedp.DefaultExecAllocatorOptions[:],
-			chromedp.ExecPath(browser),
-			chromedp.NoSandbox,
-			chromedp.DisableGPU,
-			chromedp.UserDataDir(t.TempDir()),
-			chromedp.Flag("disable-quic", true),
-			chromedp.Flag("disable-component-update", true),
-		)...)
-	defer cancelAlloc()
-	// The first tab starts the browser.
-	tab1, cancel1 := chromedp.NewContext(alloc)
-	defer cancel1()
-	deadline, cancelDeadline := context.WithTimeout(tab1, 60*time.Second)
-	defer cancelDeadline()
-	tab1 = deadline
-
-	do := func(tab context.Context, who string, steps ...chromedp.Action[chromedp.Void]) {
+	b := browsertest.Start(t, out.String)
+	join := func(tab *browsertest.Tab, name string) {
 		t.Helper()
-		if err := chromedp.Do(tab, steps...); err != nil {
-			t.Fatalf("%s's tab: %v\nserver output:\n%s", who, err, out.String())
-		}
+		tab.Open(base, "#join")
+		tab.Type("#name", name)
+		tab.Click("#join button")
+		tab.WaitText("#log div", "connected to lobby as "+name)
 	}
-	// sees waits until the tab's chat log shows a line.
-	sees := func(tab context.Context, who, line string) {
+	say := func(tab *browsertest.Tab, text string) {
 		t.Helper()
-		expr := fmt.Sprintf(`Array.from(document.querySelectorAll("#log div")).some(d => d.textContent === %q)`, line)
-		if _, err := chromedp.Run(tab, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-			var log string
-			if got, err2 := chromedp.Run(tab, chromedp.Evaluate[string](`document.getElementById("log").innerText`)); err2 == nil {
-				log = got
-			}
-			t.Fatalf("%s's tab never showed %q: %v\nits log:\n%s\nserver output:\n%s", who, line, err, log, out.String())
-		}
-	}
-	join := func(tab context.Context, name string) {
-		t.Helper()
-		do(tab, name,
-			chromedp.Navigate(base),
-			chromedp.WaitVisible(chromedp.CSS("#join")),
-			chromedp.SendKeys(chromedp.CSS("#name"), name),
-			chromedp.Click(chromedp.CSS("#join button")),
-			chromedp.WaitVisible(chromedp.CSS("#say")),
-		)
-		sees(tab, name, "connected to lobby as "+name)
-	}
-	say := func(tab context.Context, name, text string) {
-		t.Helper()
-		do(tab, name,
-			chromedp.SendKeys(chromedp.CSS("#text"), text),
-			chromedp.Click(chromedp.CSS("#say button")),
-		)
+		tab.Type("#text", text)
+		tab.Click("#say button")
 	}
 
-	join(tab1, "alice")
-	sees(tab1, "alice", "alice joined lobby")
-	// The second tab opens in the browser the first one started.
-	tab2, cancel2 := chromedp.NewContext(tab1)
-	defer cancel2()
-	join(tab2, "bob")
-	sees(tab1, "alice", "bob joined lobby")
+	alice := b.Tab("alice")
+	join(alice, "alice")
+	alice.WaitText("#log div", "alice joined lobby")
+	bob := b.Tab("bob")
+	join(bob, "bob")
+	alice.WaitText("#log div", "bob joined lobby")
 
-	say(tab1, "alice", "hello from the first tab")
-	sees(tab2, "bob", "alice: hello from the first tab")
-	sees(tab1, "alice", "alice: hello from the first tab")
+	say(alice, "hello from the first tab")
+	bob.WaitText("#log div", "alice: hello from the first tab")
+	alice.WaitText("#log div", "alice: hello from the first tab")
 
-	say(tab2, "bob", "and back from the second")
-	sees(tab1, "alice", "bob: and back from the second")
+	say(bob, "and back from the second")
+	alice.WaitText("#log div", "bob: and back from the second")
 
 	// Closing the second tab closes its socket; the room hears that bob left.
-	cancel2()
-	sees(tab1, "alice", "bob left lobby")
-}
-
-// waitForPage waits until the server at base serves the chat page.
-func waitForPage(t *testing.T, base string, out *lockedBuffer) {
-	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(50 * time.Millisecond) {
-		resp, err := client.Get(base)
-		if err != nil {
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
-			return
-		}
-	}
-	t.Fatalf("%s did not serve the chat page within 20 s; server output:\n%s", base, out.String())
+	bob.Close()
+	alice.WaitText("#log div", "bob left lobby")
 }

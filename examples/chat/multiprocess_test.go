@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/url"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,60 +14,10 @@ import (
 	"github.com/gochannels/channels/redislayer"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startProcess runs bin with args and stops it (SIGTERM, then SIGKILL) when
-// the test ends, checking that it exited cleanly.
-func startProcess(t *testing.T, name, bin string, args ...string) *lockedBuffer {
+// startProcess runs bin with args, stopped when the test ends.
+func startProcess(t *testing.T, name, bin string, args ...string) *testenv.Output {
 	t.Helper()
-	return startProcessIn(t, "", name, bin, args...)
-}
-
-// startProcessIn is startProcess with the working directory dir ("" for the
-// test's own).
-func startProcessIn(t *testing.T, dir, name, bin string, args ...string) *lockedBuffer {
-	t.Helper()
-	var out lockedBuffer
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("%s exited with %v after SIGTERM:\n%s", name, err, out.String())
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("%s did not stop within 15 s of SIGTERM:\n%s", name, out.String())
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
-	return &out
+	return testenv.StartProcess(t, "", name, bin, args...)
 }
 
 // The production shape: the gateway and two workers run as separate

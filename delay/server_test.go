@@ -161,6 +161,9 @@ func TestAcceptedDelayForms(t *testing.T) {
 	for range 3 {
 		receive(t, l, "out", 5*time.Second)
 	}
+	// The counter moves just after the send returns, so a receiver may be
+	// a moment ahead of it.
+	eventually(t, "three sends to be counted", func() bool { return srv.Stats().Sent == 3 })
 	if st := srv.Stats(); st.RejectedTotal() != 0 || st.Sent != 3 {
 		t.Errorf("stats = %+v, want 3 sent and none rejected", st)
 	}
@@ -228,6 +231,7 @@ func TestFullChannelIsRescheduled(t *testing.T) {
 			t.Fatal(err)
 		}
 		receive(t, l, "other", 5*time.Second)
+		eventually(t, "four sends to be counted", func() bool { return srv.Stats().Sent == 4 })
 		if st := srv.Stats(); st.Sent != 4 || st.Dropped != 0 {
 			t.Errorf("stats = %+v, want 4 sent, none dropped", st)
 		}

@@ -11,9 +11,13 @@
 # reference, and for the Redis runs the CPU time of each process (gateway,
 # workers, redis-server) per message. Usage:
 #
-#   bench/compare.sh [echo|fanout|http|all]
+#   bench/compare.sh [echo|fanout|http|idle|all|targets]
 #
-# Environment: ECHO_ARGS, FANOUT_ARGS, HTTP_ARGS override the load shapes;
+# "targets" runs the shapes the release targets name, in one run: echo at
+# C=100 and C=1000, fanout with S=1000 and M=200, idle memory per connection
+# at C=5000, and http.
+#
+# Environment: ECHO_ARGS, FANOUT_ARGS, HTTP_ARGS, IDLE_ARGS override the load shapes;
 # WORKERS (default 2 runworker processes) and THREADS (default 16 each);
 # RUNS (default 1) repeats every comparison and ends with the median ratios;
 # SIDES (default "runserver redis") picks what is compared to the reference.
@@ -29,6 +33,7 @@ what=${1:-all}
 ECHO_ARGS=${ECHO_ARGS:-"-c 50 -n 2000"}
 FANOUT_ARGS=${FANOUT_ARGS:-"-s 200 -m 500"}
 HTTP_ARGS=${HTTP_ARGS:-"-c 50 -n 20000"}
+IDLE_ARGS=${IDLE_ARGS:-"-c 5000"}
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-16}
 RUNS=${RUNS:-1}
@@ -71,17 +76,18 @@ echo "== reference :$ref (pid $refpid), runserver :$rs (pid $rspid), redis gatew
 # first_ratio FILE: the ratio of the first metric (throughput) of a comparison.
 first_ratio() { awk '/ ratio /{print $5; exit}' "$1"; }
 # done_count FILE: messages completed in the first report (A's).
-done_count() { awk '/^  (round trips|delivered|requests) /{split($3, a, "/"); print a[1]; exit}' "$1"; }
+done_count() { awk '/^  (round trips|delivered|requests) /{for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {split($i, a, "/"); print a[1]; exit}}' "$1"; }
 
 run() { # mode path args...
   local mode=$1 path=$2; shift 2
+  local label; label="$mode[$(echo "$*" | tr -d ' ')]"
   local scheme=ws; [ "$mode" = http ] && scheme=http
   echo
   echo "==================== $mode $* (run $i of $RUNS; Redis with $WORKERS worker processes) ===================="
   if [[ " $SIDES " = *" runserver "* ]]; then
   "$tmp/load" compare -a "$scheme://127.0.0.1:$rs$path" -a-name runserver -a-pid "$rspid" \
       -b "$scheme://127.0.0.1:$ref$path" -b-name reference -b-pid "$refpid" "$mode" -progress 0 "$@" | tee "$tmp/out"
-  echo "$mode runserver $(first_ratio "$tmp/out")" >>"$tmp/ratios"
+  echo "$label runserver $(first_ratio "$tmp/out")" >>"$tmp/ratios"
   echo
   fi
   [[ " $SIDES " = *" redis "* ]] || return 0
@@ -92,9 +98,10 @@ run() { # mode path args...
   local g w r n
   g=$(( $(ticks "$gwpid") - g0 )); w=$(( $(ticks "${wpids[@]}") - w0 )); r=$(( $(ticks "$redispid") - r0 ))
   n=$(done_count "$tmp/out")
-  echo "$mode $redisname $(first_ratio "$tmp/out")" >>"$tmp/ratios"
+  echo "$label $redisname $(first_ratio "$tmp/out")" >>"$tmp/ratios"
+  [ "$mode" = idle ] && return 0
   awk -v g="$g" -v w="$w" -v r="$r" -v n="$n" -v hz="$hz" -v nw="$WORKERS" 'BEGIN {
-    if (n == 0) n = 1
+    if (n + 0 == 0) n = 1
     f = 1e6 / hz / n
     printf "  %s CPU over the run (both sides, mostly A): gateway %.2fs = %.1f us/msg, %d workers %.2fs = %.1f us/msg, redis-server %.2fs = %.1f us/msg; total %.1f us/msg (%d msgs)\n",
       ENVIRON["redisname"], g / hz, g * f, nw, w / hz, w * f, r / hz, r * f, (g + w + r) * f, n
@@ -106,12 +113,19 @@ for i in $(seq "$RUNS"); do
   case $what in
     echo|all) run echo /echo/ $ECHO_ARGS ;;&
     fanout|all) run fanout /fanout/ $FANOUT_ARGS ;;&
-    http|all) run http /http/ $HTTP_ARGS ;;
+    http|all) run http /http/ $HTTP_ARGS ;;&
+    idle|all) run idle /echo/ $IDLE_ARGS ;;
+    targets)
+      run echo /echo/ -c 100 -n 1000
+      run echo /echo/ -c 1000 -n 100
+      run fanout /fanout/ -s 1000 -m 200
+      run idle /echo/ -c 5000
+      run http /http/ $HTTP_ARGS ;;
   esac
 done
 
 echo
-echo "== throughput ratio to the reference (medians of $RUNS runs; Redis with $WORKERS worker processes x $THREADS threads)"
+echo "== ratio to the reference: throughput, or for idle memory per connection (lower is better) (medians of $RUNS runs; Redis with $WORKERS worker processes x $THREADS threads)"
 python3 - "$tmp/ratios" <<'PY'
 import statistics, sys
 runs = {}
@@ -119,5 +133,5 @@ for line in open(sys.argv[1]):
     mode, side, ratio = line.split()
     runs.setdefault((mode, side), []).append(float(ratio))
 for (mode, side), v in runs.items():
-    print("  %-7s %-12s median %.3f   runs %s" % (mode, side, statistics.median(v), " ".join("%.3f" % x for x in v)))
+    print("  %-22s %-12s median %.3f   runs %s" % (mode, side, statistics.median(v), " ".join("%.3f" % x for x in v)))
 PY

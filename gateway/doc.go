@@ -62,10 +62,11 @@
 //     a slow client, 1009 for a message over MaxMessageSize);
 //   - otherwise 1006 (connection lost, ping timeout, Close).
 //
-// A full websocket.connect channel answers 503; a websocket.receive channel
-// that stays full for half a second (the socket is not read meanwhile)
-// closes the socket with 1013 and mutes it (no further receive or
-// disconnect messages). A client that does not read its frames is closed
+// A full websocket.connect channel answers 503. A frame that finds
+// websocket.receive full waits, first come, first served behind the frames
+// of other sockets that found it full (the socket is not read meanwhile);
+// when it has waited half a second the socket is closed with 1013 and muted
+// (no further receive or disconnect messages). A client that does not read its frames is closed
 // with 1008 when OutboundQueue messages are waiting for it, or dropped when
 // one frame takes longer than WriteTimeout to write.
 //

@@ -178,6 +178,8 @@ type Server struct {
 
 	logMu sync.Mutex // serialises AccessLog writes
 
+	full fullQueue // frames waiting for room on websocket.receive
+
 	stats counters
 }
 
@@ -287,6 +289,7 @@ func (s *Server) init() {
 		s.log = s.log.With("component", "gateway")
 		s.closing = make(chan struct{})
 		s.closed = make(chan struct{})
+		s.full.s = s
 		s.loopDone = make(chan struct{})
 		s.id = inmemory.RandomSuffix(12)
 		s.httpPfx = "http.response." + s.id + "!"

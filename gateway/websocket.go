@@ -388,7 +388,7 @@ func (c *wsConn) readLoop() {
 		} else {
 			msg["bytes"] = buf.Bytes() // the layer copies it before Send returns
 		}
-		err = c.sendReceive(msg)
+		err = s.full.send(msg)
 		putBuffer(buf)
 		switch {
 		case err == nil:
@@ -408,30 +408,6 @@ func (c *wsConn) readLoop() {
 		}
 	}
 	c.finish(code)
-}
-
-// receiveRetry is how long a frame waits for room on a full
-// websocket.receive channel (the spec allows a retry) before the socket is
-// closed with 1013. Meanwhile the socket is not read, which slows the
-// client down.
-const receiveRetry = 500 * time.Millisecond
-
-// sendReceive sends a websocket.receive message, retrying for up to
-// receiveRetry while the channel is full.
-func (c *wsConn) sendReceive(msg channels.Content) error {
-	ctx := context.Background()
-	deadline := time.Now().Add(receiveRetry)
-	for wait := 5 * time.Millisecond; ; wait *= 2 {
-		err := c.s.Layer.Send(ctx, "websocket.receive", msg)
-		if !errors.Is(err, channels.ErrChannelFull) || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		select {
-		case <-time.After(wait):
-		case <-c.s.closed:
-			return err
-		}
-	}
 }
 
 // endCode is the websocket.disconnect code for a connection whose reader

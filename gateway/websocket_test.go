@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -462,6 +463,42 @@ func TestReceiveQueueFullCloses1013(t *testing.T) {
 	}
 	if ch, c, _ := channels.Poll(context.Background(), l, "websocket.receive", "websocket.disconnect"); c != nil {
 		t.Fatalf("muted socket sent %s: %v", ch, c)
+	}
+}
+
+// A burst of more sockets than websocket.receive holds, each with one frame
+// in flight, is served first come, first served while the worker keeps up:
+// a frame that finds the channel full waits its turn behind earlier ones
+// instead of racing fresh frames on a backoff of its own, so none of them
+// is closed with 1013. (The worker needs 200 ms for the 100 frames, within
+// the half second a frame may wait; on separate backoffs most lost.)
+func TestReceiveQueueFullServesABurstInOrderOfArrival(t *testing.T) {
+	l := newLayer(t, inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "websocket.receive", Capacity: 2}}})
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
+		time.Sleep(2 * time.Millisecond)
+		return m.Reply(ctx, channels.Content{"text": m.Content.String("text")})
+	})
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Layer:    l,
+		Consumer: r,
+		Worker:   func(w *worker.Worker) { w.Concurrency = 1 },
+	})
+	const n = 100
+	socks := make([]*channelstest.WSClient, n)
+	for i := range socks {
+		socks[i] = srv.DialWS("/")
+	}
+	for i, ws := range socks {
+		ws.SendText(strconv.Itoa(i))
+	}
+	for i, ws := range socks {
+		if got := ws.ReceiveText(); got != strconv.Itoa(i) {
+			t.Fatalf("socket %d got %q", i, got)
+		}
+	}
+	if got := srv.Gateway.Stats().ReceiveQueueFull; got != 0 {
+		t.Fatalf("%d sockets closed with 1013 although the worker kept up", got)
 	}
 }
 

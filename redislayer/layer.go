@@ -845,10 +845,15 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 
 // rateTable tracks recent sends per channel for ChannelStats, for at most
 // rateChannels channels. Recording a send takes no lock once the channel
-// is known.
+// is known. When the table is full, channels idle for two windows are
+// forgotten by a sweep that runs at most once per rateSweep: between
+// sweeps a new channel is simply not tracked. (A sweep per send to a new
+// channel made every reply to a fresh reply channel scan the whole table
+// once thousands of HTTP requests had filled it.)
 type rateTable struct {
-	m sync.Map // channel → *rate
-	n atomic.Int64
+	m         sync.Map // channel → *rate
+	n         atomic.Int64
+	lastSweep atomic.Int64 // Unix nanoseconds of the last sweep
 }
 
 type rate struct {
@@ -860,12 +865,17 @@ type rate struct {
 const (
 	rateChannels = 4096
 	rateWindow   = 10 * time.Second
+	rateSweep    = time.Second
 )
 
 func (t *rateTable) add(channel string, n int64, now time.Time) {
 	v, ok := t.m.Load(channel)
 	if !ok {
 		if t.n.Load() >= rateChannels {
+			last := t.lastSweep.Load()
+			if now.UnixNano()-last < int64(rateSweep) || !t.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+				return // full, and swept a moment ago (or being swept now)
+			}
 			t.m.Range(func(k, v any) bool { // forget idle channels
 				if now.Sub(time.Unix(0, v.(*rate).windowStart.Load())) > 2*rateWindow {
 					t.m.Delete(k)

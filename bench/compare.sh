@@ -99,7 +99,6 @@ run() { # mode path args...
   g=$(( $(ticks "$gwpid") - g0 )); w=$(( $(ticks "${wpids[@]}") - w0 )); r=$(( $(ticks "$redispid") - r0 ))
   n=$(done_count "$tmp/out")
   echo "$label $redisname $(first_ratio "$tmp/out")" >>"$tmp/ratios"
-  [ "$mode" = idle ] && return 0
   awk -v g="$g" -v w="$w" -v r="$r" -v n="$n" -v hz="$hz" -v nw="$WORKERS" 'BEGIN {
     if (n + 0 == 0) n = 1
     f = 1e6 / hz / n
@@ -109,17 +108,44 @@ run() { # mode path args...
 }
 export redisname
 
+# run_idle ARGS...: idle memory per connection. Every side runs on fresh
+# server processes (a fresh reference for each comparison too), so that
+# memory left over from earlier runs, or given back meanwhile, does not
+# count.
+run_idle() {
+  echo
+  echo "==================== idle $* (run $i of $RUNS; fresh server processes) ===================="
+  local side port pid rport rpid
+  for side in $SIDES; do
+    rport=$(freeport); port=$(freeport)
+    "$tmp/load" reference -addr "127.0.0.1:$rport" >>"$tmp/ref.log" 2>&1 & rpid=$!
+    if [ "$side" = runserver ]; then
+      "$tmp/loadapp" runserver "127.0.0.1:$port" --nodelay -v 0 >>"$tmp/rs.log" 2>&1 & pid=$!
+      name=runserver
+    else
+      "$tmp/loadapp" gateway --layer "$layer" -p "$port" -v 0 >>"$tmp/gw.log" 2>&1 & pid=$!
+      name=$redisname
+    fi
+    waitport "$rport"; waitport "$port"
+    "$tmp/load" compare -a "ws://127.0.0.1:$port/echo/" -a-name "$name" -a-pid "$pid" \
+        -b "ws://127.0.0.1:$rport/echo/" -b-name reference -b-pid "$rpid" idle -progress 0 "$@" | tee "$tmp/out"
+    echo "idle[$(echo "$*" | tr -d ' ')] $name $(first_ratio "$tmp/out")" >>"$tmp/ratios"
+    kill "$pid" "$rpid"; wait "$pid" "$rpid" 2>/dev/null || true
+    echo
+  done
+}
+
 for i in $(seq "$RUNS"); do
   case $what in
     echo|all) run echo /echo/ $ECHO_ARGS ;;&
     fanout|all) run fanout /fanout/ $FANOUT_ARGS ;;&
     http|all) run http /http/ $HTTP_ARGS ;;&
-    idle|all) run idle /echo/ $IDLE_ARGS ;;
+    idle|all) run_idle $IDLE_ARGS ;;
     targets)
       run echo /echo/ -c 100 -n 1000
       run echo /echo/ -c 1000 -n 100
       run fanout /fanout/ -s 1000 -m 200
-      run idle /echo/ -c 5000
+      run_idle -c 5000
       run http /http/ $HTTP_ARGS ;;
   esac
 done

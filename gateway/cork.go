@@ -15,15 +15,22 @@ const corkLimit = 64 << 10
 // while a connection has several frames queued, the drain loop corks the
 // socket so that they collect here and reach the kernel in one write when it
 // uncorks. Writes made by other goroutines meanwhile (pings, the echo of a
-// client's close) join the batch, in order. The socket's write deadline
-// bounds a corked batch, so a client that does not read is still dropped
-// after WriteTimeout.
+// client's close) join the batch, in order.
+//
+// Every write to the socket, corked batch or single frame, is bounded by
+// the socket's write deadline, so a client that does not read is dropped
+// after at most timeout. The deadline is moved only when fewer than nine
+// tenths of timeout remain (about once per timeout/10 on a busy socket),
+// not set and cleared around each frame: a per-frame context with a
+// timeout cost the library twenty allocations and a timer per frame.
 type corkWriter struct {
-	conn net.Conn
+	conn    net.Conn
+	timeout time.Duration // WriteTimeout; none when not positive
 
-	mu     sync.Mutex
-	corked bool
-	buf    []byte
+	mu       sync.Mutex
+	corked   bool
+	buf      []byte
+	deadline int64 // Unix nanoseconds of the write deadline set on conn
 }
 
 // Write implements io.Writer for the library's buffered writer.
@@ -37,27 +44,23 @@ func (w *corkWriter) Write(p []byte) (int, error) {
 	if err := w.flushLocked(); err != nil {
 		return 0, err
 	}
+	w.armLocked()
 	return w.conn.Write(p)
 }
 
-// cork starts collecting writes until uncork; the socket's write deadline is
-// set to now+timeout (none when timeout is not positive).
-func (w *corkWriter) cork(timeout time.Duration) {
+// cork starts collecting writes until uncork.
+func (w *corkWriter) cork() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.corked = true
-	if timeout > 0 {
-		_ = w.conn.SetWriteDeadline(time.Now().Add(timeout))
-	}
 }
 
-// uncork writes what was collected in one call and clears the deadline.
+// uncork writes what was collected in one call.
 func (w *corkWriter) uncork() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.corked = false
 	err := w.flushLocked()
-	_ = w.conn.SetWriteDeadline(time.Time{})
 	if cap(w.buf) > corkLimit {
 		w.buf = nil
 	}
@@ -68,7 +71,22 @@ func (w *corkWriter) flushLocked() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	w.armLocked()
 	_, err := w.conn.Write(w.buf)
 	w.buf = w.buf[:0]
 	return err
+}
+
+// armLocked makes sure that at least nine tenths of timeout remain before
+// the socket's write deadline.
+func (w *corkWriter) armLocked() {
+	if w.timeout <= 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	if w.deadline-now >= int64(w.timeout)*9/10 {
+		return
+	}
+	w.deadline = now + int64(w.timeout)
+	_ = w.conn.SetWriteDeadline(time.Unix(0, w.deadline))
 }

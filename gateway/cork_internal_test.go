@@ -33,7 +33,7 @@ func TestCorkWriterBatchesWrites(t *testing.T) {
 		got <- b
 	}()
 
-	w.cork(time.Second)
+	w.cork()
 	for _, p := range []string{"one ", "two ", "three"} {
 		if _, err := w.Write([]byte(p)); err != nil {
 			t.Fatal(err)
@@ -71,7 +71,7 @@ func TestCorkWriterLimit(t *testing.T) {
 		b, _ := io.ReadAll(client)
 		got <- b
 	}()
-	w.cork(time.Second)
+	w.cork()
 	var want bytes.Buffer
 	chunk := bytes.Repeat([]byte("x"), 10<<10)
 	for i := range 10 {
@@ -95,11 +95,28 @@ func TestCorkWriterDeadline(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	defer server.Close()
-	w := &corkWriter{conn: server}
-	w.cork(50 * time.Millisecond)
+	w := &corkWriter{conn: server, timeout: 50 * time.Millisecond}
+	w.cork()
 	_, _ = w.Write([]byte("never read"))
 	err := w.uncork()
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("uncork to a client that does not read = %v; want a deadline error", err)
+	}
+}
+
+// An uncorked write to a client that does not read fails at the deadline
+// too.
+func TestCorkWriterDeadlineUncorked(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	w := &corkWriter{conn: server, timeout: 50 * time.Millisecond}
+	start := time.Now()
+	_, err := w.Write([]byte("never read"))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write to a client that does not read = %v; want a deadline error", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("the write took %v", el)
 	}
 }

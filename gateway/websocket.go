@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -302,7 +303,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{}) // the http.Server's deadlines must not outlive the handshake
 	_ = rc.SetWriteDeadline(time.Time{})
-	hw := &hijackCapture{ResponseWriter: w}
+	hw := &hijackCapture{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the origin was checked before websocket.connect
 		CompressionMode:    websocket.CompressionDisabled,
@@ -477,7 +478,7 @@ func (c *wsConn) drain() {
 		// system call (see corkWriter).
 		corked := len(batch) > 1 && c.cork != nil
 		if corked {
-			c.cork.cork(c.s.cfg.writeTimeout)
+			c.cork.cork()
 		}
 		for _, it := range batch {
 			if it.msg == nil {
@@ -558,12 +559,14 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 		if a.binary {
 			typ = websocket.MessageBinary
 		}
+		// The socket's write deadline bounds the write (see corkWriter);
+		// without access to the socket, a context does.
 		ctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if s.cfg.writeTimeout > 0 && !corked {
+		if s.cfg.writeTimeout > 0 && c.cork == nil {
 			ctx, cancel = context.WithTimeout(ctx, s.cfg.writeTimeout)
 		}
 		err := c.ws.Write(ctx, typ, a.frame)
-		timedOut := ctx.Err() != nil
+		timedOut := ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)
 		cancel()
 		if err != nil {
 			if timedOut {
@@ -837,8 +840,9 @@ func (s *Server) chooseSubprotocol(r *http.Request) string {
 // that the server can drop it without a closing handshake.
 type hijackCapture struct {
 	http.ResponseWriter
-	conn net.Conn
-	cork *corkWriter
+	writeTimeout time.Duration
+	conn         net.Conn
+	cork         *corkWriter
 }
 
 // Hijack hands the connection to the WebSocket library with buffers smaller
@@ -850,7 +854,7 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err
 	}
 	h.conn = conn
-	h.cork = &corkWriter{conn: conn}
+	h.cork = &corkWriter{conn: conn, timeout: h.writeTimeout}
 	r := brw.Reader
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, socketBufferSize)

@@ -577,6 +577,41 @@ func TestSlowClientClosed(t *testing.T) {
 	}
 }
 
+// One frame that a client does not read is bounded by WriteTimeout alone
+// (the outbound queue is far from full): the socket is dropped and counted.
+func TestSlowClientDroppedByWriteTimeout(t *testing.T) {
+	rec := newRecorder()
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Layer:    newLayer(t, inmemory.Config{MaxMessageSize: 64 << 20}),
+		Consumer: recordingRouter(rec),
+		Gateway: func(g *gateway.Server) {
+			g.OutboundQueue = 1000
+			g.WriteTimeout = 300 * time.Millisecond
+		},
+	})
+	raw := dialRaw(t, srv.URL)
+	_ = raw.c.(*net.TCPConn).SetReadBuffer(4096)
+	raw.write(upgradeRequest("/"))
+	if resp := raw.response(nil); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	reply := rec.next(t, "websocket.connect").ReplyChannel
+	start := time.Now()
+	if err := srv.Layer.Send(context.Background(), reply, channels.Content{"bytes": bytes.Repeat([]byte("x"), 32<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	d := rec.next(t, "websocket.disconnect")
+	if c, _ := d.Content.Int("code"); c != 1006 {
+		t.Fatalf("disconnect code %d, want 1006", c)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Fatalf("dropped after %v, before the 300 ms WriteTimeout", el)
+	}
+	if got := srv.Gateway.Stats().SlowClients; got != 1 {
+		t.Fatalf("SlowClients = %d, want 1", got)
+	}
+}
+
 // Pings go out on an idle socket; a peer that answers stays connected, one
 // that does not is dropped after PingTimeout (disconnect code 1006).
 func TestPingKeepalive(t *testing.T) {

@@ -137,8 +137,10 @@ func Normalize(c Content) (Content, int, error) {
 	return out, size, nil
 }
 
-func normalizeValue(v any) (any, int, error) {
-	switch v := v.(type) {
+func normalizeValue(val any) (any, int, error) {
+	// Values already in normal form are returned as the interface value
+	// they came in: boxing them again would allocate.
+	switch v := val.(type) {
 	case nil:
 		return nil, 4, nil
 	case bool:
@@ -147,17 +149,17 @@ func normalizeValue(v any) (any, int, error) {
 		}
 		return false, 5, nil
 	case string:
-		return v, jsonStringSize(v), nil
+		return val, jsonStringSize(v), nil
 	case []byte:
 		return copyBytes(v), base64Size(len(v)), nil
 	case int64:
-		return v, intSize(v), nil
+		return val, intSize(v), nil
 	case int:
 		return int64(v), intSize(int64(v)), nil
 	case int32:
 		return int64(v), intSize(int64(v)), nil
 	case float64:
-		return v, floatSize(v), nil
+		return val, floatSize(v), nil
 	case []any:
 		return normalizeList(len(v), func(i int) any { return v[i] })
 	case []string:
@@ -169,7 +171,7 @@ func normalizeValue(v any) (any, int, error) {
 	case Content:
 		return normalizeMap(v)
 	}
-	return normalizeReflect(reflect.ValueOf(v))
+	return normalizeReflect(reflect.ValueOf(val))
 }
 
 func normalizeList(n int, at func(int) any) (any, int, error) {

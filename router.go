@@ -199,6 +199,9 @@ func (r *Router) match(m *Message, overrides map[string]string) (routeEntry, map
 		if !ok {
 			continue
 		}
+		if values == nil && len(ivalues) > 0 {
+			values = make(map[string]string, len(ivalues))
+		}
 		for k, v := range ivalues {
 			values[k] = v
 		}
@@ -210,7 +213,7 @@ func (r *Router) match(m *Message, overrides map[string]string) (routeEntry, map
 // matchFilters checks every filter; for includes it also returns the values
 // with the matched prefixes removed.
 func matchFilters(filters []compiledFilter, m *Message, overrides map[string]string, strip bool) (map[string]string, map[string]string, bool) {
-	values := make(map[string]string)
+	var values map[string]string // made on the first captured value
 	inner := overrides
 	if strip && len(filters) > 0 {
 		inner = make(map[string]string, len(overrides)+len(filters))
@@ -232,6 +235,9 @@ func matchFilters(filters []compiledFilter, m *Message, overrides map[string]str
 		}
 		for i, name := range f.names {
 			if i > 0 && loc[2*i] >= 0 {
+				if values == nil {
+					values = make(map[string]string, len(f.names))
+				}
 				values[name] = s[loc[2*i]:loc[2*i+1]]
 			}
 		}

@@ -396,6 +396,9 @@ func (x *httpExchange) apply(m channels.Content) bool {
 		if _, ok := h["Content-Type"]; !ok {
 			h["Content-Type"] = nil // no content sniffing
 		}
+		if x.chunkedByDefault(h, int(status)) {
+			h["Transfer-Encoding"] = []string{"chunked"}
+		}
 		x.status = int(status)
 		x.w.WriteHeader(x.status)
 		x.started = true
@@ -425,11 +428,34 @@ func (x *httpExchange) apply(m channels.Content) bool {
 			return true
 		}
 	}
-	if err := x.rc.Flush(); err != nil {
+	if !m.Bool("more_content") {
+		// The last message: net/http writes what is buffered, and the
+		// terminating chunk, when the handler returns, in one system call;
+		// a flush here would cost a second one.
+		return true
+	}
+	if err := x.rc.Flush(); err != nil { // a streamed chunk goes out now
 		x.writeFailed(err)
 		return true
 	}
-	return !m.Bool("more_content")
+	return false
+}
+
+// chunkedByDefault reports whether a response gets chunked framing (spec
+// §3.6: HTTP/1.1, no Content-Length from the app, a body allowed). net/http
+// would instead send a small complete response with a Content-Length of
+// its own; saying "chunked" up front keeps Daphne's framing without a
+// flush per response.
+func (x *httpExchange) chunkedByDefault(h http.Header, status int) bool {
+	if !x.r.ProtoAtLeast(1, 1) || x.r.Method == http.MethodHead {
+		return false
+	}
+	if status < 200 || status == http.StatusNoContent || status == http.StatusNotModified {
+		return false
+	}
+	_, cl := h["Content-Length"]
+	_, te := h["Transfer-Encoding"]
+	return !cl && !te
 }
 
 func (x *httpExchange) writeFailed(err error) {

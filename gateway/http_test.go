@@ -225,6 +225,57 @@ func TestChunkedResponseOnTheWire(t *testing.T) {
 	}
 }
 
+// Framing (interface-server spec §3.6.4): an HTTP/1.1 response whose app
+// gave no Content-Length is chunked; HEAD, bodiless statuses, HTTP/1.0 and
+// an app's own Content-Length are not.
+func TestResponseFraming(t *testing.T) {
+	cases := []struct {
+		name, request string
+		reply         channels.Content
+		chunked       bool
+		contentLength string
+	}{
+		{"1.1 body", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", channels.Content{"status": 200, "content": []byte("hello")}, true, ""},
+		{"1.1 empty body", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", channels.Content{"status": 200}, true, ""},
+		{"1.1 app content-length", "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+			channels.Content{"status": 200, "headers": []any{[]any{"Content-Length", "5"}}, "content": []byte("hello")}, false, "5"},
+		{"HEAD", "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", channels.Content{"status": 200}, false, ""},
+		{"204", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", channels.Content{"status": 204}, false, ""},
+		{"304", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", channels.Content{"status": 304}, false, ""},
+		{"1.0", "GET / HTTP/1.0\r\n\r\n", channels.Content{"status": 200, "content": []byte("hello")}, false, "5"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLayer(t, inmemory.Config{})
+			srv := appless(t, l, nil)
+			raw := dialRaw(t, srv.URL)
+			raw.write(tc.request)
+			req := layerMessage(t, l, "http.request")
+			reply(t, l, req, tc.reply)
+			var hreq *http.Request
+			if strings.HasPrefix(tc.request, "HEAD") {
+				hreq = &http.Request{Method: http.MethodHead}
+			}
+			resp := raw.response(hreq)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunked := len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked"
+			if chunked != tc.chunked {
+				t.Errorf("chunked = %v (Transfer-Encoding %v), want %v", chunked, resp.TransferEncoding, tc.chunked)
+			}
+			if got := resp.Header.Get("Content-Length"); got != tc.contentLength {
+				t.Errorf("Content-Length %q, want %q", got, tc.contentLength)
+			}
+			if want, _ := tc.reply["content"].([]byte); hreq == nil && string(body) != string(want) {
+				t.Errorf("body %q, want %q", body, want)
+			}
+		})
+	}
+}
+
 // Response headers: any case, text or bytes names, repeated names kept in
 // order, invalid pairs dropped; no Content-Type unless the app sends one.
 func TestResponseHeaders(t *testing.T) {

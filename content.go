@@ -137,6 +137,76 @@ func Normalize(c Content) (Content, int, error) {
 	return out, size, nil
 }
 
+// NormalSize reports whether c is already in the normal form Normalize
+// produces (int64, float64, string, []byte, bool, nil, []any and
+// map[string]any of such values) and, when it is, the size Normalize would
+// report, without copying anything. A nil Content is not in normal form.
+func NormalSize(c Content) (int, bool) {
+	if c == nil {
+		return 0, false
+	}
+	return normalMapSize(c)
+}
+
+func normalMapSize(m map[string]any) (int, bool) {
+	size := 2
+	first := true
+	for k, v := range m {
+		n, ok := normalValueSize(v)
+		if !ok {
+			return 0, false
+		}
+		size += jsonStringSize(k) + 1 + n
+		if !first {
+			size++
+		}
+		first = false
+	}
+	return size, true
+}
+
+func normalValueSize(val any) (int, bool) {
+	switch v := val.(type) {
+	case nil:
+		return 4, true
+	case bool:
+		if v {
+			return 4, true
+		}
+		return 5, true
+	case string:
+		return jsonStringSize(v), true
+	case []byte:
+		return base64Size(len(v)), true
+	case int64:
+		return intSize(v), true
+	case float64:
+		return floatSize(v), true
+	case []any:
+		if v == nil {
+			return 0, false
+		}
+		size := 2
+		for i, e := range v {
+			n, ok := normalValueSize(e)
+			if !ok {
+				return 0, false
+			}
+			size += n
+			if i > 0 {
+				size++
+			}
+		}
+		return size, true
+	case map[string]any:
+		if v == nil {
+			return 0, false
+		}
+		return normalMapSize(v)
+	}
+	return 0, false
+}
+
 func normalizeValue(val any) (any, int, error) {
 	// Values already in normal form are returned as the interface value
 	// they came in: boxing them again would allocate.

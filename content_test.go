@@ -157,3 +157,45 @@ func TestContentAccessors(t *testing.T) {
 		t.Error("Clone shares bytes")
 	}
 }
+
+// NormalSize recognises content already in normal form, reporting the size
+// Normalize would, and refuses everything Normalize would change.
+func TestNormalSize(t *testing.T) {
+	normal := []channels.Content{
+		{},
+		{"text": "héllo \"quoted\"\n", "n": int64(-42), "f": 2.5, "b": []byte{0, 1, 2}, "ok": true, "no": false, "nil": nil},
+		{"headers": []any{[]any{[]byte("host"), []byte("example.com")}}, "map": map[string]any{"a": []any{}, "b": map[string]any{}}},
+	}
+	for i, c := range normal {
+		size, ok := channels.NormalSize(c)
+		if !ok {
+			t.Errorf("case %d: not recognised as normal: %v", i, c)
+			continue
+		}
+		_, want, err := channels.Normalize(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size != want {
+			t.Errorf("case %d: NormalSize %d, Normalize %d", i, size, want)
+		}
+	}
+	changed := []channels.Content{
+		nil,
+		{"n": 1},
+		{"n": int32(1)},
+		{"f": float32(1)},
+		{"s": myString("x")},
+		{"list": []string{"a"}},
+		{"list": [][]byte{{1}}},
+		{"list": []any(nil)},
+		{"nested": channels.Content{"a": int64(1)}},
+		{"map": map[string]string{"a": "b"}},
+		{"deep": []any{map[string]any{"n": 1}}},
+	}
+	for i, c := range changed {
+		if _, ok := channels.NormalSize(c); ok {
+			t.Errorf("case %d: %v reported as normal", i, c)
+		}
+	}
+}

@@ -77,6 +77,26 @@ type Poller interface {
 	Poll(ctx context.Context, channels ...string) (string, Content, error)
 }
 
+// OwnedSender is implemented by layers that can queue a message without the
+// deep copy Send makes. SendOwned is Send for a caller that hands the
+// message over: once the call has succeeded, the caller does not read,
+// change or keep c or anything in it (on an error, c is the caller's
+// again). Content that is not in normal form (see Normalize) is copied as
+// Send would. Interface servers use it for the messages they build and
+// drop.
+type OwnedSender interface {
+	SendOwned(ctx context.Context, channel string, c Content) error
+}
+
+// SendOwned sends c with l's SendOwned when l is an OwnedSender, else with
+// Send. The caller gives c up as OwnedSender describes.
+func SendOwned(ctx context.Context, l Layer, channel string, c Content) error {
+	if o, ok := l.(OwnedSender); ok {
+		return o.SendOwned(ctx, channel, c)
+	}
+	return l.Send(ctx, channel, c)
+}
+
 // PrefixReceiver is implemented by layers that can receive, in one call, from
 // every process-specific channel sharing a prefix: ReceivePrefix(ctx,
 // "websocket.send.A1!") returns the next message on any channel named

@@ -51,7 +51,7 @@ func (q *fullQueue) send(msg channels.Content) error {
 	queued := len(q.waiting) > 0
 	q.mu.Unlock()
 	if !queued {
-		err := q.s.Layer.Send(context.Background(), "websocket.receive", msg)
+		err := channels.SendOwned(context.Background(), q.s.Layer, "websocket.receive", msg)
 		if !errors.Is(err, channels.ErrChannelFull) {
 			return err
 		}
@@ -96,13 +96,13 @@ func (q *fullQueue) drain() {
 				continue
 			}
 			if len(batch) == 1 {
-				errs[i] = q.s.Layer.Send(context.Background(), "websocket.receive", w.msg)
+				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, "websocket.receive", w.msg)
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = q.s.Layer.Send(context.Background(), "websocket.receive", w.msg)
+				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, "websocket.receive", w.msg)
 			}()
 		}
 		wg.Wait()

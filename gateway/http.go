@@ -180,7 +180,7 @@ func (x *httpExchange) run() {
 		"client":        orNull(x.ri.client),
 		"server":        orNull(x.ri.server),
 	}
-	if err := s.Layer.Send(ctx, "http.request", msg); err != nil {
+	if err := channels.SendOwned(ctx, s.Layer, "http.request", msg); err != nil {
 		if errors.Is(err, channels.ErrChannelFull) {
 			s.stats.requestFull.Add(1)
 			x.errorPage(http.StatusServiceUnavailable, "Request queue full.")

@@ -497,7 +497,7 @@ func (s *Server) limitQueue() int { return s.cfg.outbound }
 func (s *Server) sendDisconnect(channel string, c channels.Content) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.Layer.Send(ctx, channel, c); err != nil {
+	if err := channels.SendOwned(ctx, s.Layer, channel, c); err != nil {
 		s.stats.droppedDisconnects.Add(1)
 		if errors.Is(err, channels.ErrChannelFull) {
 			s.log.Debug("disconnect message dropped: channel full", "channel", channel, "reply_channel", c["reply_channel"])

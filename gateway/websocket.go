@@ -174,7 +174,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start ti
 	}
 	s.reg.add(reply, c)
 	s.stats.wsHandshaking.Add(1)
-	err = s.Layer.Send(ctx, "websocket.connect", channels.Content{
+	err = channels.SendOwned(ctx, s.Layer, "websocket.connect", channels.Content{
 		"reply_channel": reply,
 		"scheme":        scheme,
 		"path":          path,
@@ -387,7 +387,7 @@ func (c *wsConn) readLoop() {
 			}
 			msg["text"] = buf.String()
 		} else {
-			msg["bytes"] = buf.Bytes() // the layer copies it before Send returns
+			msg["bytes"] = bytes.Clone(buf.Bytes()) // the message is handed over; buf goes back to the pool
 		}
 		err = s.full.send(msg)
 		putBuffer(buf)

@@ -197,12 +197,28 @@ func (l *Layer) GroupExpiry() time.Duration { return l.groupExpiry }
 
 // Send implements channels.Layer.
 func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) error {
+	return l.send(channel, c, false)
+}
+
+// SendOwned implements channels.OwnedSender: content already in normal
+// form is queued as it is, without a copy.
+func (l *Layer) SendOwned(ctx context.Context, channel string, c channels.Content) error {
+	return l.send(channel, c, true)
+}
+
+func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	if err := l.names.CheckChannel(channel); err != nil {
 		return err
 	}
-	nc, size, err := channels.Normalize(c)
-	if err != nil {
-		return fmt.Errorf("inmemory: send to %q: %w", channel, err)
+	nc, size, ok := c, 0, false
+	if owned {
+		size, ok = channels.NormalSize(c)
+	}
+	if !ok {
+		var err error
+		if nc, size, err = channels.Normalize(c); err != nil {
+			return fmt.Errorf("inmemory: send to %q: %w", channel, err)
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -70,3 +70,44 @@ func TestProcessCapacity(t *testing.T) {
 		}
 	}
 }
+
+// SendOwned queues content in normal form as it is (the receiver gets the
+// sender's very bytes), and normalizes anything else as Send does.
+func TestSendOwned(t *testing.T) {
+	l := inmemory.MustNew(inmemory.Config{})
+	defer l.Close()
+	ctx := t.Context()
+	body := []byte("owned")
+	if err := channels.SendOwned(ctx, l, "owned", channels.Content{"bytes": body}); err != nil {
+		t.Fatal(err)
+	}
+	_, c, err := l.Receive(ctx, "owned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c["bytes"].([]byte); &got[0] != &body[0] {
+		t.Fatal("SendOwned copied content that was already in normal form")
+	}
+
+	if err := channels.SendOwned(ctx, l, "owned", channels.Content{"n": 7, "list": []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, c, err = l.Receive(ctx, "owned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := c["n"].(int64); !ok || n != 7 {
+		t.Fatalf("n = %#v, want int64(7)", c["n"])
+	}
+	if list, ok := c["list"].([]any); !ok || len(list) != 1 || list[0] != "a" {
+		t.Fatalf("list = %#v, want []any{\"a\"}", c["list"])
+	}
+
+	// The size limit holds for owned sends too.
+	small := inmemory.MustNew(inmemory.Config{MaxMessageSize: 16})
+	defer small.Close()
+	err = channels.SendOwned(ctx, small, "owned", channels.Content{"text": "far more than sixteen bytes"})
+	if !errors.Is(err, channels.ErrMessageTooLarge) {
+		t.Fatalf("oversized owned send: %v, want ErrMessageTooLarge", err)
+	}
+}

@@ -103,6 +103,9 @@ type entry struct {
 
 func (q *queue) len() int { return len(q.items) - q.head }
 
+// keepEmptyCap is the largest backing array an empty queue keeps.
+const keepEmptyCap = 16
+
 func (q *queue) push(e entry) { q.items = append(q.items, e) }
 
 func (q *queue) pop() entry {
@@ -110,6 +113,11 @@ func (q *queue) pop() entry {
 	q.items[q.head] = entry{}
 	q.head++
 	switch {
+	case q.head == len(q.items) && cap(q.items) > keepEmptyCap:
+		// Empty after a burst: let the array go. A reply channel's queue
+		// stays in the layer for a whole expiry after its connection
+		// closed, and a fan-out burst grows each to hundreds of entries.
+		q.items, q.head = nil, 0
 	case q.head == len(q.items):
 		q.items, q.head = q.items[:0], 0
 	case q.head >= 32 && q.head*2 >= len(q.items):

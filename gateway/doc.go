@@ -66,9 +66,14 @@
 // websocket.receive full waits, first come, first served behind the frames
 // of other sockets that found it full (the socket is not read meanwhile);
 // when it has waited half a second the socket is closed with 1013 and muted
-// (no further receive or disconnect messages). A client that does not read its frames is closed
-// with 1008 when OutboundQueue messages are waiting for it, or dropped when
-// one frame takes longer than WriteTimeout to write.
+// (no further receive or disconnect messages). A websocket.disconnect or
+// http.disconnect that finds its channel full is retried in the background,
+// in order, for up to five seconds, then dropped and counted
+// (Stats.DroppedDisconnects), so that a thousand sockets closing at once
+// still tell the application to leave their groups. A client that does not
+// read its frames is closed with 1008 when OutboundQueue messages are
+// waiting for it, or dropped when one frame takes longer than WriteTimeout
+// to write.
 //
 // # Origin checks
 //

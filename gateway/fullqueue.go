@@ -15,48 +15,104 @@ import (
 // client down.
 const receiveRetry = 500 * time.Millisecond
 
-// fullRetryBatch is how many waiting frames the drainer tries at once, and
-// fullPoll how long it sleeps when the channel is still full.
+// disconnectRetry is how long a websocket.disconnect or http.disconnect
+// message waits for room on its full channel before it is dropped (and
+// counted). Nobody waits for it meanwhile.
+const disconnectRetry = 5 * time.Second
+
+// fullRetryBatch is how many waiting messages the drainer tries at once,
+// and fullPoll how long it sleeps when the channel is still full.
 const (
 	fullRetryBatch = 32
 	fullPoll       = time.Millisecond
 )
 
-// fullQueue holds the frames that found websocket.receive full, in arrival
-// order, and sends them first-come, first-served as room appears: one
+// fullQueue holds the messages that found one channel full, in arrival
+// order, and sends them first come, first served as room appears: one
 // drainer goroutine retries the oldest ones while any wait, and while any
-// wait, new frames queue behind them instead of taking the room. Without
-// it, a burst of more sockets than the channel's capacity (a thousand
-// clients each with one frame in flight, say) is served by luck: each
-// socket retries on its own backoff, the ones sleeping longest lose the
-// race to fresh frames, and some are closed with 1013 although the workers
-// keep up.
+// wait, new messages for the channel queue behind them instead of taking
+// the room.
+//
+// For websocket.receive the reader waits for its frame's outcome. Without
+// the queue, a burst of more sockets than the channel's capacity (a
+// thousand clients each with one frame in flight, say) was served by luck:
+// each socket retried on its own backoff, the ones sleeping longest lost
+// the race to fresh frames, and some were closed with 1013 although the
+// workers kept up.
+//
+// For the disconnect channels nobody waits: the message is retried in the
+// background for disconnectRetry. Without it, a thousand sockets closing at
+// once (a gateway restart, a network blip) lost most of their disconnects
+// to a full channel, and with them the application's chance to leave
+// groups.
 type fullQueue struct {
 	s       *Server
+	channel string
+	wait    time.Duration // how long a message may wait
+
 	mu      sync.Mutex
-	waiting []*fullWaiter // FIFO; bounded by the number of open sockets (one frame each)
+	waiting []*fullWaiter // FIFO; bounded by the open sockets and requests (one message each)
 	running bool          // a drainer is running
 }
 
 type fullWaiter struct {
 	msg      channels.Content
 	deadline time.Time
-	done     chan error // receives the send's outcome, once
+	done     chan error // receives the send's outcome, once; nil when nobody waits
+	err      error      // the outcome, when nobody waits
 }
 
-// send sends a websocket.receive message, queueing it behind earlier frames
-// while the channel is full, for at most receiveRetry.
-func (q *fullQueue) send(msg channels.Content) error {
+func (q *fullQueue) init(s *Server, channel string, wait time.Duration) {
+	q.s, q.channel, q.wait = s, channel, wait
+}
+
+func (q *fullQueue) busy() bool {
 	q.mu.Lock()
-	queued := len(q.waiting) > 0
-	q.mu.Unlock()
-	if !queued {
-		err := channels.SendOwned(context.Background(), q.s.Layer, "websocket.receive", msg)
+	defer q.mu.Unlock()
+	return len(q.waiting) > 0
+}
+
+// send sends msg, queueing it behind earlier messages while the channel is
+// full, for at most q.wait, and returns the outcome.
+func (q *fullQueue) send(msg channels.Content) error {
+	if !q.busy() {
+		err := channels.SendOwned(context.Background(), q.s.Layer, q.channel, msg)
 		if !errors.Is(err, channels.ErrChannelFull) {
 			return err
 		}
 	}
-	w := &fullWaiter{msg: msg, deadline: time.Now().Add(receiveRetry), done: make(chan error, 1)}
+	done := make(chan error, 1)
+	q.enqueue(msg, done)
+	return <-done
+}
+
+// sendLater sends msg at once, or queues it behind earlier messages while
+// the channel is full, for at most q.wait, without waiting. A message that
+// cannot be sent is logged and counted as a dropped disconnect.
+func (q *fullQueue) sendLater(ctx context.Context, msg channels.Content) {
+	if !q.busy() {
+		err := channels.SendOwned(ctx, q.s.Layer, q.channel, msg)
+		if !errors.Is(err, channels.ErrChannelFull) {
+			if err != nil {
+				q.dropped(msg, err)
+			}
+			return
+		}
+	}
+	q.enqueue(msg, nil)
+}
+
+func (q *fullQueue) dropped(msg channels.Content, err error) {
+	q.s.stats.droppedDisconnects.Add(1)
+	if errors.Is(err, channels.ErrChannelFull) {
+		q.s.log.Debug("disconnect message dropped: the channel stayed full", "channel", q.channel, "reply_channel", msg["reply_channel"], "waited", q.wait)
+	} else {
+		q.s.log.Error("disconnect message dropped", "channel", q.channel, "reply_channel", msg["reply_channel"], "error", err)
+	}
+}
+
+func (q *fullQueue) enqueue(msg channels.Content, done chan error) {
+	w := &fullWaiter{msg: msg, deadline: time.Now().Add(q.wait), done: done}
 	q.mu.Lock()
 	q.waiting = append(q.waiting, w)
 	if !q.running {
@@ -64,10 +120,26 @@ func (q *fullQueue) send(msg channels.Content) error {
 		go q.drain()
 	}
 	q.mu.Unlock()
-	return <-w.done
 }
 
-// drain retries the oldest waiting frames until none wait.
+// settled waits until nothing is queued, or ctx is done.
+func (q *fullQueue) settled(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		idle := !q.running && len(q.waiting) == 0
+		q.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// drain retries the oldest waiting messages until none wait.
 func (q *fullQueue) drain() {
 	batch := make([]*fullWaiter, 0, fullRetryBatch)
 	errs := make([]error, fullRetryBatch)
@@ -84,11 +156,11 @@ func (q *fullQueue) drain() {
 		now := time.Now()
 		select {
 		case <-q.s.closed:
-			now = now.Add(receiveRetry) // the server is closing: give up on all of them
+			now = now.Add(q.wait) // the server is closing: give up on all of them
 		default:
 		}
 		// Try the batch at once: over Redis concurrent sends share round
-		// trips. Frames of different sockets; each socket has one here.
+		// trips. Each message is a different socket's or request's.
 		var wg sync.WaitGroup
 		for i, w := range batch {
 			if now.After(w.deadline) {
@@ -96,13 +168,13 @@ func (q *fullQueue) drain() {
 				continue
 			}
 			if len(batch) == 1 {
-				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, "websocket.receive", w.msg)
+				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, q.channel, w.msg)
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, "websocket.receive", w.msg)
+				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, q.channel, w.msg)
 			}()
 		}
 		wg.Wait()
@@ -110,6 +182,7 @@ func (q *fullQueue) drain() {
 		// Settle the batch: the ones sent (or failed for good, or out of
 		// time) leave the queue; the ones still full keep their place.
 		full := false
+		var gone []*fullWaiter
 		q.mu.Lock()
 		kept := q.waiting[:0]
 		for i, w := range q.waiting {
@@ -120,7 +193,12 @@ func (q *fullQueue) drain() {
 					kept = append(kept, w)
 					continue
 				}
-				w.done <- err
+				if w.done != nil {
+					w.done <- err
+				} else if err != nil {
+					w.err = err // reported below, outside the lock
+					gone = append(gone, w)
+				}
 				continue
 			}
 			kept = append(kept, w)
@@ -128,6 +206,9 @@ func (q *fullQueue) drain() {
 		clear(q.waiting[len(kept):])
 		q.waiting = kept
 		q.mu.Unlock()
+		for _, w := range gone {
+			q.dropped(w.msg, w.err)
+		}
 		if full {
 			time.Sleep(fullPoll)
 		}

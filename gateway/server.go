@@ -178,7 +178,8 @@ type Server struct {
 
 	logMu sync.Mutex // serialises AccessLog writes
 
-	full fullQueue // frames waiting for room on websocket.receive
+	// Messages waiting for room on their full channels.
+	receiveQ, wsDisconnectQ, httpDisconnectQ fullQueue
 
 	stats counters
 }
@@ -228,7 +229,7 @@ type Stats struct {
 	TooLarge              uint64 // WebSocket messages over MaxMessageSize (1009) and bodies over MaxBodySize (413)
 	InvalidReplies        uint64 // reply messages ignored because they were malformed
 	DroppedReplies        uint64 // reply messages for unknown or finished connections
-	DroppedDisconnects    uint64 // http.disconnect / websocket.disconnect not sent (channel full or layer error)
+	DroppedDisconnects    uint64 // http.disconnect / websocket.disconnect not sent (channel full for 5 s, or a layer error)
 	LayerErrors           uint64 // failed layer calls in the receive loop
 }
 
@@ -289,7 +290,9 @@ func (s *Server) init() {
 		s.log = s.log.With("component", "gateway")
 		s.closing = make(chan struct{})
 		s.closed = make(chan struct{})
-		s.full.s = s
+		s.receiveQ.init(s, "websocket.receive", receiveRetry)
+		s.wsDisconnectQ.init(s, "websocket.disconnect", disconnectRetry)
+		s.httpDisconnectQ.init(s, "http.disconnect", disconnectRetry)
 		s.loopDone = make(chan struct{})
 		s.id = inmemory.RandomSuffix(12)
 		s.httpPfx = "http.response." + s.id + "!"
@@ -453,7 +456,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if err := s.settleQueues(ctx); err != nil {
+		return err
+	}
 	s.stopLoop()
+	return nil
+}
+
+// settleQueues waits until the messages waiting for room on full channels
+// (disconnects, mostly) have been sent or given up.
+func (s *Server) settleQueues(ctx context.Context) error {
+	for _, q := range []*fullQueue{&s.receiveQ, &s.wsDisconnectQ, &s.httpDisconnectQ} {
+		if err := q.settled(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -472,6 +489,7 @@ func (s *Server) Close() error {
 		}
 	}
 	s.wg.Wait()
+	_ = s.settleQueues(context.Background()) // the queues give up at once once the server is closed
 	s.stopLoop()
 	return nil
 }
@@ -492,17 +510,16 @@ func (s *Server) stopLoop() {
 
 func (s *Server) limitQueue() int { return s.cfg.outbound }
 
-// sendDisconnect sends an http.disconnect or websocket.disconnect message;
-// a full channel or a layer error drops it (counted).
+// sendDisconnect sends an http.disconnect or websocket.disconnect message
+// without waiting: a full channel is retried in the background for up to
+// disconnectRetry (see fullQueue); what still cannot be sent is dropped,
+// logged and counted.
 func (s *Server) sendDisconnect(channel string, c channels.Content) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := channels.SendOwned(ctx, s.Layer, channel, c); err != nil {
-		s.stats.droppedDisconnects.Add(1)
-		if errors.Is(err, channels.ErrChannelFull) {
-			s.log.Debug("disconnect message dropped: channel full", "channel", channel, "reply_channel", c["reply_channel"])
-		} else {
-			s.log.Error("disconnect message dropped", "channel", channel, "reply_channel", c["reply_channel"], "error", err)
-		}
+	q := &s.httpDisconnectQ
+	if channel == s.wsDisconnectQ.channel {
+		q = &s.wsDisconnectQ
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), disconnectRetry)
+	defer cancel()
+	q.sendLater(ctx, c)
 }

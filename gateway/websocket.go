@@ -389,7 +389,7 @@ func (c *wsConn) readLoop() {
 		} else {
 			msg["bytes"] = bytes.Clone(buf.Bytes()) // the message is handed over; buf goes back to the pool
 		}
-		err = s.full.send(msg)
+		err = s.receiveQ.send(msg)
 		putBuffer(buf)
 		switch {
 		case err == nil:

@@ -502,6 +502,71 @@ func TestReceiveQueueFullServesABurstInOrderOfArrival(t *testing.T) {
 	}
 }
 
+// Many sockets closing at once against a small websocket.disconnect
+// channel: every disconnect still reaches the application (retried in the
+// background while the channel is full), so none of them misses its chance
+// to leave groups.
+func TestDisconnectStormLosesNothing(t *testing.T) {
+	l := newLayer(t, inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "websocket.disconnect", Capacity: 2}}})
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.disconnect", func(ctx context.Context, m *channels.Message) error {
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		seen[m.ReplyChannel] = true
+		mu.Unlock()
+		return nil
+	})
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Layer:    l,
+		Consumer: r,
+		Worker:   func(w *worker.Worker) { w.Concurrency = 1 },
+	})
+	const n = 100
+	socks := make([]*channelstest.WSClient, n)
+	for i := range socks {
+		socks[i] = srv.DialWS("/")
+	}
+	var wg sync.WaitGroup
+	for _, ws := range socks {
+		wg.Go(func() { ws.Close(1000, "") })
+	}
+	wg.Wait()
+	waitFor(t, "every disconnect to be consumed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == n
+	})
+	if got := srv.Gateway.Stats().DroppedDisconnects; got != 0 {
+		t.Fatalf("DroppedDisconnects = %d, want 0", got)
+	}
+}
+
+// Disconnects still waiting for room when the gateway is closed are given
+// up at once, and counted; Close does not wait out the retry.
+func TestCloseGivesUpWaitingDisconnects(t *testing.T) {
+	l := newLayer(t, inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "websocket.disconnect", Capacity: 1}}})
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Layer:  l,
+		Worker: func(w *worker.Worker) { w.Only = []string{"websocket.connect"} },
+	})
+	const n = 10
+	for range n {
+		srv.DialWS("/")
+	}
+	start := time.Now()
+	if err := srv.Gateway.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("Close took %v", el)
+	}
+	if got := srv.Gateway.Stats().DroppedDisconnects; got != n-1 {
+		t.Fatalf("DroppedDisconnects = %d, want %d (one fits in the channel)", got, n-1)
+	}
+}
+
 // A message over MaxMessageSize closes the socket with 1009.
 func TestMessageTooLargeCloses1009(t *testing.T) {
 	rec := newRecorder()

@@ -723,18 +723,29 @@ type reply struct {
 // parseReply checks a websocket.send message; bad says why it must be
 // ignored.
 func parseReply(m channels.Content) (a reply, bad string) {
-	for k := range m {
-		switch {
-		case k == "bytes", k == "text", k == "close", k == "accept":
-		case strings.HasPrefix(k, "__"):
-			// Framework metadata such as the delay server's "__delay_id__"
-			// or the worker's "__retries__": not for the client, and no
-			// reason to drop the frame.
-		default:
-			return a, fmt.Sprintf("unknown key %q (want bytes, text, close, accept)", k)
+	text, hasText := m["text"]
+	bin, hasBin := m["bytes"]
+	acc, hasAcc := m["accept"]
+	cl, hasClose := m["close"]
+	known := 0
+	for _, has := range [...]bool{hasText, hasBin, hasAcc, hasClose} {
+		if has {
+			known++
 		}
 	}
-	text, bin := m["text"], m["bytes"]
+	if len(m) > known { // only then can there be another key
+		for k := range m {
+			switch {
+			case k == "bytes", k == "text", k == "close", k == "accept":
+			case strings.HasPrefix(k, "__"):
+				// Framework metadata such as the delay server's
+				// "__delay_id__" or the worker's "__retries__": not for
+				// the client, and no reason to drop the frame.
+			default:
+				return a, fmt.Sprintf("unknown key %q (want bytes, text, close, accept)", k)
+			}
+		}
+	}
 	if text != nil && bin != nil {
 		return a, "both text and bytes"
 	}
@@ -756,14 +767,14 @@ func parseReply(m channels.Content) (a reply, bad string) {
 	default:
 		return a, fmt.Sprintf("bytes is %T, not bytes", bin)
 	}
-	switch v := m["accept"].(type) {
+	switch v := acc.(type) {
 	case nil:
 	case bool:
 		a.accept, a.refuse = v, !v
 	default:
 		return a, fmt.Sprintf("accept is %T, not a boolean", v)
 	}
-	switch v := m["close"].(type) {
+	switch v := cl.(type) {
 	case nil:
 	case bool:
 		if v {

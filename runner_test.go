@@ -1,15 +1,15 @@
 package channels_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gochannels/channels/internal/testenv"
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/inmemory"
@@ -31,22 +31,7 @@ func poll(t *testing.T, l channels.Layer, ch string) channels.Content {
 	return c
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = testenv.Output
 
 func newRunner() (*channels.Runner, *logBuffer) {
 	var buf logBuffer

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochannels/channels/internal/testenv"
+
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/channelstest"
 	"github.com/gochannels/channels/cli"
@@ -64,22 +66,7 @@ func runserver(t *testing.T, app *cli.App, args ...string) string {
 	return ""
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.Output
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()

@@ -2,15 +2,15 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gochannels/channels/internal/testenv"
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/channelstest"
@@ -89,22 +89,7 @@ func appless(t *testing.T, l channels.Layer, tweak func(*gateway.Server)) *chann
 }
 
 // syncBuffer is an io.Writer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.Output
 
 // rawConn is a plain TCP connection to a test server, for checks at the
 // byte level.

@@ -608,6 +608,19 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 	}
 }
 
+// dialNonReader opens a WebSocket whose client never reads (with a small
+// receive buffer, so that it fills quickly) and returns its reply channel.
+func dialNonReader(t *testing.T, srv *channelstest.Server, rec *recorder) string {
+	t.Helper()
+	raw := dialRaw(t, srv.URL)
+	_ = raw.c.(*net.TCPConn).SetReadBuffer(4096)
+	raw.write(upgradeRequest("/"))
+	if resp := raw.response(nil); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	return rec.next(t, "websocket.connect").ReplyChannel
+}
+
 // A client that does not read is closed once its outbound queue overflows
 // (or a write times out), and counted.
 func TestSlowClientClosed(t *testing.T) {
@@ -619,13 +632,7 @@ func TestSlowClientClosed(t *testing.T) {
 			g.WriteTimeout = 300 * time.Millisecond
 		},
 	})
-	raw := dialRaw(t, srv.URL)
-	_ = raw.c.(*net.TCPConn).SetReadBuffer(4096)
-	raw.write(upgradeRequest("/"))
-	if resp := raw.response(nil); resp.StatusCode != 101 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	reply := rec.next(t, "websocket.connect").ReplyChannel
+	reply := dialNonReader(t, srv, rec)
 	big := bytes.Repeat([]byte("x"), 256<<10)
 	for srv.Gateway.Stats().SlowClients == 0 {
 		err := srv.Layer.Send(context.Background(), reply, channels.Content{"bytes": big})
@@ -654,13 +661,7 @@ func TestSlowClientDroppedByWriteTimeout(t *testing.T) {
 			g.WriteTimeout = 300 * time.Millisecond
 		},
 	})
-	raw := dialRaw(t, srv.URL)
-	_ = raw.c.(*net.TCPConn).SetReadBuffer(4096)
-	raw.write(upgradeRequest("/"))
-	if resp := raw.response(nil); resp.StatusCode != 101 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	reply := rec.next(t, "websocket.connect").ReplyChannel
+	reply := dialNonReader(t, srv, rec)
 	start := time.Now()
 	if err := srv.Layer.Send(context.Background(), reply, channels.Content{"bytes": bytes.Repeat([]byte("x"), 32<<20)}); err != nil {
 		t.Fatal(err)

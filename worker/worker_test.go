@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochannels/channels/internal/testenv"
+
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/inmemory"
 	"github.com/gochannels/channels/worker"
@@ -20,22 +22,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.Output
 
 // start runs w until the test ends.
 func start(t *testing.T, w *worker.Worker) (stop func()) {

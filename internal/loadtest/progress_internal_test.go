@@ -1,23 +1,14 @@
 package loadtest
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gochannels/channels/internal/testenv"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedBuffer = testenv.Output
 
 func TestProgressLines(t *testing.T) {
 	var out lockedBuffer
@@ -33,9 +24,7 @@ func TestProgressLines(t *testing.T) {
 	<-calls
 	p.stop()
 	p.stop() // idempotent
-	out.mu.Lock()
-	text := out.b.String()
-	out.mu.Unlock()
+	text := out.String()
 	lines := strings.Split(strings.TrimSpace(text), "\n")
 	if len(lines) < 1 || !strings.HasPrefix(lines[0], "channels-load echo ") || !strings.HasSuffix(lines[0], "  round trips 5/10") {
 		t.Errorf("progress output %q, want lines like \"channels-load echo <elapsed>  round trips 5/10\"", text)

@@ -197,7 +197,9 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 			if p.group {
 				err = p.layer.(GroupLayer).GroupSend(ctx, p.target, p.content)
 			} else {
-				err = p.layer.Send(ctx, p.target, p.content)
+				// The outbox holds its own normalized copy (taken at Send):
+				// the layer need not copy it again.
+				err = SendOwned(ctx, p.layer, p.target, p.content)
 			}
 			if !errors.Is(err, ErrChannelFull) || time.Now().Add(interval).After(deadline) {
 				break

@@ -56,7 +56,7 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 		if ob.add(pending{layer: l, target: ch.Name, content: nc}) {
 			return nil
 		}
-		c = nc
+		return SendOwned(ctx, l, ch.Name, nc) // the consumer has returned: send the copy now
 	}
 	return l.Send(ctx, ch.Name, c)
 }

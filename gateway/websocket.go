@@ -49,6 +49,9 @@ type wsConn struct {
 	reply  string
 	path   string
 	client string
+	// replyV and pathV are reply and path boxed once, for the keys every
+	// websocket.receive message carries (boxing a string allocates).
+	replyV, pathV any
 
 	mu       sync.Mutex
 	state    wsState
@@ -167,7 +170,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start ti
 		writeErrorPage(w, http.StatusServiceUnavailable, "Channel layer unavailable.")
 		return
 	}
-	c := &wsConn{s: s, reply: reply, path: path, client: ri.clientS, notify: make(chan struct{}, 1)}
+	c := &wsConn{s: s, reply: reply, path: path, client: ri.clientS, replyV: reply, pathV: path, notify: make(chan struct{}, 1)}
 	scheme := "ws"
 	if ri.scheme == "https" {
 		scheme = "wss"
@@ -377,7 +380,7 @@ func (c *wsConn) readLoop() {
 			putBuffer(buf)
 			continue
 		}
-		msg := channels.Content{"reply_channel": c.reply, "path": c.path, "order": c.order + 1}
+		msg := channels.Content{"reply_channel": c.replyV, "path": c.pathV, "order": c.order + 1}
 		if typ == websocket.MessageText {
 			if !utf8.Valid(buf.Bytes()) {
 				putBuffer(buf)

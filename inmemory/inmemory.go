@@ -214,6 +214,9 @@ func (l *Layer) SendOwned(ctx context.Context, channel string, c channels.Conten
 	return l.send(channel, c, true)
 }
 
+// OwnedSenderLayer implements channels.OwnedSender.
+func (l *Layer) OwnedSenderLayer() channels.Layer { return l }
+
 func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	if err := l.names.CheckChannel(channel); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package inmemory_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -109,5 +110,29 @@ func TestSendOwned(t *testing.T) {
 	err = channels.SendOwned(ctx, small, "owned", channels.Content{"text": "far more than sixteen bytes"})
 	if !errors.Is(err, channels.ErrMessageTooLarge) {
 		t.Fatalf("oversized owned send: %v, want ErrMessageTooLarge", err)
+	}
+}
+
+// countingLayer wraps a layer by embedding it and overrides Send.
+type countingLayer struct {
+	*inmemory.Layer
+	sends int
+}
+
+func (c *countingLayer) Send(ctx context.Context, channel string, m channels.Content) error {
+	c.sends++
+	return c.Layer.Send(ctx, channel, m)
+}
+
+// A wrapper that embeds the layer and overrides Send is not bypassed by
+// channels.SendOwned through the promoted SendOwned method.
+func TestSendOwnedRespectsWrappers(t *testing.T) {
+	w := &countingLayer{Layer: inmemory.MustNew(inmemory.Config{})}
+	defer w.Close()
+	if err := channels.SendOwned(t.Context(), w, "owned", channels.Content{"text": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if w.sends != 1 {
+		t.Fatalf("the wrapper's Send ran %d times, want 1", w.sends)
 	}
 }

@@ -86,16 +86,20 @@ func WaitChannel(replyChannel string, order int64) string {
 //     connection runs before this one's sends are out. (A consumer that
 //     changed the session thus costs two saves, one that did not, one.)
 //     Then, if the message with the new next order
-//     is parked, it runs too, in the same call, when it arrived on the same
-//     channel for this same consumer (otherwise it is sent back to its
-//     channel), and so on. If the consumer fails, the next order is not
+//     is parked, it runs too, in the same call, when this same middleware
+//     parked it (on any channel, with the path values its route captured;
+//     a message parked by another EnforceOrdering is sent back to its
+//     channel, where routing finds its consumer), and so on. Sending a
+//     frame back instead could lose it: its channel may be full of the
+//     connection's later frames, which all wait for it. If the consumer fails, the next order is not
 //     advanced, so later messages stay parked until they expire, which is
 //     the reference behaviour. The runner logs and handles the consumer's
 //     error (a close, a requeue for channels.ErrConsumeLater, a 1011 close
 //     after a panic), so the middleware itself returns nil.
 //   - Order above the next expected: the message is parked on
 //     WaitChannel(reply channel, order), with its channel under
-//     "original_channel", and the consumer does not run. Then the session
+//     "original_channel" (and its path values), and the consumer does not
+//     run. Then the session
 //     is read again, and if the next expected order is now this one (its
 //     predecessor finished meanwhile), the message is taken back and run
 //     (Channels 1.1's fix of this lost wake-up). A message more than
@@ -145,6 +149,7 @@ func (m *Manager) EnforceOrdering(mode Ordering) (channels.Middleware, error) {
 const (
 	originalChannelKey  = "original_channel"
 	orderingConsumerKey = "__ordering_consumer__"
+	pathValuesKey       = "__path_values__"
 )
 
 type orderer struct {
@@ -237,6 +242,13 @@ func (o *orderer) park(ctx context.Context, msg *channels.Message, s *Session, o
 	c := msg.Content.Clone()
 	c[originalChannelKey] = msg.Channel
 	c[orderingConsumerKey] = o.id
+	if pv := msg.PathValues(); len(pv) > 0 {
+		m := make(map[string]any, len(pv))
+		for k, v := range pv {
+			m[k] = v
+		}
+		c[pathValuesKey] = m
+	}
 	ahead := int64(o.m.MaxAhead)
 	if ahead <= 0 {
 		ahead = DefaultMaxAhead
@@ -322,14 +334,25 @@ func (o *orderer) catchUp(ctx context.Context, msg *channels.Message, s *Session
 		}
 		orig, _ := c[originalChannelKey].(string)
 		id, _ := c[orderingConsumerKey].(string)
+		pv, _ := c[pathValuesKey].(map[string]any)
 		delete(c, originalChannelKey)
 		delete(c, orderingConsumerKey)
-		if orig != msg.Channel || id != o.id {
+		delete(c, pathValuesKey)
+		if id != o.id || orig == "" {
+			// Parked by another EnforceOrdering: only routing can find
+			// its consumer.
 			return o.m.requeue(ctx, msg.Layer, orig, c)
 		}
+		// Parked by this very middleware, so routing chose o.next for it
+		// (on whichever channel): run it here, with the path values its
+		// route captured. Putting it back on its channel instead could
+		// lose it: that channel may be full of the connection's later
+		// messages, which wait for this one.
 		im := channels.NewMessage(msg.Layer, orig, c)
-		for name, v := range msg.PathValues() {
-			im.SetPathValue(name, v)
+		for name, v := range pv {
+			if s, ok := v.(string); ok {
+				im.SetPathValue(name, s)
+			}
 		}
 		if !o.run(ctx, im, s, k) {
 			return nil

@@ -435,3 +435,35 @@ func firstDiff(a, b []int64) int {
 	}
 	return min(len(a), len(b))
 }
+
+// A frame parked while its connection's connect had not run yet is run by
+// the connect's catch-up directly, even though it came on another channel
+// (websocket.receive): putting it back on that channel instead would lose
+// it whenever the channel is full, as it is when the connection's later
+// frames crowd it, and every later frame would wait for it forever.
+func TestOrderingCatchUpRunsAFrameOfAnotherChannel(t *testing.T) {
+	l := inmemory.MustNew(inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "websocket.receive", Capacity: 1}}})
+	t.Cleanup(func() { l.Close() })
+	mgr := &session.Manager{Store: session.NewMemoryStore()}
+	e := &orderedEcho{}
+	r := channels.NewRouter()
+	ordered := strict(t, mgr, e)
+	r.Route("websocket.connect", ordered)
+	r.Route("websocket.receive", ordered, channels.Path(`^/room/(?P<room>[a-z]+)/$`))
+	c := channelstest.NewClientOn(t, l, r)
+
+	// Frame 1 arrives first and is parked.
+	mustConsume(t, c, "websocket.receive", channels.Content{"order": 1, "path": "/room/lobby/"})
+	if len(e.orders()) != 0 {
+		t.Fatalf("ran %v before the connect", e.orders())
+	}
+	// A later frame fills websocket.receive.
+	if err := l.Send(t.Context(), "websocket.receive", channels.Content{"reply_channel": c.ReplyChannel, "order": int64(2), "path": "/room/lobby/"}); err != nil {
+		t.Fatal(err)
+	}
+	// The connect runs, then frame 1 with it, with its own path values.
+	mustConsume(t, c, "websocket.connect", channels.Content{"order": 0, "path": "/room/lobby/"})
+	if got := e.orders(); !slices.Equal(got, []int64{0, 1}) {
+		t.Fatalf("ran %v, want [0 1]: the connect's catch-up must run the parked frame", got)
+	}
+}

@@ -143,6 +143,23 @@ func (q *fullQueue) settled(ctx context.Context) error {
 func (q *fullQueue) drain() {
 	batch := make([]*fullWaiter, 0, fullRetryBatch)
 	errs := make([]error, fullRetryBatch)
+	// Senders that stay while the queue drains: a goroutine per message
+	// would grow a fresh stack for the layer's send path every time.
+	type job struct {
+		i   int
+		msg channels.Content
+	}
+	var wg sync.WaitGroup
+	jobs := make(chan job)
+	defer close(jobs)
+	for range fullRetryBatch {
+		go func() {
+			for j := range jobs {
+				errs[j.i] = channels.SendOwned(context.Background(), q.s.Layer, q.channel, j.msg)
+				wg.Done()
+			}
+		}()
+	}
 	for {
 		q.mu.Lock()
 		if len(q.waiting) == 0 {
@@ -161,7 +178,6 @@ func (q *fullQueue) drain() {
 		}
 		// Try the batch at once: over Redis concurrent sends share round
 		// trips. Each message is a different socket's or request's.
-		var wg sync.WaitGroup
 		for i, w := range batch {
 			if now.After(w.deadline) {
 				errs[i] = channels.ErrChannelFull
@@ -172,10 +188,7 @@ func (q *fullQueue) drain() {
 				continue
 			}
 			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, q.channel, w.msg)
-			}()
+			jobs <- job{i, w.msg}
 		}
 		wg.Wait()
 

@@ -5,7 +5,8 @@ import (
 	"math"
 	"reflect"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/gochannels/channels/internal/jsonsize"
 )
 
 // Content is the body of a message: a map with text keys whose values are
@@ -128,7 +129,7 @@ func Normalize(c Content) (Content, int, error) {
 			return nil, 0, fmt.Errorf("%w: key %s", err, strconv.Quote(k))
 		}
 		out[k] = nv
-		size += jsonStringSize(k) + 1 + n
+		size += jsonsize.String(k) + 1 + n
 		if !first {
 			size++
 		}
@@ -156,7 +157,7 @@ func normalMapSize(m map[string]any) (int, bool) {
 		if !ok {
 			return 0, false
 		}
-		size += jsonStringSize(k) + 1 + n
+		size += jsonsize.String(k) + 1 + n
 		if !first {
 			size++
 		}
@@ -175,13 +176,13 @@ func normalValueSize(val any) (int, bool) {
 		}
 		return 5, true
 	case string:
-		return jsonStringSize(v), true
+		return jsonsize.String(v), true
 	case []byte:
-		return base64Size(len(v)), true
+		return jsonsize.Base64(len(v)), true
 	case int64:
-		return intSize(v), true
+		return jsonsize.Int(v), true
 	case float64:
-		return floatSize(v), true
+		return jsonsize.Float(v), true
 	case []any:
 		if v == nil {
 			return 0, false
@@ -219,17 +220,17 @@ func normalizeValue(val any) (any, int, error) {
 		}
 		return false, 5, nil
 	case string:
-		return val, jsonStringSize(v), nil
+		return val, jsonsize.String(v), nil
 	case []byte:
-		return copyBytes(v), base64Size(len(v)), nil
+		return copyBytes(v), jsonsize.Base64(len(v)), nil
 	case int64:
-		return val, intSize(v), nil
+		return val, jsonsize.Int(v), nil
 	case int:
-		return int64(v), intSize(int64(v)), nil
+		return int64(v), jsonsize.Int(int64(v)), nil
 	case int32:
-		return int64(v), intSize(int64(v)), nil
+		return int64(v), jsonsize.Int(int64(v)), nil
 	case float64:
-		return val, floatSize(v), nil
+		return val, jsonsize.Float(v), nil
 	case []any:
 		return normalizeList(len(v), func(i int) any { return v[i] })
 	case []string:
@@ -271,7 +272,7 @@ func normalizeMap(m map[string]any) (any, int, error) {
 			return nil, 0, fmt.Errorf("%w: key %s", err, strconv.Quote(k))
 		}
 		out[k] = nv
-		size += jsonStringSize(k) + 1 + n
+		size += jsonsize.String(k) + 1 + n
 		if !first {
 			size++
 		}
@@ -317,49 +318,6 @@ func normalizeReflect(rv reflect.Value) (any, int, error) {
 		return nil, 4, nil
 	}
 	return nil, 0, fmt.Errorf("%w: unsupported type %s", ErrInvalidContent, rv.Type())
-}
-
-func intSize(v int64) int {
-	var buf [24]byte
-	return len(strconv.AppendInt(buf[:0], v, 10))
-}
-
-func floatSize(f float64) int {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 4 // encoded as null by JSON encoders that accept it
-	}
-	var buf [32]byte
-	return len(strconv.AppendFloat(buf[:0], f, 'g', -1, 64))
-}
-
-func base64Size(n int) int { return (n+2)/3*4 + 2 }
-
-// jsonStringSize is the length of s as a JSON string without HTML escaping.
-func jsonStringSize(s string) int {
-	n := 2
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			switch {
-			case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
-				n += 2
-			case b < 0x20:
-				n += 6
-			default:
-				n++
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			n += 6 // replaced by \ufffd
-		} else {
-			n += size
-		}
-		i += size
-	}
-	return n
 }
 
 // copyBytes copies b; the copy is never nil, so that empty bytes stay bytes.

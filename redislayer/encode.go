@@ -6,8 +6,8 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
-	"unicode/utf8"
-	"unsafe"
+
+	"github.com/gochannels/channels/internal/jsonsize"
 
 	"github.com/gochannels/channels"
 	"github.com/tinylib/msgp/msgp"
@@ -35,7 +35,7 @@ func appendEntries(b []byte, c map[string]any, measure bool) ([]byte, int, error
 			return b, 0, fmt.Errorf("%w: key %s", err, strconv.Quote(k))
 		}
 		if measure {
-			size += jsonStringSize(k) + 1 + n
+			size += jsonsize.String(k) + 1 + n
 			if !first {
 				size++
 			}
@@ -76,17 +76,17 @@ func appendValue(b []byte, v any, measure bool) ([]byte, int, error) {
 		if !measure {
 			return msgp.AppendString(b, v), 0, nil
 		}
-		return msgp.AppendString(b, v), jsonStringSize(v), nil
+		return msgp.AppendString(b, v), jsonsize.String(v), nil
 	case []byte:
-		return msgp.AppendBytes(b, v), base64Size(len(v)), nil
+		return msgp.AppendBytes(b, v), jsonsize.Base64(len(v)), nil
 	case int64:
-		return msgp.AppendInt64(b, v), sizeIf(measure, intSize, v), nil
+		return msgp.AppendInt64(b, v), sizeIf(measure, jsonsize.Int, v), nil
 	case int:
-		return msgp.AppendInt64(b, int64(v)), sizeIf(measure, intSize, int64(v)), nil
+		return msgp.AppendInt64(b, int64(v)), sizeIf(measure, jsonsize.Int, int64(v)), nil
 	case int32:
-		return msgp.AppendInt64(b, int64(v)), sizeIf(measure, intSize, int64(v)), nil
+		return msgp.AppendInt64(b, int64(v)), sizeIf(measure, jsonsize.Int, int64(v)), nil
 	case float64:
-		return msgp.AppendFloat64(b, v), sizeIf(measure, floatSize, v), nil
+		return msgp.AppendFloat64(b, v), sizeIf(measure, jsonsize.Float, v), nil
 	case []any:
 		b = msgp.AppendArrayHeader(b, uint32(len(v)))
 		size := 2
@@ -108,7 +108,7 @@ func appendValue(b []byte, v any, measure bool) ([]byte, int, error) {
 		for i, e := range v {
 			b = msgp.AppendString(b, e)
 			if measure {
-				size += jsonStringSize(e)
+				size += jsonsize.String(e)
 			}
 			if i > 0 {
 				size++
@@ -186,49 +186,6 @@ func sizeIf[T any](measure bool, size func(T) int, v T) int {
 	return size(v)
 }
 
-func intSize(v int64) int {
-	var buf [24]byte
-	return len(strconv.AppendInt(buf[:0], v, 10))
-}
-
-func floatSize(f float64) int {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 4
-	}
-	var buf [32]byte
-	return len(strconv.AppendFloat(buf[:0], f, 'g', -1, 64))
-}
-
-func base64Size(n int) int { return (n+2)/3*4 + 2 }
-
-// jsonStringSize is the length of s as a JSON string without HTML escaping.
-func jsonStringSize(s string) int {
-	n := 2
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			switch {
-			case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
-				n += 2
-			case b < 0x20:
-				n += 6
-			default:
-				n++
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			n += 6
-		} else {
-			n += size
-		}
-		i += size
-	}
-	return n
-}
-
 // bufPool recycles the buffers messages are encoded into. A buffer goes
 // back only once Redis has answered the call that carried it.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -244,13 +201,4 @@ func putBuf(b *[]byte) {
 	}
 	*b = (*b)[:0]
 	bufPool.Put(b)
-}
-
-// unsafeBytes views a string's bytes without copying; they must not be
-// written. The decoder copies everything it keeps.
-func unsafeBytes(s string) []byte {
-	if s == "" {
-		return nil
-	}
-	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/gochannels/channels"
 	"github.com/tinylib/msgp/msgp"
@@ -72,10 +73,46 @@ func appendValue(b []byte, v any) ([]byte, error) {
 // that is not a map, integers beyond int64, trailing bytes) is an error
 // wrapping ErrDecode.
 func Unmarshal(b []byte) (channels.Content, error) {
-	if msgp.NextType(b) != msgp.MapType {
-		return nil, fmt.Errorf("%w: top level is %s, not a map", ErrDecode, msgp.NextType(b))
+	d := decoder{b: b, copy: true}
+	return d.top()
+}
+
+// ZeroCopyMax is the largest body whose text values UnmarshalString lets
+// share the body's memory.
+const ZeroCopyMax = 4 << 10
+
+// UnmarshalString is Unmarshal for a body held in a string (a message as a
+// Redis client returns it). Up to ZeroCopyMax bytes, text values and map
+// keys are substrings of body instead of copies, so one allocation (body,
+// which nothing else should reference) holds them all; above it every
+// string is copied, so that keeping one small value does not keep a large
+// message alive. Bytes values are always copied, since their receiver may
+// change them.
+func UnmarshalString(body string) (channels.Content, error) {
+	d := decoder{src: body, b: unsafeBytes(body), copy: len(body) > ZeroCopyMax}
+	return d.top()
+}
+
+// unsafeBytes views a string's bytes without copying; the decoder only
+// reads them, and copies every bytes value it keeps.
+func unsafeBytes(s string) []byte {
+	if s == "" {
+		return nil
 	}
-	v, rest, err := readValue(b, 0)
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+type decoder struct {
+	src  string // the body, when strings may share its memory
+	b    []byte // the body's bytes, read only
+	copy bool   // copy strings instead of sharing src
+}
+
+func (d *decoder) top() (channels.Content, error) {
+	if msgp.NextType(d.b) != msgp.MapType {
+		return nil, fmt.Errorf("%w: top level is %s, not a map", ErrDecode, msgp.NextType(d.b))
+	}
+	v, rest, err := d.value(d.b, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +122,16 @@ func Unmarshal(b []byte) (channels.Content, error) {
 	return channels.Content(v.(map[string]any)), nil
 }
 
-func readValue(b []byte, depth int) (any, []byte, error) {
+// str returns the string held in bytes p, which lie inside d.b.
+func (d *decoder) str(p []byte) string {
+	if d.copy || len(p) == 0 {
+		return string(p)
+	}
+	off := uintptr(unsafe.Pointer(unsafe.SliceData(p))) - uintptr(unsafe.Pointer(unsafe.StringData(d.src)))
+	return d.src[off : off+uintptr(len(p))]
+}
+
+func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	if depth > maxDepth {
 		return nil, b, fmt.Errorf("%w: nested deeper than %d", ErrDecode, maxDepth)
 	}
@@ -117,7 +163,9 @@ func readValue(b []byte, depth int) (any, []byte, error) {
 		f, b, err = msgp.ReadFloat32Bytes(b)
 		v = float64(f)
 	case msgp.StrType:
-		v, b, err = msgp.ReadStringBytes(b)
+		var p []byte
+		p, b, err = msgp.ReadStringZC(b)
+		v = d.str(p)
 	case msgp.BinType:
 		var bs []byte
 		bs, b, err = msgp.ReadBytesBytes(b, nil)
@@ -136,7 +184,7 @@ func readValue(b []byte, depth int) (any, []byte, error) {
 		}
 		list := make([]any, n)
 		for i := range list {
-			if list[i], b, err = readValue(b, depth+1); err != nil {
+			if list[i], b, err = d.value(b, depth+1); err != nil {
 				return nil, b, err
 			}
 		}
@@ -158,10 +206,10 @@ func readValue(b []byte, depth int) (any, []byte, error) {
 				return nil, b, fmt.Errorf("%w: map key: %v", ErrDecode, err)
 			}
 			var e any
-			if e, b, err = readValue(b, depth+1); err != nil {
+			if e, b, err = d.value(b, depth+1); err != nil {
 				return nil, b, err
 			}
-			m[string(key)] = e
+			m[d.str(key)] = e
 		}
 		v = m
 	default:

@@ -77,13 +77,11 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		return usageError("%s: unexpected arguments %q", name, positional)
 	}
 	log := newLogger(stderr, verbosity)
-	if *cpuprofile != "" {
-		stop, err := startCPUProfile(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	var trusted []netip.Prefix
 	if proxyHeaders && len(proxies) == 0 {
@@ -172,18 +170,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 			}
 		})
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := gw.Shutdown(sctx); err != nil {
-		gw.Close()
-	}
+	runErr := serveUntilDone(ctx, log, errs, srv, gw)
 	wg.Wait()
 	return runErr
 }

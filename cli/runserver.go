@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -73,13 +74,11 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		return usageError("runserver: --workers must be at least 1")
 	}
 	log := newLogger(a.stderr(), *verbosity)
-	if *cpuprofile != "" {
-		stop, err := startCPUProfile(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	layer, err := OpenLayer(ctx, *layerURL)
 	if err != nil {
@@ -163,6 +162,16 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		}
 	})
 
+	runErr := serveUntilDone(ctx, log, errs, srv, gw)
+	stopBackground()
+	wg.Wait()
+	return runErr
+}
+
+// serveUntilDone waits until ctx is done or an error arrives on errs, then
+// shuts the HTTP server and the gateway down, giving them 10 s to finish
+// (the gateway is closed after that), and returns the error, if any.
+func serveUntilDone(ctx context.Context, log *slog.Logger, errs <-chan error, srv *http.Server, gw *gateway.Server) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -175,13 +184,15 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	if err := gw.Shutdown(sctx); err != nil {
 		gw.Close()
 	}
-	stopBackground()
-	wg.Wait()
 	return runErr
 }
 
-// startCPUProfile profiles the process until the returned stop is called.
+// startCPUProfile profiles the process into path until the returned stop
+// is called; with no path it does nothing.
 func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("cpuprofile: %w", err)

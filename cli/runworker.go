@@ -35,13 +35,11 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 		return usageError("runworker: --threads must be at least 1")
 	}
 	log := newLogger(a.stderr(), *verbosity)
-	if *cpuprofile != "" {
-		stop, err := startCPUProfile(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	layer, err := OpenLayer(ctx, *layerURL)
 	if err != nil {
 		return err

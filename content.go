@@ -47,8 +47,20 @@ func ToInt(v any) (int64, bool) {
 		return int64(v), true
 	case int32:
 		return int64(v), true
+	case int16:
+		return int64(v), true
+	case int8:
+		return int64(v), true
 	case uint32:
 		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case uint8:
+		return int64(v), true
+	case uint:
+		if uint64(v) <= math.MaxInt64 {
+			return int64(v), true
+		}
 	case uint64:
 		if v <= math.MaxInt64 {
 			return int64(v), true

@@ -199,3 +199,17 @@ func TestNormalSize(t *testing.T) {
 		}
 	}
 }
+
+// ToInt takes every Go integer type that fits, and whole floats.
+func TestToInt(t *testing.T) {
+	for _, v := range []any{int64(7), 7, int32(7), int16(7), int8(7), uint64(7), uint(7), uint32(7), uint16(7), uint8(7), 7.0} {
+		if n, ok := channels.ToInt(v); !ok || n != 7 {
+			t.Errorf("ToInt(%T 7) = %d, %v", v, n, ok)
+		}
+	}
+	for _, v := range []any{uint64(math.MaxUint64), 7.5, "7", nil, true} {
+		if _, ok := channels.ToInt(v); ok {
+			t.Errorf("ToInt(%T %v) reported an integer", v, v)
+		}
+	}
+}

@@ -387,32 +387,11 @@ func decodeAddr(key string, v any) (host string, port int64, ok bool, err error)
 	if !isText {
 		return "", 0, false, badRequest("%s host must be text, got %T", key, l[0])
 	}
-	port, isInt := toInt(l[1])
+	port, isInt := channels.ToInt(l[1])
 	if !isInt || port < 0 {
 		return "", 0, false, badRequest("%s port must be a non-negative integer, got %v", key, l[1])
 	}
 	return host, port, true, nil
-}
-
-// toInt reads an integer as the layers deliver it: int64, or a whole
-// float64 from JSON; other Go integer types are accepted for messages built
-// in process.
-func toInt(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int64:
-		return v, true
-	case int:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case float64:
-		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
-			return int64(v), true
-		}
-	}
-	return 0, false
 }
 
 // request builds the *http.Request the handler sees, with the complete body.

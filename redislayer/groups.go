@@ -16,14 +16,8 @@ import (
 // sorted set (<prefix>:group:<name>, scored by the time of the add), whose
 // expiry is reset to the group expiry. It blocks for one round trip.
 func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
-	if err := l.s.names.CheckGroup(group); err != nil {
+	if err := l.checkMember(group, channel); err != nil {
 		return err
-	}
-	if err := l.s.names.CheckChannel(channel); err != nil {
-		return err
-	}
-	if l.closed() {
-		return channels.ErrLayerClosed
 	}
 	sh := l.shardFor(group)
 	cctx, cancel := l.s.withTimeout(ctx)
@@ -37,14 +31,8 @@ func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
 // GroupDiscard implements channels.GroupLayer. It blocks for one round
 // trip.
 func (l *Layer) GroupDiscard(ctx context.Context, group, channel string) error {
-	if err := l.s.names.CheckGroup(group); err != nil {
+	if err := l.checkMember(group, channel); err != nil {
 		return err
-	}
-	if err := l.s.names.CheckChannel(channel); err != nil {
-		return err
-	}
-	if l.closed() {
-		return channels.ErrLayerClosed
 	}
 	sh := l.shardFor(group)
 	cctx, cancel := l.s.withTimeout(ctx)
@@ -269,4 +257,19 @@ func (l *Layer) groupSendSharded(ctx context.Context, what, group string, head, 
 		}
 	}
 	return firstErr
+}
+
+// checkMember validates a group membership call's names and that the
+// layer is open.
+func (l *Layer) checkMember(group, channel string) error {
+	if err := l.s.names.CheckGroup(group); err != nil {
+		return err
+	}
+	if err := l.s.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	if l.closed() {
+		return channels.ErrLayerClosed
+	}
+	return nil
 }

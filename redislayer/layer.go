@@ -2,7 +2,6 @@ package redislayer
 
 import (
 	"context"
-	cryptorand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/inmemory"
 	"github.com/redis/rueidis"
 )
 
@@ -542,7 +542,7 @@ func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) 
 		return "", channels.ErrLayerClosed
 	}
 	for {
-		name := pattern + randomSuffix(12)
+		name := pattern + inmemory.RandomSuffix(12)
 		if pattern[len(pattern)-1] == '!' {
 			return name, nil
 		}
@@ -557,17 +557,6 @@ func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) 
 			return name, nil
 		}
 	}
-}
-
-const suffixAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
-
-func randomSuffix(n int) string {
-	b := make([]byte, n)
-	_, _ = cryptorand.Read(b) // never fails (crypto/rand panics instead)
-	for i := range b {
-		b[i] = suffixAlphabet[b[i]&63]
-	}
-	return string(b)
 }
 
 // Flush implements channels.Flusher: it deletes every key under the

@@ -339,17 +339,11 @@ func run(rawURL, mode string, senders, receivers, nchannels, size int, d time.Du
 	}
 
 	time.Sleep(time.Second) // warm up
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
-		if err != nil {
-			return result{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startProfile(cpuprofile)
+	if err != nil {
+		return result{}, err
 	}
+	defer stopProfile()
 	s0, r0 := takeSnapshot(ic), received.Load()
 	time.Sleep(d)
 	s1, r1 := takeSnapshot(ic), received.Load()
@@ -484,17 +478,11 @@ func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Du
 		})
 	}
 	time.Sleep(time.Second)
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
-		if err != nil {
-			return result{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startProfile(cpuprofile)
+	if err != nil {
+		return result{}, err
 	}
+	defer stopProfile()
 	s0, r0 := takeSnapshot(c), received.Load()
 	time.Sleep(d)
 	s1, r1 := takeSnapshot(c), received.Load()
@@ -502,4 +490,24 @@ func runRaw(rawURL, _ string, senders, receivers, nchannels, size int, d time.Du
 	stop()
 	wg.Wait()
 	return result{rate: float64(r1-r0) / el.Seconds(), usage: usage(s0, s1, r1-r0)}, nil
+}
+
+// startProfile writes a CPU profile to path until stop is called; with no
+// path it does nothing.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

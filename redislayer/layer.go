@@ -228,6 +228,7 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		client.Close()
 		return nil, fmt.Errorf("redislayer: %s is not a Redis Cluster (cluster_enabled is off); drop Cluster to use it as a single host", name)
 	}
+	client = healingClient{Client: client, attempts: l.s.pipelineConns + 1, retried: func() { l.st.retried.Add(1) }}
 	sh := &shard{
 		l:       l,
 		index:   index,
@@ -671,7 +672,7 @@ func globEscape(s string) string {
 type counters struct {
 	sent, received, expired, full, groupSkipped, tooLarge atomic.Uint64
 	unavailable, errors, reconnects, pushedBack, lost     atomic.Uint64
-	undeliverable, evicted                                atomic.Uint64
+	undeliverable, evicted, retried                       atomic.Uint64
 }
 
 // Counters are figures of the layer's own health, beyond channels.Stats.
@@ -684,6 +685,7 @@ type Counters struct {
 	Lost          uint64 // messages popped that could be neither delivered nor put back (Redis went away meanwhile); logged
 	Undeliverable uint64 // messages that could not be decoded or routed (no "__asgi_channel__"); logged and dropped
 	Evicted       uint64 // group members evicted because a message expired unread on their channel
+	Retried       uint64 // calls run again because the connection they were written to was found closed by Redis (an idle connection after a restart)
 	Buffered      int64  // messages popped and held in this process now (see Config.ReceiveBuffer and ProcessBuffer)
 }
 
@@ -703,6 +705,7 @@ func (l *Layer) Counters() Counters {
 		Lost:          l.st.lost.Load(),
 		Undeliverable: l.st.undeliverable.Load(),
 		Evicted:       l.st.evicted.Load(),
+		Retried:       l.st.retried.Load(),
 		Buffered:      int64(buffered),
 	}
 }

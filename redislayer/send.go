@@ -2,6 +2,7 @@ package redislayer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -162,6 +163,12 @@ func (sh *shard) putSendConn(dc rueidis.DedicatedClient, err error) {
 }
 
 // execSends runs one batch on sh.
+//
+// A batch's connection that sat idle may have been closed by Redis
+// meanwhile, unnoticed (see heal.go). When every reply of the batch's
+// MULTI fails with that broken connection, Redis ran none of it, and the
+// batch runs again on the host's client, which replaces broken
+// connections, before its Sends fail.
 func (l *Layer) execSends(sh *shard, batch []*sendReq) {
 	var err error
 	if sh.cluster {
@@ -171,6 +178,11 @@ func (l *Layer) execSends(sh *shard, batch []*sendReq) {
 		dc := sh.sendConn()
 		err = l.execSendsOn(sh, dc, batch)
 		sh.putSendConn(dc, err)
+		var broken errBrokenSend
+		if errors.As(err, &broken) && !l.closed() {
+			l.st.retried.Add(1)
+			err = l.execSendsOn(sh, sh.client, batch)
+		}
 	}
 	if err != nil {
 		return
@@ -272,6 +284,8 @@ func (l *Layer) execAdd(c rueidis.CommandClient, groups [][]*sendReq, score stri
 				break
 			}
 		}
+	} else if allBroken(context.Background(), res) {
+		err = errBrokenSend{err}
 	}
 	if err == nil && len(arr) != 3*len(groups) {
 		err = fmt.Errorf("MULTI returned %d results for %d commands", len(arr), 3*len(groups))
@@ -316,6 +330,13 @@ func (l *Layer) execAdd(c rueidis.CommandClient, groups [][]*sendReq, score stri
 	}
 	return err
 }
+
+// errBrokenSend is the error of a send batch whose connection was found
+// broken before Redis answered any of it (see brokenConn).
+type errBrokenSend struct{ err error }
+
+func (e errBrokenSend) Error() string { return e.err.Error() }
+func (e errBrokenSend) Unwrap() error { return e.err }
 
 // batcherFor returns the batcher of the channels named group (the name,
 // or the process prefix) on sh: one per host, one per hash slot in

@@ -1,0 +1,418 @@
+package binding
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// DefaultTablePrefix is put before the names of the tables, triggers and
+// function this package creates when Config.TablePrefix is empty.
+const DefaultTablePrefix = "channels_"
+
+// ErrClosed is returned by a DB's methods after Close.
+var ErrClosed = errors.New("binding: database closed")
+
+// Config says which database a DB uses.
+type Config struct {
+	// URL names the database: "postgres://…" (or postgresql://) for
+	// PostgreSQL in any form pgx accepts (add "search_path=schema" to use a
+	// schema); "sqlite:///abs/path.db", "sqlite:rel.db" or a plain file path
+	// for SQLite (created when missing). NewSQLite ignores it.
+	URL string
+	// TablePrefix is put before the names of the tables, triggers and
+	// function the binding creates: lower-case letters, digits and '_',
+	// starting with a letter or '_', at most 40 characters. Empty means
+	// DefaultTablePrefix.
+	TablePrefix string
+	// BusyTimeout is how long SQLite waits for another connection's write
+	// lock. Zero means 10 s. Ignored for PostgreSQL.
+	BusyTimeout time.Duration
+	// Logger receives the logs of the DB and of the relays and consumers
+	// using it. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DB is the database the bound tables live in, SQLite (modernc) or
+// PostgreSQL (pgx), as the relay and the inbound consumers use it. It is
+// safe for concurrent use.
+type DB struct {
+	pg       bool
+	sqlDB    *sql.DB // SQLite
+	ownSQL   bool
+	pool     *pgPool // PostgreSQL
+	display  string
+	prefix   string
+	log      *slog.Logger
+	notifyCh string
+
+	mu     sync.Mutex
+	wakers map[chan struct{}]struct{}
+	closed bool
+}
+
+// Open opens the database named by url with the default table prefix.
+func Open(ctx context.Context, url string) (*DB, error) {
+	return OpenConfig(ctx, Config{URL: url})
+}
+
+// OpenConfig opens the database cfg describes and checks that it answers.
+func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
+	db, err := newDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://"):
+		db.pg = true
+		db.display = redact(cfg.URL)
+		db.pool, err = newPGPool(cfg.URL, 8)
+		if err != nil {
+			return nil, fmt.Errorf("binding: open %s: %w", db.display, err)
+		}
+	default:
+		path, perr := sqlitePath(cfg.URL)
+		if perr != nil {
+			return nil, perr
+		}
+		busy := cfg.BusyTimeout
+		if busy <= 0 {
+			busy = 10 * time.Second
+		}
+		db.display = "sqlite:" + path
+		dsn := path + "?_txlock=immediate&_pragma=" + url.QueryEscape(fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds())) +
+			"&_pragma=journal_mode(WAL)&_pragma=" + url.QueryEscape("synchronous(NORMAL)")
+		sdb, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("binding: open %s: %w", db.display, err)
+		}
+		sdb.SetMaxOpenConns(4)
+		db.sqlDB, db.ownSQL = sdb, true
+	}
+	if err := db.ping(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("binding: connect to %s: %w", db.display, err)
+	}
+	return db, nil
+}
+
+// NewSQLite returns a DB over an application's own SQLite database, opened
+// with the "sqlite" driver (modernc.org/sqlite). cfg.URL is ignored. Close
+// does not close sqlDB.
+func NewSQLite(ctx context.Context, sqlDB *sql.DB, cfg Config) (*DB, error) {
+	db, err := newDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db.sqlDB, db.display = sqlDB, "sqlite (application handle)"
+	if err := db.ping(ctx); err != nil {
+		return nil, fmt.Errorf("binding: connect to %s: %w", db.display, err)
+	}
+	return db, nil
+}
+
+func newDB(cfg Config) (*DB, error) {
+	prefix := cfg.TablePrefix
+	if prefix == "" {
+		prefix = DefaultTablePrefix
+	}
+	if !validPrefix(prefix) {
+		return nil, fmt.Errorf("binding: table prefix %q: use lower-case letters, digits and '_', starting with a letter or '_', at most 40 characters", prefix)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &DB{prefix: prefix, log: log, notifyCh: prefix + "binding", wakers: map[chan struct{}]struct{}{}}, nil
+}
+
+// String returns the database's name without its password.
+func (db *DB) String() string { return db.display }
+
+// Postgres reports whether the database is PostgreSQL.
+func (db *DB) Postgres() bool { return db.pg }
+
+// SQL returns the database/sql handle of a SQLite DB, nil for PostgreSQL.
+func (db *DB) SQL() *sql.DB { return db.sqlDB }
+
+// Close closes the database (not a handle given to NewSQLite).
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return nil
+	}
+	db.closed = true
+	db.mu.Unlock()
+	if db.pool != nil {
+		return db.pool.close()
+	}
+	if db.ownSQL {
+		return db.sqlDB.Close()
+	}
+	return nil
+}
+
+// Notify wakes the relays running on this DB at once, instead of at their
+// next poll. The inbound consumers call it after each write; call it after
+// your own writes to a SQLite database when the relay runs in the same
+// process. PostgreSQL relays are woken by the triggers' NOTIFY as well.
+func (db *DB) Notify() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for w := range db.wakers {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (db *DB) addWaker() chan struct{} {
+	w := make(chan struct{}, 1)
+	db.mu.Lock()
+	db.wakers[w] = struct{}{}
+	db.mu.Unlock()
+	return w
+}
+
+func (db *DB) removeWaker(w chan struct{}) {
+	db.mu.Lock()
+	delete(db.wakers, w)
+	db.mu.Unlock()
+}
+
+// Exec runs a statement with '?' placeholders (rebound to $1, $2, … for
+// PostgreSQL) and returns the number of rows it affected.
+func (db *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if db.isClosed() {
+		return 0, ErrClosed
+	}
+	q = db.rebind(q)
+	if db.pg {
+		c, err := db.pool.acquire(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer db.pool.release(c)
+		tag, err := c.Exec(ctx, q, args...)
+		if err != nil {
+			return 0, err
+		}
+		return tag.RowsAffected(), nil
+	}
+	res, err := db.sqlDB.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (db *DB) isClosed() bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.closed
+}
+
+func (db *DB) ping(ctx context.Context) error {
+	if db.pg {
+		c, err := db.pool.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.pool.release(c)
+		return c.Ping(ctx)
+	}
+	return db.sqlDB.PingContext(ctx)
+}
+
+// rebind turns ? placeholders into $n for PostgreSQL.
+func (db *DB) rebind(q string) string {
+	if !db.pg {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+func validPrefix(p string) bool {
+	if len(p) > 40 || p == "" {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		switch {
+		case b >= 'a' && b <= 'z', b == '_':
+		case b >= '0' && b <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// sqlitePath turns a SQLite URL or path into a file path.
+func sqlitePath(u string) (string, error) {
+	p := u
+	for _, pre := range []string{"sqlite://", "sqlite3://", "sqlite:"} {
+		if strings.HasPrefix(p, pre) {
+			p = strings.TrimPrefix(p, pre)
+			break
+		}
+	}
+	switch {
+	case p == "":
+		return "", fmt.Errorf("binding: database URL %q names no file", u)
+	case p == ":memory:":
+		return "", fmt.Errorf("binding: an in-memory SQLite database cannot be shared by the relay and the application; use a file")
+	case strings.ContainsAny(p, "?#") || strings.Contains(p, "://"):
+		return "", fmt.Errorf("binding: database URL %q: use postgres://..., sqlite:///path/to/file.db or a file path", u)
+	}
+	return p, nil
+}
+
+// redact hides the password of a URL for logs.
+func redact(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	return pu.Redacted()
+}
+
+// pgPool is a bounded pool of pgx connections. Connections that broke, or
+// that are returned inside a transaction, are closed instead of reused.
+type pgPool struct {
+	cfg   *pgx.ConnConfig
+	slots chan struct{}
+
+	mu     sync.Mutex
+	idle   []*pgx.Conn
+	closed bool
+}
+
+func newPGPool(url string, size int) (*pgPool, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}, nil
+}
+
+// connect opens a connection outside the pool (a relay's own).
+func (p *pgPool) connect(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.ConnectConfig(ctx, p.cfg.Copy())
+}
+
+func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			<-p.slots
+			return nil, ErrClosed
+		}
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if !c.IsClosed() {
+			return c, nil
+		}
+	}
+	c, err := pgx.ConnectConfig(ctx, p.cfg.Copy())
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return c, nil
+}
+
+func (p *pgPool) release(c *pgx.Conn) {
+	defer func() { <-p.slots }()
+	if c.IsClosed() || c.PgConn().TxStatus() != 'I' {
+		closeConn(c)
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		closeConn(c)
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+func (p *pgPool) close() error {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.closed = true
+	p.mu.Unlock()
+	for _, c := range idle {
+		closeConn(c)
+	}
+	return nil
+}
+
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
+// queryRow runs a query returning one row, with '?' placeholders.
+func (db *DB) queryRow(ctx context.Context, q string, args ...any) scanner {
+	q = db.rebind(q)
+	if db.pg {
+		c, err := db.pool.acquire(ctx)
+		if err != nil {
+			return errScanner{err}
+		}
+		return pgRow{c.QueryRow(ctx, q, args...), func() { db.pool.release(c) }}
+	}
+	return db.sqlDB.QueryRowContext(ctx, q, args...)
+}
+
+type pgRow struct {
+	row  pgx.Row
+	done func()
+}
+
+func (r pgRow) Scan(dest ...any) error {
+	defer r.done()
+	return r.row.Scan(dest...)
+}
+
+type errScanner struct{ err error }
+
+func (e errScanner) Scan(...any) error { return e.err }

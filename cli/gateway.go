@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels/gateway"
+	"github.com/gochannels/channels/js"
 )
 
 // RunGateway runs the standalone interface server (cmd/channels-gateway) with
@@ -160,7 +161,8 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	}
 	log.Info(fmt.Sprintf("Starting server at %s, channel layer %s.", strings.Join(names, ", "), layer))
 
-	srv := gateway.NewHTTPServer("", gw)
+	// The JavaScript client is served by the gateway itself (js.Prefix).
+	srv := gateway.NewHTTPServer("", js.Wrap(gw))
 	var wg sync.WaitGroup
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {

@@ -19,6 +19,7 @@ import (
 	"github.com/gochannels/channels/delay"
 	"github.com/gochannels/channels/gateway"
 	"github.com/gochannels/channels/httpconsumer"
+	"github.com/gochannels/channels/js"
 	"github.com/gochannels/channels/worker"
 )
 
@@ -38,6 +39,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		staticDir   = fs.String("static", "", "serve the files of this directory under --static-url")
 		staticURL   = fs.String("static-url", "/static/", "URL prefix of the static files")
 		nodelay     = fs.Bool("nodelay", false, "run no delay server in this process")
+		nobinding   = fs.Bool("nobinding", false, "run no binding relay in this process (run 'runbinding' separately)")
 		delayDB     = fs.String("delay-database", "", "delay server database URL (default $DATABASE_URL, else sqlite file "+DefaultDelayDatabase+")")
 		ipv6        = fs.Bool("ipv6", false, "default to ::1 instead of 127.0.0.1")
 		origins     stringsFlag
@@ -118,7 +120,8 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("runserver: %w", err)
 	}
-	srv := gateway.NewHTTPServer(ln.Addr().String(), gw)
+	// The JavaScript client is served by the gateway itself (js.Prefix).
+	srv := gateway.NewHTTPServer(ln.Addr().String(), js.Wrap(gw))
 
 	out := a.stdout()
 	fmt.Fprintf(out, "%s\n", time.Now().Format("January 02, 2006 - 15:04:05"))
@@ -131,10 +134,15 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(out, "Quit the server with CONTROL-C.")
 
+	relay, err := a.startRelay(layer, *nobinding, log, out)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	var wg sync.WaitGroup
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	if !*noworker {
 		w := &worker.Worker{Layer: layer, Consumer: router, Concurrency: *workers, Logger: log}
 		wg.Go(func() {
@@ -153,6 +161,13 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		wg.Go(func() {
 			if err := ds.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("delay server: %w", err)
+			}
+		})
+	}
+	if relay != nil {
+		wg.Go(func() {
+			if err := relay.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("binding relay: %w", err)
 			}
 		})
 	}

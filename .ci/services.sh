@@ -20,8 +20,9 @@ apt_install() {
 }
 
 # Python's channels_redis, for the Redis interoperability test; Chromium, for
-# the browser tests of the example pages.
-apt_install python3-channels-redis chromium
+# the browser tests of the example pages; Node, for the JavaScript client's
+# unit tests.
+apt_install python3-channels-redis chromium nodejs
 
 # Redis on 127.0.0.1:6379, nothing kept on disk.
 if ! have redis-server; then apt_install redis-server; fi

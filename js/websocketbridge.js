@@ -370,7 +370,7 @@ class ReconnectingWebSocket {
         this._schedule(event.code);
         return;
       }
-      if (this.options.reconnectOnRejectedHandshake) {
+      if (this.options.reconnectOnRejectedHandshake || typeof this._fetch !== "function") {
         this._failed(event.code);
         return;
       }

@@ -367,7 +367,7 @@ export class ReconnectingWebSocket {
         this._schedule(event.code);
         return;
       }
-      if (this.options.reconnectOnRejectedHandshake) {
+      if (this.options.reconnectOnRejectedHandshake || typeof this._fetch !== "function") {
         this._failed(event.code);
         return;
       }

@@ -6,6 +6,7 @@
 //	runworker              workers only, on a cross-process layer (Redis)
 //	gateway                the interface server only (Daphne's role)
 //	rundelay               the delay server only
+//	runbinding             the data-binding relay only
 //
 // A program is one line:
 //
@@ -14,6 +15,20 @@
 // With no subcommand it runs runserver. The layer comes from --layer or the
 // CHANNELS_LAYER environment variable (a URL: memory:// or redis://...;
 // in-memory when unset).
+//
+// An application with data bindings (package binding) lists them in
+// App.Bindings with the database of their tables in App.Database. runserver
+// then runs their relay in the same process (--nobinding turns it off), and
+// runbinding runs it alone, against a Redis layer, as rundelay runs the
+// delay server:
+//
+//	myapp runbinding --layer redis://127.0.0.1:6379/0 --database postgres://…/app
+//
+// The relay installs the bound tables' triggers and the outbox at start
+// (binding.Install). Changes committed while no relay runs wait in the
+// outbox, up to --retention (a day by default), and are sent in commit
+// order when one starts; several runbinding processes on one PostgreSQL
+// database share the work.
 package cli
 
 import (
@@ -30,6 +45,7 @@ import (
 	"syscall"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/binding"
 )
 
 // App is an application's command line. Router is required; the other
@@ -45,6 +61,17 @@ type App struct {
 	Name string
 	// Stdout and Stderr default to os.Stdout and os.Stderr.
 	Stdout, Stderr io.Writer
+
+	// Bindings are the application's data bindings. When there are any,
+	// runserver runs their relay in the process and runbinding runs it
+	// alone; both send each committed change of a bound table to the
+	// groups that can see it.
+	Bindings []binding.Registration
+	// Database is the database of the bound tables, the one the bindings'
+	// inbound consumers write through. runserver's relay uses it, and so
+	// does runbinding unless --database names another. Required with
+	// Bindings in runserver.
+	Database *binding.DB
 }
 
 // Main runs the command line of an application made of router and exits.
@@ -122,6 +149,8 @@ func (a *App) Run(ctx context.Context, args []string) error {
 		return runGateway(ctx, a.name()+" gateway", args, a.stdout(), a.stderr(), false)
 	case "rundelay":
 		return runDelay(ctx, a.name()+" rundelay", args, a.stderr())
+	case "runbinding":
+		return a.runbinding(ctx, args)
 	case "help", "-h", "--help":
 		a.usage()
 		return nil
@@ -138,6 +167,7 @@ Commands:
   runworker              run workers against a cross-process layer
   gateway                run the interface server only
   rundelay               run the delay server only
+  runbinding             run the data-binding relay only (App.Bindings)
 
 Run '%[1]s <command> -h' for a command's flags. The channel layer is chosen
 with --layer or $%[2]s (memory:// or redis://host:port/db; in-memory when unset).
@@ -175,8 +205,8 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// newLogger returns the text logger for a verbosity: 0 warnings, 1 info,
-// 2 debug.
+// newLogger returns the text logger (see NewLogger) for a verbosity:
+// 0 warnings, 1 info, 2 debug.
 func newLogger(w io.Writer, verbosity int) *slog.Logger {
 	level := slog.LevelInfo
 	switch {
@@ -185,7 +215,8 @@ func newLogger(w io.Writer, verbosity int) *slog.Logger {
 	case verbosity >= 2:
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	log, _ := NewLogger(w, "text", level) // "text" is always a valid format
+	return log
 }
 
 // stringsFlag is a repeatable flag whose values may also be comma-separated.

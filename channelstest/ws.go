@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -43,7 +44,11 @@ type WSClient struct {
 	T TB
 	// URL is the ws:// (or http://) address to dial.
 	URL string
-	// Header holds extra handshake headers, such as Origin.
+	// Header holds extra handshake headers. Without an "Origin" key the
+	// handshake carries the origin of URL itself (http://host:port for
+	// ws://host:port), as a page served by the same server would, so that
+	// the gateway's default origin check accepts it; set Header["Origin"]
+	// to nil to send none, as non-browser clients do.
 	Header http.Header
 	// Cookies are sent in the handshake's Cookie header (after any Cookie
 	// already in Header).
@@ -119,6 +124,9 @@ func (c *WSClient) TryDial() (int, error) {
 	if h == nil {
 		h = make(http.Header)
 	}
+	if _, set := h["Origin"]; !set {
+		h.Set("Origin", originOf(c.URL))
+	}
 	if len(c.Cookies) > 0 {
 		parts := make([]string, 0, len(c.Cookies)+1)
 		if v := h.Get("Cookie"); v != "" {
@@ -157,6 +165,23 @@ func (c *WSClient) TryDial() (int, error) {
 		<-c.done
 	})
 	return status, nil
+}
+
+// originOf returns the origin of a page on the server at rawURL: the
+// scheme (ws and wss as http and https) and host of the URL.
+func originOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch scheme {
+	case "ws":
+		scheme = "http"
+	case "wss":
+		scheme = "https"
+	}
+	return scheme + "://" + u.Host
 }
 
 func (c *WSClient) read() {

@@ -80,24 +80,44 @@
 // Browsers send an Origin header with every WebSocket handshake; checking it
 // stops other web sites from opening sockets with your users' cookies
 // (cross-site WebSocket hijacking). The rules, applied before the
-// application hears of the connection:
+// application hears of the connection, in this order:
 //
-//   - A handshake without an Origin header (not a browser) is allowed.
-//   - With AllowedOrigins empty, the origin's host must be the request's
-//     Host; when Host carries a port, the origin's port (explicit, or 80/443
-//     from its scheme) must equal it.
-//   - Otherwise the origin must match one of the patterns, written
-//     [scheme://]host[:port]. A host "*.example.com" matches
-//     a.example.com and a.b.example.com but neither example.com nor
-//     badexample.com; list "example.com" as well to allow it. A pattern
-//     without a scheme matches any scheme, one without a port any port.
-//     Patterns replace the same-host default: list your own host too.
-//   - "*" allows every origin (a warning is logged at startup).
-//   - The origin "null" (sandboxed frames, file:// pages) is refused unless
-//     "null" is listed.
+//	Handshake                                    Answer
+//	--------------------------------------------------------------------------
+//	several Origin headers                       403
+//	no Origin header (a browser always sends     403; 101 with AllowMissingOrigin
+//	  one)                                         or "*" in AllowedOrigins
+//	Sec-WebSocket-Origin but no Origin           as no Origin: it is not an origin
+//	AllowedOrigins contains "*"                  101 for every origin
+//	Origin "null" (sandboxed frame, file://)     403 unless "null" is listed
+//	Origin not a URL with a host                 403
+//	AllowedOrigins empty (the default):
+//	  same scheme, host and port as the request  101
+//	  other host                                 403
+//	  other scheme (http page, https request,    403
+//	    or the reverse)
+//	  other port, when Host carries a port       403
+//	AllowedOrigins lists patterns:
+//	  the origin matches one                     101 (the request's own host
+//	                                               is not implied)
+//	  it matches none                            403
 //
-// A refused handshake gets 403 and is logged and counted in
-// Stats.OriginRejected; nothing is sent to the layer.
+// The request's scheme is "https" on TLS connections and otherwise "http",
+// unless a peer in TrustedProxies says otherwise with X-Forwarded-Proto;
+// the header is ignored from anyone else, so that a client cannot claim the
+// scheme its page was served with. Origin schemes "ws" and "wss" count as
+// "http" and "https". The origin's port is its explicit port, or 80/443 from
+// its scheme; a Host without a port (as behind most proxies) accepts any.
+//
+// Patterns are written [scheme://]host[:port]. A host "*.example.com"
+// matches a.example.com and a.b.example.com but neither example.com nor
+// badexample.com; list "example.com" as well to allow it. A pattern
+// without a scheme matches any scheme, one without a port any port.
+// "*" allows every origin, and handshakes without one (a warning is logged
+// at startup).
+//
+// A refused handshake gets 403, is logged with the
+// reason and counted in Stats.OriginRejected; nothing is sent to the layer.
 //
 // # Proxies
 //

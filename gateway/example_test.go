@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"time"
@@ -84,7 +85,12 @@ func Example_webSocket() {
 
 	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/chat/lobby/", &websocket.DialOptions{HTTPClient: ts.Client()})
+	// A page served by ts itself: the default origin check lets it in
+	// (a handshake without Origin would get 403, see AllowMissingOrigin).
+	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/chat/lobby/", &websocket.DialOptions{
+		HTTPClient: ts.Client(),
+		HTTPHeader: http.Header{"Origin": {ts.URL}},
+	})
 	if err != nil {
 		panic(err)
 	}

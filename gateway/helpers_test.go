@@ -131,10 +131,16 @@ func (r *rawConn) response(req *http.Request) *http.Response {
 	return resp
 }
 
-// upgradeRequest is a WebSocket handshake for path with the spec's key.
+// upgradeRequest is a WebSocket handshake for path with the spec's key,
+// from a page on the request's own host unless extra has an Origin.
 func upgradeRequest(path string, extra ...string) string {
-	return "GET " + path + " HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n" + strings.Join(extra, "") + "\r\n"
+	more := strings.Join(extra, "")
+	origin := "Origin: http://example.com\r\n"
+	if strings.HasPrefix(more, "Origin:") || strings.Contains(more, "\nOrigin:") {
+		origin = ""
+	}
+	return "GET " + path + " HTTP/1.1\r\nHost: example.com\r\n" + origin + "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n" + more + "\r\n"
 }
 
 // waitFor polls cond until it holds, failing the test after wait.

@@ -13,6 +13,7 @@ import (
 type originPolicy struct {
 	any      bool // "*"
 	null     bool // "null"
+	missing  bool // AllowMissingOrigin
 	patterns []originPattern
 }
 
@@ -67,11 +68,20 @@ func newOriginPolicy(list []string) (*originPolicy, error) {
 }
 
 // allowed reports whether a handshake with r's Origin header may proceed,
-// and why not.
+// and why not. scheme is the request's scheme, "http" or "https" (from TLS,
+// or a trusted proxy's X-Forwarded-Proto).
 func (p *originPolicy) allowed(r *http.Request, scheme string) (bool, string) {
 	origins := r.Header.Values("Origin")
 	if len(origins) == 0 {
-		return true, "" // not a browser
+		// Browsers always send Origin. Sec-WebSocket-Origin (the header
+		// of pre-standard drafts) does not stand in for it.
+		if p.any || p.missing {
+			return true, ""
+		}
+		if len(r.Header.Values("Sec-WebSocket-Origin")) > 0 {
+			return false, "no Origin header (Sec-WebSocket-Origin is not an origin); set AllowMissingOrigin to accept clients that send none"
+		}
+		return false, "no Origin header; set AllowMissingOrigin to accept clients that send none"
 	}
 	if len(origins) > 1 {
 		return false, "several Origin headers"
@@ -94,14 +104,17 @@ func (p *originPolicy) allowed(r *http.Request, scheme string) (bool, string) {
 	oHost := strings.ToLower(u.Hostname())
 	oPort := effectivePort(oScheme, u.Port())
 	if len(p.patterns) == 0 {
-		// Same host as the request. A Host without a port (as behind
-		// most proxies) accepts the origin on any port.
+		// Same scheme and host as the request. A Host without a port
+		// (as behind most proxies) accepts the origin on any port.
 		host, port := r.Host, ""
 		if h, pt, err := net.SplitHostPort(r.Host); err == nil {
 			host, port = h, pt
 		}
 		if !strings.EqualFold(strings.Trim(host, "[]"), oHost) {
 			return false, "Origin is not the request's host and AllowedOrigins is empty"
+		}
+		if httpScheme(oScheme) != scheme {
+			return false, "Origin's scheme is not the request's scheme (" + scheme + "; behind a TLS-terminating proxy, list it in TrustedProxies so that its X-Forwarded-Proto counts)"
 		}
 		if port != "" && effectivePort(scheme, port) != oPort {
 			return false, "Origin's port is not the request's port"
@@ -126,6 +139,18 @@ func (p *originPolicy) allowed(r *http.Request, scheme string) (bool, string) {
 		}
 	}
 	return false, "Origin does not match AllowedOrigins"
+}
+
+// httpScheme maps an origin's scheme to the request scheme it matches:
+// "ws" to "http" and "wss" to "https"; others are returned as they are.
+func httpScheme(s string) string {
+	switch s {
+	case "ws":
+		return "http"
+	case "wss":
+		return "https"
+	}
+	return s
 }
 
 func effectivePort(scheme, port string) int {

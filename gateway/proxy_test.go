@@ -51,7 +51,7 @@ func TestD45_ProxyHeaders(t *testing.T) {
 				var msg channels.Content
 				wantScheme := tc.scheme
 				if ws {
-					raw.write(upgradeRequest("/", tc.headers))
+					raw.write(upgradeRequest("/", tc.headers, "Origin: "+tc.scheme+"://example.com\r\n"))
 					msg = layerMessage(t, l, "websocket.connect")
 					send(t, l, msg.String("reply_channel"), channels.Content{"close": true})
 					wantScheme = map[string]string{"http": "ws", "https": "wss"}[tc.scheme]

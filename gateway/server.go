@@ -108,9 +108,16 @@ type Server struct {
 	RootPath string
 
 	// AllowedOrigins lists the origins allowed to open WebSockets. Empty
-	// means only pages served from the request's own host. See the
-	// package documentation for the pattern syntax.
+	// means only pages served from the request's own scheme and host. See
+	// the package documentation for the pattern syntax and the rules.
 	AllowedOrigins []string
+
+	// AllowMissingOrigin accepts WebSocket handshakes that carry no Origin
+	// header. Browsers always send one, so this only lets in other
+	// programs (native apps, command-line clients, other servers); by
+	// default such handshakes are refused with 403, as Django Channels'
+	// OriginValidator refuses them.
+	AllowMissingOrigin bool
 
 	// TrustedProxies lists the networks whose X-Forwarded-For,
 	// X-Forwarded-Port and X-Forwarded-Proto headers are believed. Headers
@@ -379,6 +386,7 @@ func (s *Server) buildConfig() (config, error) {
 	if op.any {
 		s.log.Warn(`AllowedOrigins contains "*": WebSockets may be opened from any web page (cross-site WebSocket hijacking is possible with cookie authentication)`)
 	}
+	op.missing = s.AllowMissingOrigin
 	c.origins = op
 	return c, nil
 }

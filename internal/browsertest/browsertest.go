@@ -8,6 +8,7 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -137,6 +138,38 @@ func (tab *Tab) WaitText(sel, want string) {
 		}
 	}
 	tab.fail("no %s showed %q within %v (last error: %v)\nthe page's text:\n%s", sel, want, WaitTimeout, err, tab.pageText())
+}
+
+// Eval evaluates the JavaScript expression expr in the tab's page and
+// decodes its value, as JSON, into out (a pointer; nil to drop it).
+func (tab *Tab) Eval(expr string, out any) {
+	tab.b.t.Helper()
+	s, err := chromedp.Run(tab.ctx, chromedp.Evaluate[string](fmt.Sprintf(`JSON.stringify((() => (%s))()) ?? "null"`, expr)))
+	if err != nil {
+		tab.fail("evaluating %s: %v", expr, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal([]byte(s), out); err != nil {
+			tab.fail("evaluating %s: decoding %q: %v", expr, s, err)
+		}
+	}
+}
+
+// WaitTrue waits until the JavaScript expression expr is true in the
+// tab's page, for at most WaitTimeout.
+func (tab *Tab) WaitTrue(expr string) {
+	tab.b.t.Helper()
+	var err error
+	for deadline := time.Now().Add(WaitTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var ok bool
+		if ok, err = chromedp.Run(tab.ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!!(%s)`, expr))); ok && err == nil {
+			return
+		}
+		if tab.ctx.Err() != nil {
+			break
+		}
+	}
+	tab.fail("%s was not true within %v (last error: %v)\nthe page's text:\n%s", expr, WaitTimeout, err, tab.pageText())
 }
 
 func (tab *Tab) pageText() string {

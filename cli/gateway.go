@@ -32,7 +32,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		bind, unix, accessLog, rootPath, layerURL string
 		port, fd, verbosity                       int
 		endpoints, protocols, origins, proxies    stringsFlag
-		proxyHeaders                              bool
+		proxyHeaders, allowMissingOrigin          bool
 		httpTimeout, pingInterval, pingTimeout    time.Duration
 		wsTimeout, connectTimeout                 time.Duration
 	)
@@ -67,6 +67,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	fs.BoolVar(&proxyHeaders, "proxy-headers", false, "believe X-Forwarded-For/-Port/-Proto from --trusted-proxies (default loopback)")
 	fs.Var(&proxies, "trusted-proxies", "networks whose proxy headers are believed, e.g. 10.0.0.0/8 (repeatable)")
 	fs.Var(&origins, "allowed-origins", "origins allowed to open WebSockets, e.g. *.example.com (default the request's own host)")
+	fs.BoolVar(&allowMissingOrigin, "allow-missing-origin", false, "accept WebSocket handshakes without an Origin header (non-browser clients)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -131,18 +132,19 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		access = stdout
 	}
 	gw := &gateway.Server{
-		Layer:            layer,
-		HTTPTimeout:      httpTimeout,
-		ConnectTimeout:   connectTimeout,
-		PingInterval:     pingInterval,
-		PingTimeout:      pingTimeout,
-		WebSocketTimeout: wsTimeout,
-		Subprotocols:     protocols,
-		RootPath:         rootPath,
-		AllowedOrigins:   origins,
-		TrustedProxies:   trusted,
-		Logger:           log,
-		AccessLog:        access,
+		Layer:              layer,
+		HTTPTimeout:        httpTimeout,
+		ConnectTimeout:     connectTimeout,
+		PingInterval:       pingInterval,
+		PingTimeout:        pingTimeout,
+		WebSocketTimeout:   wsTimeout,
+		Subprotocols:       protocols,
+		RootPath:           rootPath,
+		AllowedOrigins:     origins,
+		TrustedProxies:     trusted,
+		AllowMissingOrigin: allowMissingOrigin,
+		Logger:             log,
+		AccessLog:          access,
 	}
 	var listeners []net.Listener
 	for _, e := range eps {

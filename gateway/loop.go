@@ -130,7 +130,9 @@ func (s *Server) receiveLoop(ctx context.Context) {
 				return
 			}
 			s.stats.layerErrors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			// At most 400 ms apart: replies flow again within about half a
+			// second of the layer answering again.
+			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond)
 			s.log.Error("receiving replies failed; retrying", "error", err, "retry_in", backoff)
 			t := time.NewTimer(backoff)
 			select {

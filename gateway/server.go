@@ -238,6 +238,8 @@ type Stats struct {
 	DroppedReplies        uint64 // reply messages for unknown or finished connections
 	DroppedDisconnects    uint64 // http.disconnect / websocket.disconnect not sent (channel full for 5 s, or a layer error)
 	LayerErrors           uint64 // failed layer calls in the receive loop
+	LayerDataLosses       uint64 // times the layer reported that it lost its data (see CloseLayerDataLost)
+	DataLossCloses        uint64 // WebSockets closed with CloseLayerDataLost
 }
 
 type counters struct {
@@ -245,7 +247,7 @@ type counters struct {
 	httpRequests, wsAccepted, wsRejected, originRejected                   atomic.Uint64
 	requestFull, connectFull, receiveFull, httpTimeouts, slow, pingTimeout atomic.Uint64
 	tooLarge, invalidReplies, droppedReplies, droppedDisconnects           atomic.Uint64
-	layerErrors                                                            atomic.Uint64
+	layerErrors, dataLosses, dataLossCloses                                atomic.Uint64
 }
 
 // Stats returns the server's figures. It never blocks.
@@ -270,6 +272,8 @@ func (s *Server) Stats() Stats {
 		DroppedReplies:        c.droppedReplies.Load(),
 		DroppedDisconnects:    c.droppedDisconnects.Load(),
 		LayerErrors:           c.layerErrors.Load(),
+		LayerDataLosses:       c.dataLosses.Load(),
+		DataLossCloses:        c.dataLossCloses.Load(),
 	}
 }
 
@@ -320,6 +324,7 @@ func (s *Server) init() {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.loopStop = cancel
 		go s.receiveLoop(ctx)
+		s.watchDataLoss()
 	})
 }
 

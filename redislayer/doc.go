@@ -201,15 +201,27 @@
 // when it stops answering (see Config.Timeout).
 // Nothing blocks forever and nothing panics. The layer reconnects by
 // itself on the next call; the receive loops retry with a backoff of at
-// most 500 ms, so receiving resumes within about a second of Redis coming
-// back, without restarting anything.
+// most 500 ms, and at once when the layer's watch of each host (below)
+// sees it answer again, so receiving resumes within about 300 ms of Redis
+// coming back, without restarting anything. A call written to a
+// connection that Redis closed while it sat idle (EOF, or a reset, before
+// any reply: Redis ran none of it) is run again on another connection
+// before it fails (Counters().Retried), so the first send of a process
+// that was idle through a restart is not lost.
 //
 // What is lost when Redis restarts: Redis keeps nothing on disk in this
 // setup, so every message waiting in Redis and every group membership is
-// gone. Messages already in a process's buffers survive. Interface servers
-// should re-add their connections to groups (or close them so clients
-// reconnect), as the ASGI specification recommends after layer data loss.
-// A send that fails with ErrUnavailable may or may not have been stored.
+// gone. Messages already in a process's buffers survive. The layer notices:
+// each host holds an epoch key ("<prefix>:epoch", left by Flush) that
+// every layer reads four times a second; when it has gone or
+// changed, the host lost its data, and the layer logs it, counts it
+// (Counters().DataLosses) and calls the functions registered with
+// OnDataLoss. Interface servers then re-add their connections to groups
+// or close them so clients reconnect, as the ASGI specification
+// recommends after layer data loss; the gateway closes them with code
+// 1012 (gateway.CloseLayerDataLost). In Cluster mode the epoch lives on
+// the node serving its slot only. A send that fails with ErrUnavailable
+// may or may not have been stored.
 // A pop abandoned because Redis did not answer within Config.Timeout (a
 // frozen or overloaded server, not a stopped one) may have taken a message
 // that is then lost.
@@ -251,9 +263,9 @@
 // messages while waiting (ZMPOP, BZMPOP; before Redis 7 a blocking pop
 // takes one). Hosts may use TLS (rediss://, Config.TLSConfig) and ACL
 // users. A user needs the keys ~<prefix>* and the commands EVALSHA, EVAL,
-// MULTI, EXEC, ZADD, ZCARD, PEXPIRE, ZPOPMIN, ZMPOP, BZMPOP, BZPOPMIN,
-// ZRANGE, ZRANGEBYSCORE, ZCOUNT, ZREM, EXISTS, SCAN, UNLINK, INFO, PING,
-// CLIENT ID and CLIENT UNBLOCK. A wrong password or an untrusted
+// MULTI, EXEC, ZADD, ZCARD, PEXPIRE, SET, GET, ZPOPMIN, ZMPOP, BZMPOP,
+// BZPOPMIN, ZRANGE, ZRANGEBYSCORE, ZCOUNT, ZREM, EXISTS, SCAN, UNLINK,
+// INFO, PING, CLIENT ID and CLIENT UNBLOCK. A wrong password or an untrusted
 // certificate is a plain error, not ErrUnavailable: retrying will not
 // help.
 //

@@ -595,6 +595,7 @@ func (l *Layer) fetchLoop(f *fetcher) {
 		select {
 		case <-t.C:
 		case <-l.closeCtx.Done():
+		case <-l.loss.recovered(): // the host answers again
 		}
 		t.Stop()
 	}

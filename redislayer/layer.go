@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ type Layer struct {
 	keyTTLArg, markerTTLArg, groupTTLArg string
 	markerPfx                            string
 	capStrs                              map[int]string // capacities as arguments
-	keyTTLms                             int64
+	keyTTLms, epochTTLms                 int64
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc
@@ -62,6 +63,7 @@ type Layer struct {
 
 	st    counters
 	rates rateTable
+	loss  lossWatchers
 }
 
 // shard is one Redis host.
@@ -90,6 +92,8 @@ type shard struct {
 	free []*bconn
 
 	loop loopState // guarded by l.mu
+
+	epoch string // the host's epoch (see epoch.go); epochLoop only, after New
 }
 
 // New connects to the configured Redis hosts and returns a layer. It fails
@@ -106,6 +110,7 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l.ord.init()
 	l.keyTTLms = 2*s.expiry.Milliseconds() + 1000
 	l.keyTTLArg = strconv.FormatInt(l.keyTTLms, 10)
+	l.epochTTLms = max(s.groupExpiry, time.Minute).Milliseconds()
 	l.markerTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1000), 10)
 	l.groupTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1), 10)
 	l.markerPfx = s.prefix + ":expired:"
@@ -145,8 +150,9 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 		l.shards = append(l.shards, sh)
 	}
 	for _, sh := range l.shards {
-		l.wg.Add(1)
+		l.wg.Add(2)
 		go l.procLoop(sh)
+		go l.epochLoop(sh)
 	}
 	l.wg.Add(1)
 	go l.ordJanitor()
@@ -250,6 +256,10 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		return nil, l.fail("connect to "+name, err)
 	}
 	sh.zmpop = serverMajor(info) >= 7
+	if sh.epoch, err = sh.readEpoch(cctx); err != nil {
+		client.Close()
+		return nil, l.fail("connect to "+name, err)
+	}
 	return sh, nil
 }
 
@@ -561,7 +571,8 @@ func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) 
 }
 
 // Flush implements channels.Flusher: it deletes every key under the
-// layer's prefix on every host (messages, groups, markers), scanning with
+// layer's prefix on every host (messages, groups, markers; not the epoch
+// key, see OnDataLoss), scanning with
 // SCAN so that Redis is never blocked, and empties this process's buffers.
 // It blocks until done. Buffers of other processes sharing the prefix are not
 // reached; their messages were taken from Redis already.
@@ -575,7 +586,13 @@ func (l *Layer) Flush(ctx context.Context) error {
 	l.rmu.Lock()
 	l.ord.flush()
 	l.rmu.Unlock()
+	epoch := l.epochKey()
 	err := l.scan(ctx, "", 0, func(sh *shard, keys []string) error {
+		// The epoch stays: a flush is not a loss (see epoch.go).
+		keys = slices.DeleteFunc(keys, func(k string) bool { return k == epoch })
+		if len(keys) == 0 {
+			return nil
+		}
 		cctx, cancel := l.s.withTimeout(ctx)
 		defer cancel()
 		if !sh.cluster {
@@ -672,7 +689,7 @@ func globEscape(s string) string {
 type counters struct {
 	sent, received, expired, full, groupSkipped, tooLarge atomic.Uint64
 	unavailable, errors, reconnects, pushedBack, lost     atomic.Uint64
-	undeliverable, evicted, retried                       atomic.Uint64
+	undeliverable, evicted, retried, dataLosses           atomic.Uint64
 }
 
 // Counters are figures of the layer's own health, beyond channels.Stats.
@@ -685,6 +702,7 @@ type Counters struct {
 	Lost          uint64 // messages popped that could be neither delivered nor put back (Redis went away meanwhile); logged
 	Undeliverable uint64 // messages that could not be decoded or routed (no "__asgi_channel__"); logged and dropped
 	Evicted       uint64 // group members evicted because a message expired unread on their channel
+	DataLosses    uint64 // times a host was found to have lost its data (restarted empty; see OnDataLoss)
 	Retried       uint64 // calls run again because the connection they were written to was found closed by Redis (an idle connection after a restart)
 	Buffered      int64  // messages popped and held in this process now (see Config.ReceiveBuffer and ProcessBuffer)
 }
@@ -706,6 +724,7 @@ func (l *Layer) Counters() Counters {
 		Undeliverable: l.st.undeliverable.Load(),
 		Evicted:       l.st.evicted.Load(),
 		Retried:       l.st.retried.Load(),
+		DataLosses:    l.st.dataLosses.Load(),
 		Buffered:      int64(buffered),
 	}
 }

@@ -613,6 +613,7 @@ func (l *Layer) procLoop(sh *shard) {
 			select {
 			case <-t.C:
 			case <-l.closeCtx.Done():
+			case <-l.loss.recovered(): // the host answers again
 			}
 			t.Stop()
 			continue

@@ -254,7 +254,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				return err
 			}
 			w.receiveErrors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			// At most 400 ms apart: receiving resumes within about half a
+			// second of the layer answering again.
+			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond)
 			log.Error("receive failed; retrying", "error", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):

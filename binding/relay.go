@@ -80,7 +80,7 @@ type Stats struct {
 	Skipped uint64        // messages Serialize suppressed, or with no group
 	Errors  uint64        // changes that could not be decoded, invalid group names, failed rounds
 	Expired uint64        // changes dropped unsent after Retention
-	Lag     time.Duration // from the commit of the last change sent to its sending
+	Lag     time.Duration // from the write of the last change sent (its trigger's clock) to its sending
 	// Inbound sums the inbound counters of the relay's bindings.
 	Inbound InboundStats
 }

@@ -235,7 +235,13 @@ func (db *DB) lock(ctx context.Context, tx txn) error {
 		}
 		return nil
 	}
+	// A write takes the database's write lock even in a deferred
+	// transaction (a handle given to NewSQLite may not begin immediate
+	// ones).
 	if err := tx.exec(ctx, "CREATE TABLE IF NOT EXISTS "+db.prefix+"binding_schema (version INTEGER NOT NULL)"); err != nil {
+		return fmt.Errorf("binding: lock: %w", err)
+	}
+	if err := tx.exec(ctx, "UPDATE "+db.prefix+"binding_schema SET version = version"); err != nil {
 		return fmt.Errorf("binding: lock: %w", err)
 	}
 	return nil

@@ -2,22 +2,51 @@ package binding_test
 
 import (
 	"context"
+	"database/sql/driver"
+	"encoding/hex"
+	"fmt"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/binding"
 	"github.com/gochannels/channels/session"
-	"github.com/google/uuid"
 )
+
+// UUID is a UUID the way UUID packages make it: text on the wire and in
+// the database.
+type UUID [16]byte
+
+// MarshalText returns the UUID's canonical text.
+func (u UUID) MarshalText() ([]byte, error) {
+	h := hex.EncodeToString(u[:])
+	return []byte(h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]), nil
+}
+
+// UnmarshalText reads the canonical text.
+func (u *UUID) UnmarshalText(b []byte) error {
+	h := strings.ReplaceAll(string(b), "-", "")
+	if len(h) != 32 {
+		return fmt.Errorf("bad UUID %q", b)
+	}
+	_, err := hex.Decode(u[:], []byte(h))
+	return err
+}
+
+// String returns the canonical text.
+func (u UUID) String() string { b, _ := u.MarshalText(); return string(b) }
+
+// Value stores the UUID as text.
+func (u UUID) Value() (driver.Value, error) { return u.String(), nil }
 
 // Event has the types the wire carries as strings (times, UUIDs,
 // decimals) and a boolean SQLite stores as 0/1.
 type Event struct {
 	ID     int64      `json:"id"`
 	At     time.Time  `json:"at"`
-	Ref    uuid.UUID  `json:"ref"`
+	Ref    UUID       `json:"ref"`
 	Amount string     `json:"amount"` // a NUMERIC column
 	Rate   *big.Float `json:"rate" db:"-"`
 	Done   bool       `json:"done"`

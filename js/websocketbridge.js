@@ -354,14 +354,15 @@ class ReconnectingWebSocket {
       const opened = this._opened;
       this._detach();
       this._log("closed", event.code, event.reason);
-      this._dispatch("close", event);
-      if (this._stopped) {
-        this._dropQueue();
-        return;
-      }
-      if (isFinalCloseCode(event.code, this.options.finalCloseCodes)) {
+      // A final close code stops the socket before the close listeners
+      // run, so that they see stopped (and readyState CLOSED).
+      const final = !this._stopped && isFinalCloseCode(event.code, this.options.finalCloseCodes);
+      if (final) {
         this._log("final close code", event.code);
         this._stopped = true;
+      }
+      this._dispatch("close", event);
+      if (this._stopped) {
         this._dropQueue();
         return;
       }

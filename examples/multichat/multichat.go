@@ -16,6 +16,7 @@ import (
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/generic"
 	"github.com/gochannels/channels/httpconsumer"
+	"github.com/gochannels/channels/js"
 	"github.com/gochannels/channels/session"
 )
 
@@ -128,7 +129,10 @@ func (a *App) Pages() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = page.Execute(w, map[string]string{"User": a.HTTP.GetString(r.Context(), session.AuthUserIDKey)})
+		_ = page.Execute(w, map[string]any{
+			"User":   a.HTTP.GetString(r.Context(), session.AuthUserIDKey),
+			"Script": js.ScriptTag(), // the WebSocketBridge, with its integrity hash
+		})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimSpace(r.PostFormValue("name"))

@@ -114,7 +114,10 @@ test("a final close code (4001, 1008) stops reconnecting", () => {
     const s = rws();
     FakeWebSocket.last().serverOpen();
     const got = events(s, "reconnecting", "close");
+    let stoppedInListener = null;
+    s.addEventListener("close", () => { stoppedInListener = s.stopped && s.readyState === ReconnectingWebSocket.CLOSED; });
     FakeWebSocket.last().serverClose(code);
+    assert.equal(stoppedInListener, true, "close listeners see the socket stopped");
     mock.timers.tick(60000);
     assert.equal(FakeWebSocket.instances.length, 1, `code ${code}`);
     assert.equal(got.length, 1);

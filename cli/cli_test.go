@@ -104,7 +104,7 @@ func TestRunserverServesHTTPAndWebSockets(t *testing.T) {
 			break
 		}
 	}
-	if !regexp.MustCompile(`\[\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\] HTTP GET /page/ 200 \[\d+\.\d\d, 127\.0\.0\.1:\d+\]`).MatchString(log) {
+	if !regexp.MustCompile(`msg="HTTP GET /page/ 200 \[\d+\.\d\d, 127\.0\.0\.1:\d+\]`).MatchString(log) {
 		t.Errorf("no runserver HTTP log line in:\n%s", log)
 	}
 	if !strings.Contains(log, "WebSocket CONNECT /anything/ [127.0.0.1:") {

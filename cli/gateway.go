@@ -16,6 +16,7 @@ import (
 
 	"github.com/gochannels/channels/gateway"
 	"github.com/gochannels/channels/js"
+	"github.com/gochannels/channels/metrics"
 )
 
 // RunGateway runs the standalone interface server (cmd/channels-gateway) with
@@ -57,7 +58,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	for _, n := range []string{"t", "http-timeout"} {
 		fs.Var(ht, n, "seconds to wait for a complete response before answering 503")
 	}
-	fs.StringVar(&accessLog, "access-log", "", "access log file, or - for stdout (default stdout when verbosity ≥ 1)")
+	fs.StringVar(&accessLog, "access-log", "", "access log file (NCSA lines), or - for the log (default the log when verbosity ≥ 1)")
 	fs.Var(newSecondsFlag(&pingInterval, 20*time.Second), "ping-interval", "seconds a WebSocket may be idle before a keepalive ping")
 	fs.Var(newSecondsFlag(&pingTimeout, 30*time.Second), "ping-timeout", "seconds a ping may wait for its pong")
 	fs.Var(newSecondsFlag(&wsTimeout, 0), "websocket-timeout", "longest a WebSocket may stay open (default the layer's group expiry)")
@@ -69,6 +70,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	fs.Var(&origins, "allowed-origins", "origins allowed to open WebSockets, e.g. *.example.com (default the request's own host)")
 	fs.BoolVar(&allowMissingOrigin, "allow-missing-origin", false, "accept WebSocket handshakes without an Origin header (non-browser clients)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	obs := addObserveFlags(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -78,7 +80,10 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	} else if len(positional) > 0 {
 		return usageError("%s: unexpected arguments %q", name, positional)
 	}
-	log := newLogger(stderr, verbosity)
+	log, err := obs.logger(stderr, verbosity)
+	if err != nil {
+		return err
+	}
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err
@@ -108,7 +113,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	if len(eps) == 0 {
 		return ErrNoEndpoints
 	}
-	layer, err := OpenLayer(ctx, layerURL)
+	layer, err := openLayer(ctx, layerURL, log)
 	if err != nil {
 		return err
 	}
@@ -120,7 +125,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	var access io.Writer
 	switch {
 	case accessLog == "-":
-		access = stdout
+		access = logWriter{log.With("component", "access")}
 	case accessLog != "":
 		f, err := os.OpenFile(accessLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -129,7 +134,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		defer f.Close()
 		access = f
 	case verbosity >= 1:
-		access = stdout
+		access = logWriter{log.With("component", "access")}
 	}
 	gw := &gateway.Server{
 		Layer:              layer,
@@ -162,6 +167,17 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		names[i] = string(e)
 	}
 	log.Info(fmt.Sprintf("Starting server at %s, channel layer %s.", strings.Join(names, ", "), layer))
+
+	reg := metrics.NewRegistry()
+	reg.MustRegister(metrics.Gateway(gw), metrics.Layer(layer))
+	stopMetrics, err := serveMetrics(obs.metricsAddr, log, reg, metrics.LayerReady(layer))
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
+	defer stopMetrics()
 
 	// The JavaScript client is served by the gateway itself (js.Prefix).
 	srv := gateway.NewHTTPServer("", js.Wrap(gw))

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,6 +26,12 @@ const LayerEnv = "CHANNELS_LAYER"
 //	redis://, rediss://, unix://, redis+sentinel://
 //	                           the Redis layer (see redislayer.ParseURL)
 func OpenLayer(ctx context.Context, rawURL string) (channels.Layer, error) {
+	return openLayer(ctx, rawURL, nil)
+}
+
+// openLayer is OpenLayer with the logger a Redis layer logs to (nil means
+// slog.Default()).
+func openLayer(ctx context.Context, rawURL string, log *slog.Logger) (channels.Layer, error) {
 	if rawURL == "" || rawURL == "memory://" || strings.HasPrefix(rawURL, "memory:") {
 		cfg := inmemory.Config{}
 		if rawURL != "" {
@@ -54,7 +61,12 @@ func OpenLayer(ctx context.Context, rawURL string) (channels.Layer, error) {
 	}
 	for _, scheme := range []string{"redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://"} {
 		if strings.HasPrefix(rawURL, scheme) {
-			l, err := redislayer.Open(ctx, rawURL)
+			cfg, err := redislayer.ParseURL(rawURL)
+			if err != nil {
+				return nil, fmt.Errorf("cli: %w", err)
+			}
+			cfg.Logger = log
+			l, err := redislayer.New(ctx, cfg)
 			if err != nil {
 				return nil, fmt.Errorf("cli: %w", err)
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/gochannels/channels/gateway"
 	"github.com/gochannels/channels/httpconsumer"
 	"github.com/gochannels/channels/js"
+	"github.com/gochannels/channels/metrics"
 	"github.com/gochannels/channels/worker"
 )
 
@@ -52,6 +52,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	timeout := newSecondsFlag(&httpTimeout, 60*time.Second)
 	fs.Var(timeout, "http-timeout", "seconds to wait for a worker's response before answering 503")
 	fs.Var(timeout, "http_timeout", "same as --http-timeout (the Channels 1.0 spelling)")
+	obs := addObserveFlags(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -75,14 +76,17 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	if *workers < 1 {
 		return usageError("runserver: --workers must be at least 1")
 	}
-	log := newLogger(a.stderr(), *verbosity)
+	log, err := obs.logger(a.stderr(), *verbosity)
+	if err != nil {
+		return err
+	}
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
 
-	layer, err := OpenLayer(ctx, *layerURL)
+	layer, err := openLayer(ctx, *layerURL, log)
 	if err != nil {
 		return err
 	}
@@ -114,7 +118,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		AllowedOrigins: origins,
 		Subprotocols:   splitList(os.Getenv("CHANNELS_WS_PROTOCOLS")),
 		Logger:         log,
-		OnAction:       runserverActions(a.stderr()),
+		OnAction:       runserverActions(log),
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 	if err != nil {
@@ -139,12 +143,17 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		ln.Close()
 		return err
 	}
+	reg := metrics.NewRegistry()
+	reg.MustRegister(metrics.Gateway(gw), metrics.Layer(layer))
+	checks := []metrics.Check{metrics.LayerReady(layer)}
 	var wg sync.WaitGroup
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	errs := make(chan error, 4)
 	if !*noworker {
-		w := &worker.Worker{Layer: layer, Consumer: router, Concurrency: *workers, Logger: log}
+		consumer := metrics.NewConsumer(router)
+		w := &worker.Worker{Layer: layer, Consumer: consumer, Concurrency: *workers, Logger: log}
+		reg.MustRegister(consumer, metrics.Worker(w))
 		wg.Go(func() {
 			if err := w.Run(bg); err != nil {
 				errs <- fmt.Errorf("worker: %w", err)
@@ -158,6 +167,8 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 			return err
 		}
 		defer ds.Store.Close()
+		reg.MustRegister(metrics.Delay(ds))
+		checks = append(checks, metrics.DatabaseReady(ds.Store))
 		wg.Go(func() {
 			if err := ds.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("delay server: %w", err)
@@ -171,6 +182,14 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 			}
 		})
 	}
+	stopMetrics, err := serveMetrics(obs.metricsAddr, log, reg, checks...)
+	if err != nil {
+		ln.Close()
+		stopBackground()
+		wg.Wait()
+		return err
+	}
+	defer stopMetrics()
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("runserver: %w", err)
@@ -222,21 +241,19 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-func openDelayServer(ctx context.Context, layer channels.Layer, dbURL string, log interface {
-	Info(string, ...any)
-}) (*delay.Server, error) {
+func openDelayServer(ctx context.Context, layer channels.Layer, dbURL string, log *slog.Logger) (*delay.Server, error) {
 	if dbURL == "" {
 		dbURL = os.Getenv("DATABASE_URL")
 	}
 	if dbURL == "" {
 		dbURL = DefaultDelayDatabase
 	}
-	store, err := delay.Open(ctx, dbURL)
+	store, err := delay.OpenStore(ctx, delay.StoreConfig{URL: dbURL, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("delay server: %w", err)
 	}
 	log.Info("delay server storing scheduled messages", "database", redactURL(dbURL))
-	return &delay.Server{Layer: layer, Store: store}, nil
+	return &delay.Server{Layer: layer, Store: store, Logger: log}, nil
 }
 
 // splitAddrPort parses runserver's positional "port", "addr:port" or
@@ -280,73 +297,26 @@ func redactURL(u string) string {
 	return u
 }
 
-// runserverActions writes runserver's own log lines to w:
+// runserverActions logs runserver's access lines through log, at Info
+// with component=access, the message as Django's runserver words it:
 //
-//	[2026/11/21 07:40:00] HTTP GET /chat/ 200 [0.01, 127.0.0.1:53012]
-//	[2026/11/21 07:40:01] WebSocket CONNECT /chat/lobby/ [127.0.0.1:53014]
-//
-// coloured by status class when w is a terminal.
-func runserverActions(w io.Writer) func(string, string, gateway.ActionDetails) {
-	colour := isTerminal(w) && os.Getenv("NO_COLOR") == ""
-	var mu sync.Mutex
+//	HTTP GET /chat/ 200 [0.01, 127.0.0.1:53012]
+//	WebSocket CONNECT /chat/lobby/ [127.0.0.1:53014]
+func runserverActions(log *slog.Logger) func(string, string, gateway.ActionDetails) {
+	log = log.With("component", "access")
 	return func(protocol, action string, d gateway.ActionDetails) {
-		ts := time.Now().Format("2006/01/02 15:04:05")
 		client := d.Client
 		if client == "" {
 			client = "None"
 		}
-		var line, code string
 		switch {
 		case protocol == "http" && action == "complete":
-			line = fmt.Sprintf("[%s] HTTP %s %s %d [%.2f, %s]", ts, d.Method, d.Path, d.Status, d.TimeTaken.Seconds(), client)
-			code = statusColour(d.Status)
+			log.Info(fmt.Sprintf("HTTP %s %s %d [%.2f, %s]", d.Method, d.Path, d.Status, d.TimeTaken.Seconds(), client))
 		case protocol == "websocket":
 			word := map[string]string{"connecting": "HANDSHAKING", "connected": "CONNECT", "rejected": "REJECT", "disconnected": "DISCONNECT"}[action]
-			if word == "" {
-				line = fmt.Sprintf("[%s]", ts)
-				break
+			if word != "" {
+				log.Info(fmt.Sprintf("WebSocket %s %s [%s]", word, d.Path, client))
 			}
-			line = fmt.Sprintf("[%s] WebSocket %s %s [%s]", ts, word, d.Path, client)
-			code = "32"
-			if action == "rejected" {
-				code = "33"
-			}
-		default:
-			line = fmt.Sprintf("[%s]", ts)
 		}
-		if colour && code != "" {
-			line = "\x1b[" + code + "m" + line + "\x1b[0m"
-		}
-		mu.Lock()
-		fmt.Fprintln(w, line)
-		mu.Unlock()
 	}
-}
-
-func statusColour(status int) string {
-	switch {
-	case status < 200:
-		return "0"
-	case status < 300:
-		return "32"
-	case status == 304:
-		return "36"
-	case status < 400:
-		return "32;1"
-	case status == 404:
-		return "33"
-	case status < 500:
-		return "31;1"
-	default:
-		return "31"
-	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/httpconsumer"
+	"github.com/gochannels/channels/metrics"
 	"github.com/gochannels/channels/worker"
 )
 
@@ -28,19 +29,23 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	fs.Var(&only, "only-channels", "listen only on channels matching this glob (repeatable)")
 	fs.Var(&exclude, "exclude-channels", "do not listen on channels matching this glob (repeatable)")
+	obs := addObserveFlags(fs)
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if *threads < 1 {
 		return usageError("runworker: --threads must be at least 1")
 	}
-	log := newLogger(a.stderr(), *verbosity)
+	log, err := obs.logger(a.stderr(), *verbosity)
+	if err != nil {
+		return err
+	}
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	layer, err := OpenLayer(ctx, *layerURL)
+	layer, err := openLayer(ctx, *layerURL, log)
 	if err != nil {
 		return err
 	}
@@ -58,14 +63,22 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 		log.Info(fmt.Sprintf("Using multi-threaded worker, %d thread(s).", *threads))
 	}
 	log.Info(fmt.Sprintf("Running worker against channel layer %s", layer))
+	consumer := metrics.NewConsumer(channels.WithDefaults(a.Router, httpDefault))
 	w := &worker.Worker{
 		Layer:       layer,
-		Consumer:    channels.WithDefaults(a.Router, httpDefault),
+		Consumer:    consumer,
 		Only:        only,
 		Exclude:     exclude,
 		Concurrency: *threads,
 		Logger:      log,
 	}
+	reg := metrics.NewRegistry()
+	reg.MustRegister(consumer, metrics.Worker(w), metrics.Layer(layer))
+	stopMetrics, err := serveMetrics(obs.metricsAddr, log, reg, metrics.LayerReady(layer))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	return w.Run(ctx)
 }
 
@@ -79,11 +92,15 @@ func runDelay(ctx context.Context, name string, args []string, stderr interface 
 	verbosity := fs.Int("v", 1, "verbosity: 0 warnings, 1 info, 2 debug")
 	var poll time.Duration
 	fs.Var(newSecondsFlag(&poll, 0), "sleep", "seconds between safety polls of the database (delivery itself is driven by a timer on the next due message; default 5)")
+	obs := addObserveFlags(fs)
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	log := newLogger(stderr, *verbosity)
-	layer, err := OpenLayer(ctx, *layerURL)
+	log, err := obs.logger(stderr, *verbosity)
+	if err != nil {
+		return err
+	}
+	layer, err := openLayer(ctx, *layerURL, log)
 	if err != nil {
 		return err
 	}
@@ -98,6 +115,13 @@ func runDelay(ctx context.Context, name string, args []string, stderr interface 
 	defer ds.Store.Close()
 	ds.Logger = log
 	ds.PollInterval = poll
+	reg := metrics.NewRegistry()
+	reg.MustRegister(metrics.Delay(ds), metrics.Layer(layer))
+	stopMetrics, err := serveMetrics(obs.metricsAddr, log, reg, metrics.LayerReady(layer), metrics.DatabaseReady(ds.Store))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	log.Info(fmt.Sprintf("Running delay server against channel layer %s", layer))
 	if err := ds.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("rundelay: %w", err)

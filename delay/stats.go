@@ -134,3 +134,29 @@ func (r *rejections) snapshot() map[Reason]uint64 {
 	}
 	return out
 }
+
+// LatenessHistogram returns how late the sends of due messages were as a
+// cumulative histogram: for each of bounds (ascending), the sends that were
+// at most that late, plus the number of sends measured and their summed
+// lateness. A bound is exact when it is a multiple of 100 µs below 100 ms or
+// of 10 ms below 10 s; other bounds count up to the next such multiple
+// below them.
+func (s *Server) LatenessHistogram(bounds []time.Duration) (cumulative []uint64, count uint64, sum time.Duration) {
+	h := &s.lateness
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cumulative = make([]uint64, len(bounds))
+	var seen uint64
+	b := 0
+	for i, n := range h.buckets[:len(h.buckets)-1] {
+		for b < len(bounds) && h.upper(i) > bounds[b] {
+			cumulative[b] = seen
+			b++
+		}
+		seen += n
+	}
+	for ; b < len(bounds); b++ {
+		cumulative[b] = seen
+	}
+	return cumulative, h.count, h.sum
+}

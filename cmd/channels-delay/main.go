@@ -7,13 +7,16 @@
 // The database is a SQLite file (the default, channels-delay.db in the working
 // directory) or PostgreSQL; several delay servers may share one PostgreSQL
 // database. The layer must reach other processes (Redis).
+//
+// --metrics ADDR serves Prometheus metrics on /metrics, /healthz and /readyz
+// (ready when both the layer and the database answer; see docs/metrics.md);
+// --log-format text|json and --log-level choose the log. The exit status is
+// 0 after a clean stop (SIGINT or SIGTERM), 2 for a usage error and 1 for any
+// other error.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,8 +28,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.RunDelay(ctx, os.Args[1:])
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "channels-delay:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.ExitCode(os.Stderr, err))
 }

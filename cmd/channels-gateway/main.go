@@ -10,13 +10,15 @@
 // --ping-interval, --ping-timeout, --websocket-timeout,
 // --websocket-connect-timeout, --ws-protocol, --root-path, --proxy-headers;
 // plus --trusted-proxies and --allowed-origins. Run with -h for all of them.
+//
+// --metrics ADDR serves Prometheus metrics on /metrics, /healthz and /readyz
+// (see docs/metrics.md); --log-format text|json and --log-level choose the
+// log. The exit status is 0 after a clean stop (SIGINT or SIGTERM), 2 for a
+// usage error and 1 for any other error.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -28,8 +30,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.RunGateway(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "channels-gateway:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.ExitCode(os.Stderr, err))
 }

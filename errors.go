@@ -43,6 +43,13 @@ var (
 	// ErrLayerClosed is returned by calls on a layer after Close.
 	ErrLayerClosed = errors.New("channels: layer closed")
 
+	// ErrUnavailable is matched (errors.Is) by the errors of layer calls
+	// that failed because the layer's server could not be reached or did
+	// not answer in time, whatever the layer: the call may be retried, and
+	// an HTTP handler can answer 503 Service Unavailable without importing
+	// the layer's package.
+	ErrUnavailable = errors.New("channels: layer unavailable")
+
 	// ErrConsumeLater, returned by a consumer, asks the worker to put the
 	// message back on its channel to be consumed again later (at most
 	// Runner.MaxRetries times; the count travels in the "__retries__" key).

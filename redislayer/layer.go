@@ -22,8 +22,17 @@ import (
 
 // ErrUnavailable is wrapped by the errors of calls that failed because
 // Redis could not be reached or did not answer in time. The call may be
-// retried; the layer reconnects by itself.
-var ErrUnavailable = errors.New("redislayer: Redis unavailable")
+// retried; the layer reconnects by itself. It matches
+// channels.ErrUnavailable with errors.Is, so code that does not import this
+// package can tell an outage from other errors.
+var ErrUnavailable error = unavailableError{}
+
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "redislayer: Redis unavailable" }
+
+// Is makes errors.Is(err, channels.ErrUnavailable) true.
+func (unavailableError) Is(target error) bool { return target == channels.ErrUnavailable }
 
 // Layer is a channel layer on one or more Redis servers. It is safe for
 // concurrent use by any number of goroutines.

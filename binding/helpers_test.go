@@ -24,7 +24,7 @@ import (
 // env is one test's database, with a second connection of the database's
 // own driver for writes made outside this package.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	pg     bool
 	url    string
 	db     *binding.DB
@@ -39,7 +39,7 @@ func eachDB(t *testing.T, f func(t *testing.T, e *env)) {
 	t.Run("postgres", func(t *testing.T) { f(t, pgEnv(t)) })
 }
 
-func sqliteEnv(t *testing.T) *env {
+func sqliteEnv(t testing.TB) *env {
 	path := filepath.Join(t.TempDir(), "app.db")
 	e := &env{t: t, url: "sqlite://" + path}
 	db, err := binding.Open(context.Background(), e.url)
@@ -57,7 +57,7 @@ func sqliteEnv(t *testing.T) *env {
 	return e
 }
 
-func pgEnv(t *testing.T) *env {
+func pgEnv(t testing.TB) *env {
 	base := testenv.DatabaseURL(t)
 	ctx := context.Background()
 	b := make([]byte, 4)

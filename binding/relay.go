@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +41,9 @@ const leaseTime = 15 * time.Second
 // DB.Notify, which the inbound consumers call after their writes, and by
 // the poll.
 //
-// Delivery is at least once: a change is deleted from the outbox only after
+// A relay reads only the changes of its bindings' tables; relays sharing a
+// database and a table prefix should serve the same tables (on SQLite, the
+// active relay is the only one reading). Delivery is at least once: a change is deleted from the outbox only after
 // its messages went to the layer, so a relay that dies between the two
 // leaves it to be sent again, with the same change_id. Changes made while
 // no relay runs wait in the outbox; those older than Retention are dropped
@@ -146,7 +150,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		go ps.listen(ctx)
 		src = ps
 	} else {
-		src = &sqliteSource{r: r, owner: randomID()}
+		src = newSQLiteSource(r)
 	}
 	defer src.close()
 	poll := r.PollInterval
@@ -187,6 +191,17 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// tables returns the relay's bound tables (identifiers checked by New).
+func (r *Relay) tables() []string {
+	var ts []string
+	for _, e := range r.entries {
+		if !slices.Contains(ts, e.table) {
+			ts = append(ts, e.table)
+		}
+	}
+	return ts
 }
 
 func (r *Relay) batchSize() int {
@@ -272,13 +287,71 @@ type source interface {
 	close()
 }
 
+// sqliteDeleteEvery is how often a SQLite relay deletes what it has sent
+// while changes keep coming: every delete is a write, which waits for the
+// application's writers and makes them wait.
+const sqliteDeleteEvery = 100 * time.Millisecond
+
 // sqliteSource reads a SQLite outbox. Writers are serialized and the
-// outbox's ids are AUTOINCREMENT, so id order is commit order.
+// outbox's ids are AUTOINCREMENT, so id order is commit order, and a
+// reader's snapshot holds every change up to the highest id it sees: the
+// relay reads past the highest id it has sent, and a goroutine of its own
+// deletes up to it, at most every sqliteDeleteEvery, so that sending never
+// waits for SQLite's write lock (a crash resends what was sent since the
+// last delete).
 type sqliteSource struct {
 	r       *Relay
 	owner   string
 	leaseTo time.Time
 	held    bool
+	sent    int64 // highest id sent
+
+	sentCh  chan int64 // to the deleter: the new highest id sent
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func newSQLiteSource(r *Relay) *sqliteSource {
+	s := &sqliteSource{r: r, owner: randomID(), sentCh: make(chan int64, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go s.deleter()
+	return s
+}
+
+// deleter deletes the changes sent, in batches, until close.
+func (s *sqliteSource) deleter() {
+	defer close(s.stopped)
+	var sent, deleted int64
+	ticker := time.NewTicker(sqliteDeleteEvery)
+	defer ticker.Stop()
+	flush := func(ctx context.Context) {
+		if sent <= deleted {
+			return
+		}
+		if _, err := s.r.DB.Exec(ctx, "DELETE FROM "+s.r.DB.prefix+"binding_outbox WHERE id <= ? AND tbl IN "+s.tableList(), sent); err != nil {
+			s.r.errs.Add(1)
+			s.r.logger().Warn("binding: deleting sent changes failed; retrying", "error", err)
+			return
+		}
+		deleted = sent
+	}
+	for {
+		select {
+		case id := <-s.sentCh:
+			sent = max(sent, id)
+		case <-ticker.C:
+			flush(context.Background())
+		case <-s.stop:
+			select {
+			case id := <-s.sentCh:
+				sent = max(sent, id)
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			flush(ctx)
+			cancel()
+			return
+		}
+	}
 }
 
 func (s *sqliteSource) lease(ctx context.Context) (bool, error) {
@@ -297,13 +370,21 @@ func (s *sqliteSource) lease(ctx context.Context) (bool, error) {
 	}
 	was := s.held
 	s.held = n > 0
-	if s.held {
+	switch {
+	case s.held && !was:
 		s.leaseTo = until
-		if !was {
-			s.r.logger().Info("binding: this relay is now the active one on the SQLite database", "db", s.r.DB.String())
-		}
+		s.sent = 0 // another relay may have sent and deleted meanwhile
+		s.r.logger().Info("binding: this relay is now the active one on the SQLite database", "db", s.r.DB.String())
+	case s.held:
+		s.leaseTo = until
+	case was:
+		s.r.logger().Warn("binding: this relay lost its lease on the SQLite database to another relay", "db", s.r.DB.String())
 	}
 	return s.held, nil
+}
+
+func (s *sqliteSource) tableList() string {
+	return "('" + strings.Join(s.r.tables(), "', '") + "')"
 }
 
 func (s *sqliteSource) round(ctx context.Context) (int, error) {
@@ -312,7 +393,8 @@ func (s *sqliteSource) round(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	p := s.r.DB.prefix
-	rows, err := s.r.DB.sqlDB.QueryContext(ctx, "SELECT id, tbl, op, old_row, new_row, created_ms FROM "+p+"binding_outbox ORDER BY id LIMIT ?", s.r.batchSize())
+	rows, err := s.r.DB.sqlDB.QueryContext(ctx, "SELECT id, tbl, op, old_row, new_row, created_ms FROM "+p+"binding_outbox WHERE id > ? AND tbl IN "+
+		s.tableList()+" ORDER BY id LIMIT ?", s.sent, s.r.batchSize())
 	if err != nil {
 		return 0, fmt.Errorf("binding: read outbox: %w", err)
 	}
@@ -341,14 +423,16 @@ func (s *sqliteSource) round(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("binding: read outbox: %w", err)
 	}
 	_ = rows.Close()
-	if len(batch) == 0 {
-		return 0, nil
-	}
-	if err := s.r.send(ctx, batch); err != nil {
-		return 0, err
-	}
-	if _, err := s.r.DB.Exec(context.WithoutCancel(ctx), "DELETE FROM "+p+"binding_outbox WHERE id >= ? AND id <= ?", batch[0].id, batch[len(batch)-1].id); err != nil {
-		return 0, fmt.Errorf("binding: delete sent changes: %w", err)
+	if len(batch) > 0 {
+		if err := s.r.send(ctx, batch); err != nil {
+			return 0, err
+		}
+		s.sent = batch[len(batch)-1].id
+		select {
+		case <-s.sentCh:
+		default:
+		}
+		s.sentCh <- s.sent
 	}
 	return len(batch), nil
 }
@@ -358,8 +442,10 @@ func (s *sqliteSource) prune(ctx context.Context, before time.Time) (int64, erro
 }
 
 func (s *sqliteSource) close() {
+	close(s.stop)
+	<-s.stopped
 	if s.held {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, _ = s.r.DB.Exec(ctx, "DELETE FROM "+s.r.DB.prefix+"binding_lease WHERE name = 'relay' AND owner = ?", s.owner)
 	}
@@ -416,7 +502,8 @@ func (s *pgSource) poke() {
 // oldest change is free keeps one row's changes with one relay at a time.
 const pgClaim = `WITH heads AS (
 	SELECT o.tbl, o.row_key FROM %[1]s o
-	WHERE NOT EXISTS (SELECT 1 FROM %[1]s p WHERE p.tbl = o.tbl AND p.row_key = o.row_key AND p.id < o.id)
+	WHERE o.tbl = ANY($3)
+	AND NOT EXISTS (SELECT 1 FROM %[1]s p WHERE p.tbl = o.tbl AND p.row_key = o.row_key AND p.id < o.id)
 	ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 SELECT o.id, o.tbl, o.op, o.old_row::text, o.new_row::text, o.created_at
@@ -447,7 +534,7 @@ func (s *pgSource) claimAndSend(ctx context.Context) (int, error) {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	size := s.r.batchSize()
-	rows, err := tx.Query(ctx, fmt.Sprintf(pgClaim, outbox), size, size)
+	rows, err := tx.Query(ctx, fmt.Sprintf(pgClaim, outbox), size, size, s.r.tables())
 	if err != nil {
 		return 0, fmt.Errorf("binding: claim changes: %w", err)
 	}

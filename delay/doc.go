@@ -45,17 +45,31 @@
 //
 // # Guarantees
 //
-// From "asgi.delay" to the database: a layer's Receive is at-most-once, so
-// a message the server has received exists only in its memory until the
-// insert commits. The server shortens that window as far as it can: it
-// stores what it received at once, in one transaction with whatever else is
-// already waiting (at most Server.IntakeBatch messages), and retries a
-// failing database (for Server.StepTimeout after it is told to stop, then
-// it counts them in Stats.Lost). A crash of the process inside that window
-// (a few milliseconds per batch) loses those messages. SendConfirmed closes
-// the gap: it resends the request, with the same ID, until a server
-// confirms the commit, and a server stores each ID once, so a crash costs a
-// resend, not the message.
+// From "asgi.delay" to the database, on the Redis layer: nothing is lost,
+// with plain Send too. The server receives with redislayer's ReceiveHeld:
+// the messages it takes stay in Redis, held, until it acknowledges them
+// after its commit; when it crashes (or its database stays down past
+// Server.StepTimeout after it is told to stop) before that, they go back
+// to "asgi.delay" after Server.IntakeHold (10 s) and a server receives
+// them again. A request without its own ID is stored under the layer's ID
+// of the message, which it keeps when it comes back, so a batch committed
+// but not acknowledged at a crash is not stored twice while it waits in
+// the store; if it was delivered already, it is delivered again, with the
+// same ID under IDKey (at most Server.IntakeBatch messages per crash).
+// Measured: 20 kills -9 of the server while 10,000 messages went through
+// with plain Send lost none (TestCrashKillsPlainSend).
+//
+// On other layers, whose Receive is at-most-once, a message the server has
+// received exists only in its memory until the insert commits. The server
+// shortens that window as far as it can: it stores what it received at
+// once, in one transaction with whatever else is already waiting (at most
+// Server.IntakeBatch messages), and retries a failing database (for
+// Server.StepTimeout after it is told to stop, then it counts them in
+// Stats.Lost). A crash of the process inside that window (a few
+// milliseconds per batch) loses those messages. SendConfirmed closes the
+// gap on any layer: it resends the request, with the same ID, until a
+// server confirms the commit, and a server stores each ID once, so a crash
+// costs a resend, not the message.
 //
 // In the database: a committed message survives crashes and restarts of the
 // delay server and of the layer (SQLite runs in WAL mode with

@@ -22,6 +22,7 @@ const (
 	DefaultSendConcurrency = 16
 	DefaultDedupWindow     = time.Hour
 	DefaultStepTimeout     = 10 * time.Second
+	DefaultIntakeHold      = 10 * time.Second
 )
 
 // lockedWait is the pause before looking again when every due record is
@@ -62,7 +63,9 @@ type Server struct {
 	BatchSize int
 	// IntakeBatch is the most "asgi.delay" messages stored in one
 	// transaction. It is also the most messages a crash of the server can
-	// lose (see the package documentation). Zero means DefaultIntakeBatch.
+	// lose on a layer that cannot hold them (see the package
+	// documentation), or deliver twice on one that can. Zero means
+	// DefaultIntakeBatch.
 	IntakeBatch int
 	// SendConcurrency is how many channels due messages are sent to at
 	// once; messages to one channel are sent one after another, earliest
@@ -77,6 +80,13 @@ type Server struct {
 	// current step still finishes, within StepTimeout. Zero means
 	// DefaultStepTimeout.
 	StepTimeout time.Duration
+	// IntakeHold is, on a layer that can hold received messages until
+	// they are acknowledged (redislayer.Layer's ReceiveHeld), how long
+	// "asgi.delay" messages received by a server that then fails to store
+	// them (it crashed, or its database stayed down) stay held before they
+	// go back to the channel for a server to receive again. Zero means
+	// DefaultIntakeHold (10 s). See the package documentation, Guarantees.
+	IntakeHold time.Duration
 
 	received, stored, duplicates, lost, confirmed atomic.Uint64
 	sent, rescheduled, sendFailures, dropped      atomic.Uint64
@@ -92,6 +102,7 @@ type Server struct {
 
 type serverConfig struct {
 	maxDelay, poll, retryFull, dedup, step time.Duration
+	hold                                   time.Duration
 	batch, intake, conc                    int
 	log                                    *slog.Logger
 }
@@ -104,6 +115,7 @@ func (s *Server) config() *serverConfig {
 		c.retryFull = orDuration(s.RetryFull, DefaultRetryFull)
 		c.dedup = orDuration(s.DedupWindow, DefaultDedupWindow)
 		c.step = orDuration(s.StepTimeout, DefaultStepTimeout)
+		c.hold = orDuration(s.IntakeHold, DefaultIntakeHold)
 		c.batch = orInt(s.BatchSize, DefaultBatchSize)
 		c.intake = orInt(s.IntakeBatch, DefaultIntakeBatch)
 		c.conc = orInt(s.SendConcurrency, DefaultSendConcurrency)
@@ -216,9 +228,18 @@ func lingering(ctx context.Context, d time.Duration) (context.Context, context.C
 	return lctx, func() { stop(); cancel() }
 }
 
+// heldReceiver is a layer that can hold received messages until they are
+// acknowledged (redislayer.Layer).
+type heldReceiver interface {
+	ReceiveHeld(ctx context.Context, channel string, max int, hold time.Duration) (ids []string, msgs []channels.Content, ack func(context.Context) error, err error)
+}
+
 // intake receives "asgi.delay" messages and stores them until ctx is done.
 func (s *Server) intake(ctx context.Context) error {
 	cfg := s.config()
+	if hr, ok := s.Layer.(heldReceiver); ok {
+		return s.intakeHeld(ctx, hr)
+	}
 	backoff := time.Duration(0)
 	for {
 		_, c, err := s.Layer.Receive(ctx, Channel)
@@ -253,7 +274,55 @@ func (s *Server) intake(ctx context.Context) error {
 			batch = append(batch, c)
 		}
 		s.received.Add(uint64(len(batch)))
-		if err := s.accept(ctx, batch); err != nil {
+		if _, err := s.accept(ctx, batch, nil); err != nil {
+			return err
+		}
+	}
+}
+
+// intakeHeld is intake on a layer that holds what it hands out until it is
+// acknowledged: a batch is acknowledged once it is stored (or rejected),
+// so a server that dies, or cannot store it, leaves it to go back to the
+// channel after IntakeHold. A request without its own "id" is stored
+// under the ID the layer gives the message, which stays the same when the
+// message comes back: a batch stored but not acknowledged before a crash
+// is then not stored twice while the first copy waits in the store.
+func (s *Server) intakeHeld(ctx context.Context, hr heldReceiver) error {
+	cfg := s.config()
+	backoff := time.Duration(0)
+	for {
+		ids, batch, ack, err := hr.ReceiveHeld(ctx, Channel, cfg.intake, cfg.hold)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, channels.ErrLayerClosed) {
+				return fmt.Errorf("delay: %w", err)
+			}
+			s.receiveErrors.Add(1)
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			cfg.log.Error("delay: receive failed; retrying", "error", err, "retry_in", backoff)
+			if sleep(ctx, backoff) != nil {
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		if len(batch) == 0 {
+			continue
+		}
+		s.received.Add(uint64(len(batch)))
+		done, err := s.accept(ctx, batch, ids)
+		if done {
+			actx, cancel := lingering(ctx, cfg.step)
+			if aerr := ack(actx); aerr != nil {
+				// They go back after IntakeHold; their IDs keep them from
+				// being stored twice while they wait in the store.
+				cfg.log.Warn("delay: could not acknowledge stored messages; they will be received again", "count", len(batch), "error", aerr)
+			}
+			cancel()
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -265,14 +334,18 @@ type confirmation struct {
 }
 
 // accept validates a batch of received messages, stores the valid ones and
-// confirms to the producers that asked. It returns an error only when the
-// store is closed.
-func (s *Server) accept(ctx context.Context, batch []channels.Content) error {
+// confirms to the producers that asked. ids, when not nil, are the layer's
+// IDs of the messages (see intakeHeld), used for those without their own;
+// the messages are then held by the layer, and are not lost when they
+// cannot be stored. accept reports whether the batch was dealt with
+// (stored or rejected), and returns an error only when the store is
+// closed.
+func (s *Server) accept(ctx context.Context, batch []channels.Content, ids []string) (bool, error) {
 	cfg := s.config()
 	now := time.Now()
 	recs := make([]Record, 0, len(batch))
 	var confirms []confirmation
-	for _, c := range batch {
+	for i, c := range batch {
 		r, rej := parseRequest(c, cfg.maxDelay)
 		if rej != nil {
 			s.rejected.add(rej.Reason)
@@ -283,6 +356,9 @@ func (s *Server) accept(ctx context.Context, batch []channels.Content) error {
 			continue
 		}
 		rec := Record{ID: r.id, Channel: r.channel, Content: r.content, Due: now.Add(r.delay), Keep: r.id != ""}
+		if rec.ID == "" && ids != nil {
+			rec.ID = ids[i]
+		}
 		if rec.ID == "" {
 			rec.ID = NewID()
 		}
@@ -292,8 +368,8 @@ func (s *Server) accept(ctx context.Context, batch []channels.Content) error {
 		}
 	}
 	if len(recs) > 0 {
-		if stored, err := s.storeBatch(ctx, recs); !stored {
-			return err // lost, and logged: confirming would be a lie
+		if stored, err := s.storeBatch(ctx, recs, ids != nil); !stored {
+			return false, err // lost or held, and logged: confirming would be a lie
 		}
 		early := recs[0].Due
 		for _, r := range recs[1:] {
@@ -314,7 +390,7 @@ func (s *Server) accept(ctx context.Context, batch []channels.Content) error {
 		}
 		s.confirmed.Add(1)
 	}
-	return nil
+	return true, nil
 }
 
 func keys(c channels.Content) []string {
@@ -327,8 +403,9 @@ func keys(c channels.Content) []string {
 
 // storeBatch adds recs to the store, retrying failures until it succeeds or
 // StepTimeout has passed since ctx was done. It reports whether they were
-// stored, and returns an error when the store is closed.
-func (s *Server) storeBatch(ctx context.Context, recs []Record) (bool, error) {
+// stored, and returns an error when the store is closed. Records that were
+// not stored are lost, unless held by the layer (see intakeHeld).
+func (s *Server) storeBatch(ctx context.Context, recs []Record, held bool) (bool, error) {
 	cfg := s.config()
 	lctx, cancel := lingering(ctx, cfg.step)
 	defer cancel()
@@ -345,8 +422,12 @@ func (s *Server) storeBatch(ctx context.Context, recs []Record) (bool, error) {
 		s.storeErrors.Add(1)
 		backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
 		if closed := errors.Is(err, ErrStoreClosed); closed || sleep(lctx, backoff) != nil {
-			s.lost.Add(uint64(len(recs)))
-			cfg.log.Error("delay: LOST received messages: they could not be stored before the server stopped", "count", len(recs), "error", err)
+			if held {
+				cfg.log.Error("delay: received messages could not be stored before the server stopped; the layer gives them back to the channel", "count", len(recs), "error", err, "after", cfg.hold)
+			} else {
+				s.lost.Add(uint64(len(recs)))
+				cfg.log.Error("delay: LOST received messages: they could not be stored before the server stopped", "count", len(recs), "error", err)
+			}
 			if closed {
 				return false, err
 			}

@@ -137,6 +137,13 @@
 // returns its error, unless a message had already been handed to it: that
 // message is returned, with a nil error.
 //
+// ReceiveHeld is a receive that loses nothing when the receiver dies: the
+// messages it takes move, in one script, to a held set beside their
+// channel ("<prefix>:held:<channel>") until the receiver acknowledges
+// them; those not acknowledged in time go back to the channel with their
+// send time, and are received again with the same IDs. The delay server
+// receives "asgi.delay" this way and acknowledges after its commit.
+//
 // Process-specific channels are read by one receive loop per host for the
 // whole process: a single blocking pop (BZMPOP, taking up to 256 messages
 // at once) over the process prefixes that have a waiting Receive or

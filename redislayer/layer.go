@@ -698,7 +698,7 @@ func globEscape(s string) string {
 type counters struct {
 	sent, received, expired, full, groupSkipped, tooLarge atomic.Uint64
 	unavailable, errors, reconnects, pushedBack, lost     atomic.Uint64
-	undeliverable, evicted, retried, dataLosses           atomic.Uint64
+	undeliverable, evicted, retried, dataLosses, returned atomic.Uint64
 }
 
 // Counters are figures of the layer's own health, beyond channels.Stats.
@@ -711,6 +711,7 @@ type Counters struct {
 	Lost          uint64 // messages popped that could be neither delivered nor put back (Redis went away meanwhile); logged
 	Undeliverable uint64 // messages that could not be decoded or routed (no "__asgi_channel__"); logged and dropped
 	Evicted       uint64 // group members evicted because a message expired unread on their channel
+	Returned      uint64 // held messages put back in their channel because their hold ended unacknowledged (see ReceiveHeld)
 	DataLosses    uint64 // times a host was found to have lost its data (restarted empty; see OnDataLoss)
 	Retried       uint64 // calls run again because the connection they were written to was found closed by Redis (an idle connection after a restart)
 	Buffered      int64  // messages popped and held in this process now (see Config.ReceiveBuffer and ProcessBuffer)
@@ -734,6 +735,7 @@ func (l *Layer) Counters() Counters {
 		Evicted:       l.st.evicted.Load(),
 		Retried:       l.st.retried.Load(),
 		DataLosses:    l.st.dataLosses.Load(),
+		Returned:      l.st.returned.Load(),
 		Buffered:      int64(buffered),
 	}
 }
@@ -766,6 +768,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	st.Messages += int64(l.ord.total)
 	l.rmu.Unlock()
 	groupPrefix := l.s.prefix + ":group:"
+	heldPrefix := l.s.prefix + ":held:"
 	markers := l.markerPrefix()
 	var seen map[string]bool // Cluster mode: keys met on several nodes (replicas)
 	if l.s.cluster {
@@ -783,7 +786,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 			switch {
 			case strings.HasPrefix(k, groupPrefix):
 				st.Groups++
-			case strings.HasPrefix(k, markers):
+			case strings.HasPrefix(k, markers), strings.HasPrefix(k, heldPrefix):
 			default:
 				keys = append(keys, k)
 			}

@@ -115,3 +115,47 @@ func benchRelay(b *testing.B, e *env, writers int) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	}
 }
+
+// BenchmarkRelayBacklog measures how fast a relay drains a backlog: b.N
+// changes committed at once (one INSERT … SELECT) before it starts, sent
+// to a group with one member.
+func BenchmarkRelayBacklog(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchBacklog(b, sqliteEnv(b)) })
+	b.Run("postgres", func(b *testing.B) { benchBacklog(b, pgEnv(b)) })
+}
+
+func benchBacklog(b *testing.B, e *env) {
+	e.createItems()
+	items, err := binding.New(binding.Binding[Item]{
+		Model: "board.item", Stream: "items", Table: "items", Fields: []string{"title"},
+		GroupNames: func(Item) []string { return []string{"all"} },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := binding.Install(ctx, e.db, items); err != nil {
+		b.Fatal(err)
+	}
+	if e.pg {
+		e.raw("INSERT INTO items (title) SELECT 'item ' || x FROM generate_series(1, ?::int) x", b.N)
+	} else {
+		e.raw("INSERT INTO items (title) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT 'item ' || x FROM c", b.N)
+	}
+	layer := inmemory.MustNew(inmemory.Config{Capacity: 1 << 20, ProcessCapacity: 1 << 20})
+	defer layer.Close()
+	_ = layer.GroupAdd(ctx, "all", "sink!1")
+	relay := &binding.Relay{DB: e.db, Layer: layer, Bindings: []binding.Registration{items}}
+	b.ResetTimer()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for range b.N {
+		if _, _, err := layer.Receive(ctx, "sink!1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "changes/s")
+}

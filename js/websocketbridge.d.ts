@@ -21,8 +21,10 @@ export interface ReconnectOptions {
   maxQueuedMessages?: number;
   /** Close codes that end reconnection (default [1008, [4000, 4999]]). */
   finalCloseCodes?: number | Array<number | [number, number]> | ((code: number) => boolean);
-  /** Keep reconnecting after the server refused the handshake (default false). */
+  /** Keep reconnecting after two handshakes in a row were refused by a server that answers HTTP (default false). */
   reconnectOnRejectedHandshake?: boolean;
+  /** Wait a random part of each backoff ceiling (default true); false waits the whole ceiling, so that clients return in lockstep. */
+  jitter?: boolean;
   /** Log to the console (default false). */
   debug?: boolean;
   /** binaryType of each socket (default "arraybuffer"). */
@@ -36,7 +38,7 @@ export interface ReconnectOptions {
 /** The defaults of ReconnectOptions. */
 export declare const defaults: Readonly<Required<Pick<ReconnectOptions,
   "minReconnectionDelay" | "reconnectionDelayGrowFactor" | "maxReconnectionDelay" | "connectionTimeout" |
-  "maxRetries" | "maxQueuedMessages" | "finalCloseCodes" | "reconnectOnRejectedHandshake" | "debug">>>;
+  "maxRetries" | "maxQueuedMessages" | "finalCloseCodes" | "reconnectOnRejectedHandshake" | "jitter" | "debug">>>;
 
 /** The wait before retry number attempt (0 first): random in [0, min(max, min * grow^attempt)). */
 export declare function backoffDelay(attempt: number, options?: ReconnectOptions, random?: () => number): number;

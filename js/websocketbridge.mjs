@@ -43,21 +43,26 @@ export const defaults = Object.freeze({
   // Close codes after which the socket does not reconnect: a number, an
   // array of numbers and [low, high] ranges, or a function of the code.
   finalCloseCodes: [1008, [4000, 4999]],
-  // A handshake the server refused (HTTP 403, say) ends reconnection unless
-  // this is true. See isRejectedHandshake.
+  // Two handshakes in a row refused by a server that answers HTTP (403,
+  // say) end reconnection unless this is true. See isRejectedHandshake.
   reconnectOnRejectedHandshake: false,
+  // false waits the whole ceiling instead of a random part of it: every
+  // client of a restarted server then returns at the same moment. Kept for
+  // comparisons; leave it on.
+  jitter: true,
   debug: false,
 });
 
 /**
  * backoffDelay returns the wait before retry number attempt (0 for the
  * first retry): a random time in [0, ceiling) where ceiling is
- * min(max, min * grow^attempt). random defaults to Math.random.
+ * min(max, min * grow^attempt), or the ceiling itself with jitter: false.
+ * random defaults to Math.random.
  */
 export function backoffDelay(attempt, options = defaults, random = Math.random) {
   const o = { ...defaults, ...options };
   const ceiling = Math.min(o.maxReconnectionDelay, o.minReconnectionDelay * Math.pow(o.reconnectionDelayGrowFactor, attempt));
-  return Math.floor(random() * ceiling);
+  return Math.floor(o.jitter === false ? ceiling : random() * ceiling);
 }
 
 /**
@@ -182,6 +187,7 @@ export class ReconnectingWebSocket {
     this._timer = null; // pending reconnect
     this._connectTimer = null;
     this._opened = false; // the current attempt opened
+    this._refused = 0; // consecutive attempts refused by a server that answers HTTP
     this._WebSocket = this.options.WebSocket || globalThis.WebSocket;
     this._fetch = "fetch" in this.options ? this.options.fetch : globalThis.fetch;
     if (typeof this._WebSocket !== "function") throw new Error("channels: no WebSocket class here (pass options.WebSocket)");
@@ -266,6 +272,7 @@ export class ReconnectingWebSocket {
   reconnect() {
     this._stopped = false;
     this._retries = 0;
+    this._refused = 0;
     this._clearTimers();
     if (this._ws) {
       const old = this._detach();
@@ -324,6 +331,7 @@ export class ReconnectingWebSocket {
       if (this._ws !== ws || this._opened) return;
       this._log("connection timeout");
       this._dispatch("error", errorEvent("ETIMEDOUT", `channels: not open after ${this.options.connectionTimeout} ms`));
+      this._refused = 0;
       this._detach();
       try {
         ws.close();
@@ -336,6 +344,7 @@ export class ReconnectingWebSocket {
       clearTimeout(this._connectTimer);
       this._opened = true;
       this._retries = 0;
+      this._refused = 0;
       this._log("open");
       // Queued frames go first, so that frames sent from open listeners
       // follow them.
@@ -374,7 +383,10 @@ export class ReconnectingWebSocket {
       }
       isRejectedHandshake(this.url, this._fetch).then((rejected) => {
         if (this._stopped || this._ws) return;
-        if (rejected) {
+        // Two refusals in a row: one alone may be a server that came up
+        // between the failed attempt and the question.
+        this._refused = rejected ? this._refused + 1 : 0;
+        if (this._refused >= 2) {
           this._stopped = true;
           this._dispatch("error", errorEvent("EREJECTED", "channels: the server refused the WebSocket handshake; not reconnecting"));
           this._dropQueue();

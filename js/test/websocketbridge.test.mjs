@@ -44,6 +44,7 @@ test("backoffDelay: full jitter in [0, min(max, min*grow^n))", () => {
   assert.equal(backoffDelay(2, {}, () => 0.5), Math.floor(0.5 * 1500 * 1.3 * 1.3));
   assert.equal(backoffDelay(50, {}, () => 0.9999999), 9999); // capped
   assert.equal(backoffDelay(3, { minReconnectionDelay: 100, reconnectionDelayGrowFactor: 2, maxReconnectionDelay: 500 }, () => 0.9999999), 499);
+  assert.equal(backoffDelay(1, { jitter: false }, () => 0), 1950, "without jitter: the ceiling");
   // Spread over the whole window, not bunched at one end.
   const n = 20000;
   let sum = 0, lo = Infinity, hi = 0;
@@ -227,10 +228,32 @@ test("a refused handshake stops reconnecting unless asked; a server that is down
   FakeWebSocket.last().serverClose(1006);
   await flush();
   assert.deepEqual(probes, [["http://h/ws/", "HEAD"]]);
+  // One refusal may be a server that came up just after the attempt
+  // failed: it retries once.
+  assert.equal(s.stopped, false);
+  mock.timers.tick(defaults.minReconnectionDelay * defaults.reconnectionDelayGrowFactor); // after one failure
+  assert.equal(FakeWebSocket.instances.length, 2);
+  FakeWebSocket.last().serverClose(1006);
+  await flush();
+  assert.equal(probes.length, 2);
   assert.equal(errors.at(-1).code, "EREJECTED");
   assert.equal(s.stopped, true);
   mock.timers.tick(60000);
-  assert.equal(FakeWebSocket.instances.length, 1);
+  assert.equal(FakeWebSocket.instances.length, 2);
+
+  // Refused, then an open: the count starts again.
+  FakeWebSocket.reset();
+  s = rws({ fetch: up });
+  FakeWebSocket.last().serverClose(1006);
+  await flush();
+  mock.timers.tick(defaults.maxReconnectionDelay);
+  FakeWebSocket.last().serverOpen();
+  FakeWebSocket.last().serverClose(1001);
+  mock.timers.tick(defaults.maxReconnectionDelay);
+  FakeWebSocket.last().serverClose(1006);
+  await flush();
+  assert.equal(s.stopped, false, "one refusal after an open");
+  s.close();
 
   // Down: the probe fails too, so it retries.
   FakeWebSocket.reset();

@@ -423,6 +423,11 @@ func (b *Binding[T]) messages(op string, oldImg, newImg []byte, changeID int64) 
 		newV, newGrps = v, b.GroupNames(v)
 	}
 	del, upd, cre := diff(oldGroups, newGrps)
+	if op == "U" && oldImg != nil && newImg != nil && b.pkChanged(oldV, newV) {
+		// A new primary key is another object to the clients: the old one
+		// is deleted wherever it was seen and the new one created.
+		del, upd, cre = set(oldGroups), nil, set(newGrps)
+	}
 	var out []groupMessage
 	add := func(action string, v T, groups []string) error {
 		if len(groups) == 0 {
@@ -451,6 +456,12 @@ func (b *Binding[T]) messages(op string, oldImg, newImg []byte, changeID int64) 
 		return nil, err
 	}
 	return out, nil
+}
+
+func (b *Binding[T]) pkChanged(oldV, newV T) bool {
+	o := reflect.ValueOf(&oldV).Elem().FieldByIndex(b.c.pk.index)
+	n := reflect.ValueOf(&newV).Elem().FieldByIndex(b.c.pk.index)
+	return !reflect.DeepEqual(o.Interface(), n.Interface())
 }
 
 // diff returns old−new, old∩new and new−old, each sorted and without

@@ -48,7 +48,10 @@
 //
 // SQLite's triggers name the table's columns: run Install (or restart the
 // relay) after adding a column. BLOB values are recorded as hexadecimal
-// text on SQLite.
+// text on SQLite. What row-level triggers do not see is not reported: TRUNCATE on
+// PostgreSQL, and on SQLite the rows INSERT OR REPLACE deletes to make room
+// (its insert is reported; an upsert with ON CONFLICT DO UPDATE is reported
+// as an update).
 //
 // # Outbound: group diff
 //
@@ -71,10 +74,14 @@
 // big.Float/big.Rat decimals are strings, booleans stored as 0/1 by SQLite
 // are booleans. "change_id" identifies the change: a change is sent at
 // least once, and again after a relay died between sending it and deleting
-// it from the outbox, always with the same change_id, so a client keeps the
-// last change_id per pk and drops repeats (a socket in two groups that both
-// get a change also receives it twice, with one change_id). Changes to one
-// row are delivered in the order they committed.
+// it from the outbox, always with the same change_id. The change ids of
+// one row increase in commit order, so a client keeps the last change_id it
+// applied per pk and drops a message whose change_id is not greater (a
+// socket in two groups that both get a change also receives it twice, with
+// one change_id). Changes to one
+// row are delivered in the order they committed. An UPDATE that changes a row's
+// primary key is sent as a "delete" of the old key to the groups that saw
+// the row and a "create" of the new key to the groups that see it.
 //
 // Changes made while no relay runs wait in the outbox, and are sent when
 // one starts; those older than Relay.Retention (24 h by default) are

@@ -250,10 +250,10 @@ func (r *Relay) send(ctx context.Context, changes []change) error {
 			if e.table != c.table {
 				continue
 			}
-			msgs, err := e.messages(c.op, c.old, c.new, c.id)
+			msgs, err := e.safeMessages(c)
 			if err != nil {
 				r.errs.Add(1)
-				r.logger().Error("binding: change dropped: its row cannot be read into the binding's type", "model", e.model, "change_id", c.id, "error", err)
+				r.logger().Error("binding: change dropped: its row cannot be read into the binding's type, or the binding's functions failed on it", "model", e.model, "change_id", c.id, "error", err)
 				continue
 			}
 			if len(msgs) == 0 {
@@ -277,6 +277,17 @@ func (r *Relay) send(ctx context.Context, changes []change) error {
 		}
 	}
 	return nil
+}
+
+// safeMessages returns the messages of change c, turning a panic of the
+// application's GroupNames, Members or Serialize into an error.
+func (e *entry) safeMessages(c change) (msgs []groupMessage, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("binding: %s: panic in GroupNames, Members or Serialize: %v", e.model, p)
+		}
+	}()
+	return e.messages(c.op, c.old, c.new, c.id)
 }
 
 // source reads the outbox of one kind of database.

@@ -285,3 +285,51 @@ func TestRolledBackWriteIsNotSent(t *testing.T) {
 		ws.ReceiveNothing(200 * time.Millisecond)
 	})
 }
+
+// TestPrimaryKeyChange: an UPDATE of the primary key is a delete of the old
+// key and a create of the new one.
+func TestPrimaryKeyChange(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		e.createItems()
+		b := itemBinding(t, binding.Binding[Item]{})
+		srv := startServer(t, e, nil)
+		r := startRelay(t, e, srv, b)
+		e.raw("INSERT INTO items (id, title) VALUES (1, 'a')")
+		waitFor(t, "the create to be relayed", func() bool { return r.Stats().Changes == 1 })
+		ws := srv.dial(t, "", "users")
+		e.raw("UPDATE items SET id = 2 WHERE id = 1")
+		if m := receive(t, ws); m.Payload.Action != "delete" || pkOf(t, m) != 1 {
+			t.Fatalf("got %+v, want delete of 1", m.Payload)
+		}
+		if m := receive(t, ws); m.Payload.Action != "create" || pkOf(t, m) != 2 {
+			t.Fatalf("got %+v, want create of 2", m.Payload)
+		}
+	})
+}
+
+// TestGroupNamesPanics: a change on which the application's GroupNames
+// panics is logged, counted and skipped; the relay goes on.
+func TestGroupNamesPanics(t *testing.T) {
+	e := sqliteEnv(t)
+	e.createItems()
+	b := mustNew(t, binding.Binding[Item]{
+		Model: "board.item", Stream: "items", Table: "items", Fields: []string{"title"},
+		GroupNames: func(it Item) []string {
+			if it.Title == "boom" {
+				panic("boom")
+			}
+			return []string{"all"}
+		},
+	})
+	srv := startServer(t, e, nil)
+	r := startRelay(t, e, srv, b)
+	ws := srv.dial(t, "", "all")
+	e.raw("INSERT INTO items (title) VALUES ('boom')")
+	e.raw("INSERT INTO items (title) VALUES ('fine')")
+	if m := receive(t, ws); m.Payload.Data["title"] != "fine" {
+		t.Fatalf("got %+v", m.Payload)
+	}
+	if st := r.Stats(); st.Errors != 1 || st.Changes != 2 || st.Sent != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -306,9 +306,18 @@ type pgPool struct {
 	slots chan struct{}
 
 	mu     sync.Mutex
-	idle   []*pgx.Conn
+	idle   []idleConn
 	closed bool
 }
+
+type idleConn struct {
+	c     *pgx.Conn
+	since time.Time
+}
+
+// pgIdleCheck is how long a connection may sit idle before it is pinged on
+// reuse (the server or a proxy may have closed it).
+const pgIdleCheck = 30 * time.Second
 
 func newPGPool(url string, size int) (*pgPool, error) {
 	cfg, err := pgx.ParseConfig(url)
@@ -341,12 +350,22 @@ func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
 			p.mu.Unlock()
 			break
 		}
-		c := p.idle[n-1]
+		ic := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if !c.IsClosed() {
-			return c, nil
+		if ic.c.IsClosed() {
+			continue
 		}
+		if time.Since(ic.since) > pgIdleCheck {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := ic.c.Ping(pctx)
+			cancel()
+			if err != nil {
+				closeConn(ic.c)
+				continue
+			}
+		}
+		return ic.c, nil
 	}
 	c, err := pgx.ConnectConfig(ctx, p.cfg.Copy())
 	if err != nil {
@@ -368,7 +387,7 @@ func (p *pgPool) release(c *pgx.Conn) {
 		closeConn(c)
 		return
 	}
-	p.idle = append(p.idle, c)
+	p.idle = append(p.idle, idleConn{c, time.Now()})
 	p.mu.Unlock()
 }
 
@@ -378,8 +397,8 @@ func (p *pgPool) close() error {
 	p.idle = nil
 	p.closed = true
 	p.mu.Unlock()
-	for _, c := range idle {
-		closeConn(c)
+	for _, ic := range idle {
+		closeConn(ic.c)
 	}
 	return nil
 }

@@ -74,14 +74,17 @@
 // big.Float/big.Rat decimals are strings, booleans stored as 0/1 by SQLite
 // are booleans. "change_id" identifies the change: a change is sent at
 // least once, and again after a relay died between sending it and deleting
-// it from the outbox, always with the same change_id. The change ids of
-// one row increase in commit order, so a client keeps the last change_id it
-// applied per pk and drops a message whose change_id is not greater (a
-// socket in two groups that both get a change also receives it twice, with
-// one change_id). Changes to one
-// row are delivered in the order they committed. An UPDATE that changes a row's
-// primary key is sent as a "delete" of the old key to the groups that saw
-// the row and a "create" of the new key to the groups that see it.
+// it from the outbox, always with the same change_id. One change can send a
+// socket several messages: the same one twice when the socket is in two of
+// the groups, or two different ones (a "delete" through a group that lost
+// sight of the row and an "update" through one that kept it; a "delete" and
+// a "create" when the primary key changed). So a client drops a message
+// whose change_id and action it has already applied, and applies the others
+// in the order they came (delete, update, create): its copy ends as the
+// committed row. Changes to one row are delivered in the order they
+// committed. An UPDATE that changes a row's primary key is sent as a
+// "delete" of the old key to the groups that saw the row and a "create" of
+// the new key to the groups that see it.
 //
 // Changes made while no relay runs wait in the outbox, and are sent when
 // one starts; those older than Relay.Retention (24 h by default) are

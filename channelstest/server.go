@@ -94,7 +94,12 @@ func StartServer(t TB, cfg ServerConfig) *Server {
 			}
 		}
 	}
-	s.HTTP = httptest.NewServer(s.Gateway)
+	// Served as the gateway's commands serve it: NewHTTPServer's limits,
+	// on a listener that lets the gateway refuse conflicting framing.
+	s.HTTP = httptest.NewUnstartedServer(s.Gateway)
+	s.HTTP.Config = gateway.NewHTTPServer("", s.Gateway)
+	s.HTTP.Listener = gateway.NewListener(s.HTTP.Listener)
+	s.HTTP.Start()
 	s.URL = s.HTTP.URL
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

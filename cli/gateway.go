@@ -185,7 +185,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		wg.Go(func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(gateway.NewListener(l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- err
 			}
 		})

@@ -191,7 +191,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	}
 	defer stopMetrics()
 	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(gateway.NewListener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("runserver: %w", err)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"html"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -57,10 +58,20 @@ func errorPage(code int, detail string) []byte {
 		"</h1>\n<p>" + html.EscapeString(detail) + "</p>\n<footer>" + ServerName + "</footer>\n</body>\n</html>\n")
 }
 
-// writeErrorPage answers with an error page; it returns the body size.
+// writeErrorPage answers with an error page and closes the connection
+// after it (Connection: close, which net/http honours when it is the first
+// Connection value; others such as 426's "Upgrade" follow it). It returns
+// the body size.
 func writeErrorPage(w http.ResponseWriter, code int, detail string) int64 {
 	body := errorPage(code, detail)
 	h := w.Header()
+	conn := []string{"close"}
+	for _, v := range h.Values("Connection") {
+		if !strings.EqualFold(v, "close") {
+			conn = append(conn, v)
+		}
+	}
+	h["Connection"] = conn
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)

@@ -116,8 +116,9 @@
 // "*" allows every origin, and handshakes without one (a warning is logged
 // at startup).
 //
-// A refused handshake gets 403, is logged with the
-// reason and counted in Stats.OriginRejected; nothing is sent to the layer.
+// A refused handshake gets 403 (and its connection is closed), is logged
+// with the reason and counted in Stats.OriginRejected; nothing is sent to
+// the layer.
 //
 // # Proxies
 //
@@ -126,6 +127,20 @@
 // client address is then the last element of the first X-Forwarded-For
 // header (the one the trusted proxy added), split into host and port when
 // it has one (port 0 otherwise), with X-Forwarded-Port replacing the port.
+//
+// # Errors and framing
+//
+// Every error page the server writes (400, 403, 405, 413, 426, 500, 503),
+// including a refused handshake, closes the connection after it
+// (Connection: close), so that a client or proxy that got one starts
+// afresh. A chunked request body that is not valid chunked encoding gets
+// 400 and a log line; the application, when it already had the request,
+// gets a "closed" body chunk. Served by NewHTTPServer on a listener from
+// NewListener, as the commands serve it, a request carrying both
+// Content-Length and Transfer-Encoding, or Transfer-Encoding on HTTP/1.0,
+// gets 400, a log line and a closed connection (RFC 9112 §6.1), without
+// reaching the application; net/http alone would hide the conflict and
+// read the body as chunked.
 //
 // # Limits
 //

@@ -83,3 +83,26 @@ func FuzzParseReply(f *testing.F) {
 		}
 	})
 }
+
+// The framing follower never panics, and what it finds does not depend on
+// how the bytes are cut into reads.
+func FuzzFramingParser(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), 7)
+	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nPOST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 3)
+	f.Fuzz(func(t *testing.T, data []byte, cut int) {
+		var whole, pieces framingParser
+		whole.feed(data)
+		if cut <= 0 {
+			cut = 1
+		}
+		for b := data; len(b) > 0; {
+			n := min(cut, len(b))
+			pieces.feed(b[:n])
+			b = b[n:]
+		}
+		if whole.heads != pieces.heads || whole.bad != pieces.bad || whole.state != pieces.state {
+			t.Fatalf("whole: %d heads, bad %d, state %d; in pieces of %d: %d heads, bad %d, state %d",
+				whole.heads, whole.bad, whole.state, cut, pieces.heads, pieces.bad, pieces.state)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/textproto"
 	"os"
@@ -136,6 +137,8 @@ func (x *httpExchange) run() {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.stats.httpTimeouts.Add(1)
 			x.errorPage(http.StatusServiceUnavailable, "Worker server failed to respond within time limit.")
+		case malformedBody(r, err):
+			x.badBody(err)
 		default:
 			x.aborted = true // the client went away mid-body; the app never heard of it
 		}
@@ -223,6 +226,10 @@ func (x *httpExchange) streamBody(body *chunkReader, channel string) bool {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				s.stats.httpTimeouts.Add(1)
 				x.errorPage(http.StatusServiceUnavailable, "Worker server failed to respond within time limit.")
+				return false
+			}
+			if malformedBody(x.r, err) {
+				x.badBody(err)
 				return false
 			}
 			x.aborted = true
@@ -530,6 +537,24 @@ func orNull(addr []any) any {
 		return nil
 	}
 	return addr
+}
+
+// malformedBody reports whether err, from reading r's body, says that the
+// body is not valid chunked encoding, rather than that the client went
+// away (EOF before the end, a network error).
+func malformedBody(r *http.Request, err error) bool {
+	if len(r.TransferEncoding) == 0 || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	var ne net.Error
+	return !errors.As(err, &ne) && !errors.Is(err, net.ErrClosed)
+}
+
+// badBody answers a request whose chunked body is malformed with 400 (the
+// connection is closed after it) and logs why.
+func (x *httpExchange) badBody(err error) {
+	x.s.log.Warn("HTTP request refused with 400: malformed chunked body", "method", x.r.Method, "path", x.ri.path, "client", x.ri.clientS, "error", err)
+	x.errorPage(http.StatusBadRequest, "Malformed chunked request body.")
 }
 
 func isMaxBytes(err error) bool {

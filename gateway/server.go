@@ -407,6 +407,11 @@ func (s *Server) buildConfig() (config, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
 	start := time.Now()
+	if why := badFraming(r); why != "" {
+		s.log.Warn("HTTP request refused with 400 and the connection closed: "+why+" (RFC 9112 §6.1)", "method", r.Method, "uri", r.RequestURI, "client", r.RemoteAddr)
+		writeErrorPage(w, http.StatusBadRequest, "Request has "+why+".")
+		return
+	}
 	if s.initErr != nil {
 		writeErrorPage(w, http.StatusInternalServerError, "HTTP processing error")
 		return

@@ -1,0 +1,315 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// NewListener wraps l so that a Server served through it can refuse what
+// net/http hides from handlers: a request that carries both Content-Length
+// and Transfer-Encoding (or Transfer-Encoding on HTTP/1.0). net/http drops
+// Content-Length and reads such a body as chunked; RFC 9112 §6.1 calls the
+// message a possible request-smuggling attempt and requires the connection
+// to be closed after the response. Behind NewListener the Server answers
+// it with 400 and closes the connection.
+//
+// The listener's connections copy nothing: they follow the request heads
+// and body framing of the bytes the http.Server reads, keeping one header
+// line at a time. Serve it with an http.Server from NewHTTPServer, whose
+// ConnContext hands each connection's findings to the Server. TLS
+// connections (*tls.Conn) are passed through as they are, since net/http
+// needs their type, and are not checked.
+func NewListener(l net.Listener) net.Listener { return &framingListener{Listener: l} }
+
+type framingListener struct{ net.Listener }
+
+func (l *framingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	if _, ok := c.(*tls.Conn); ok {
+		return c, nil
+	}
+	return &framingConn{Conn: c}, nil
+}
+
+// framingKey is the context key under which NewHTTPServer's ConnContext
+// stores a framingConn.
+type framingKey struct{}
+
+// framingContext is NewHTTPServer's ConnContext.
+func framingContext(ctx context.Context, c net.Conn) context.Context {
+	if fc, ok := c.(*framingConn); ok {
+		return context.WithValue(ctx, framingKey{}, fc)
+	}
+	return ctx
+}
+
+// framingConn follows the HTTP/1.x messages read from a connection to find
+// request heads with conflicting framing headers. Its findings are
+// numbered by request; NewHTTPServer's handler counts the requests served
+// on the connection (net/http serves them one at a time, in order), and the
+// Server compares.
+type framingConn struct {
+	net.Conn
+
+	mu     sync.Mutex
+	p      framingParser
+	served int // requests handed to the handler so far
+}
+
+func (c *framingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		c.p.feed(b[:n])
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// nextRequest counts a request handed to the handler and reports whether
+// its head must be refused.
+func (c *framingConn) nextRequest() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.served++
+	return c.p.bad != 0 && c.p.bad == c.served
+}
+
+// current reports why the request being served must be refused ("" when
+// it need not).
+func (c *framingConn) current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p.bad != 0 && c.p.bad == c.served {
+		return c.p.why
+	}
+	return ""
+}
+
+// framingHandler is NewHTTPServer's handler: it counts the requests of
+// each connection from NewListener, and makes sure that the connection of
+// one with conflicting framing headers is closed after its response,
+// whichever handler answers it (the Server answers 400).
+type framingHandler struct{ next http.Handler }
+
+func (h framingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if fc, _ := r.Context().Value(framingKey{}).(*framingConn); fc != nil && r.ProtoMajor == 1 && fc.nextRequest() {
+		w.Header().Set("Connection", "close")
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// badFraming reports why r, served on a connection from NewListener by an
+// http.Server from NewHTTPServer, must be refused with 400 and a closed
+// connection; "" when it need not (or when r did not come that way).
+func badFraming(r *http.Request) string {
+	if r.ProtoMajor != 1 {
+		return ""
+	}
+	fc, _ := r.Context().Value(framingKey{}).(*framingConn)
+	if fc == nil {
+		return ""
+	}
+	return fc.current()
+}
+
+type framingState uint8
+
+const (
+	fsHead      framingState = iota // request line and header lines
+	fsBody                          // remain bytes of a Content-Length body
+	fsChunkSize                     // a chunk-size line
+	fsChunkData                     // remain bytes of chunk data
+	fsChunkCRLF                     // the CRLF after chunk data
+	fsTrailer                       // trailer lines until an empty one
+	fsStopped                       // nothing more is followed
+)
+
+// framingMaxLine bounds the line a framingParser keeps: net/http refuses
+// longer heads anyway (MaxHeaderBytes).
+const framingMaxLine = 1 << 20
+
+// framingParser follows HTTP/1.x request framing as net/http does, and
+// stops following (for good) at anything it does not expect: net/http
+// then refuses the request itself or, for an upgrade, stops speaking HTTP.
+type framingParser struct {
+	state  framingState
+	line   []byte // the current, incomplete line
+	lines  int    // lines of the current head, request line included
+	remain int64
+
+	// The current head.
+	http10, options, upgrade bool
+	cl, te                   []string
+
+	heads int    // request heads completed and handed to the Server
+	bad   int    // number of the first head to refuse, 0 none
+	why   string // why it is refused
+}
+
+func (p *framingParser) feed(b []byte) {
+	for len(b) > 0 && p.state != fsStopped {
+		switch p.state {
+		case fsBody, fsChunkData:
+			n := int64(len(b))
+			if n > p.remain {
+				n = p.remain
+			}
+			b = b[n:]
+			p.remain -= n
+			if p.remain == 0 {
+				if p.state == fsBody {
+					p.state = fsHead
+				} else {
+					p.state = fsChunkCRLF
+				}
+			}
+			continue
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(p.line)+len(b) > framingMaxLine {
+				p.stop()
+				return
+			}
+			p.line = append(p.line, b...)
+			return
+		}
+		var line []byte
+		if len(p.line) > 0 {
+			p.line = append(p.line, b[:i]...)
+			line = p.line
+		} else {
+			line = b[:i]
+		}
+		b = b[i+1:]
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		p.endLine(line)
+		p.line = p.line[:0]
+	}
+}
+
+func (p *framingParser) stop() {
+	p.state = fsStopped
+	p.line = nil
+}
+
+// endLine handles one complete line (without its line ending).
+func (p *framingParser) endLine(line []byte) {
+	switch p.state {
+	case fsHead:
+		p.headLine(line)
+	case fsChunkSize:
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i]
+		}
+		n, err := strconv.ParseUint(strings.TrimRight(string(line), " \t"), 16, 62)
+		switch {
+		case err != nil:
+			p.stop()
+		case n == 0:
+			p.state = fsTrailer
+		default:
+			p.state, p.remain = fsChunkData, int64(n)
+		}
+	case fsChunkCRLF:
+		if len(line) != 0 {
+			p.stop()
+			return
+		}
+		p.state = fsChunkSize
+	case fsTrailer:
+		if len(line) == 0 {
+			p.state = fsHead
+		}
+	}
+}
+
+func (p *framingParser) headLine(line []byte) {
+	if p.lines == 0 {
+		f := strings.Fields(string(line))
+		if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
+			p.stop() // not HTTP/1.x: net/http refuses it, or it is HTTP/2's preface
+			return
+		}
+		p.http10 = f[2] == "HTTP/1.0"
+		p.options = f[0] == "OPTIONS" && f[1] == "*"
+		p.upgrade = false
+		p.cl, p.te = p.cl[:0], p.te[:0]
+		p.lines = 1
+		return
+	}
+	if len(line) > 0 {
+		p.lines++
+		name, value, ok := strings.Cut(string(line), ":")
+		if !ok {
+			p.stop()
+			return
+		}
+		value = strings.TrimSpace(value)
+		switch {
+		case strings.EqualFold(name, "Content-Length"):
+			p.cl = append(p.cl, value)
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			p.te = append(p.te, value)
+		case strings.EqualFold(name, "Upgrade"):
+			p.upgrade = true
+		}
+		return
+	}
+	// The end of the head.
+	p.lines = 0
+	if !p.options { // net/http answers "OPTIONS *" without the Server
+		p.heads++
+	}
+	switch {
+	case len(p.te) > 0 && len(p.cl) > 0:
+		p.refuse("both Content-Length and Transfer-Encoding")
+		return
+	case len(p.te) > 0 && p.http10:
+		p.refuse("Transfer-Encoding in an HTTP/1.0 request")
+		return
+	case p.upgrade:
+		p.stop() // the connection may stop speaking HTTP
+		return
+	case len(p.te) > 0:
+		if len(p.te) != 1 || !strings.EqualFold(p.te[0], "chunked") {
+			p.stop() // net/http answers 501 and closes
+			return
+		}
+		p.state = fsChunkSize
+	case len(p.cl) > 0:
+		n, err := strconv.ParseInt(p.cl[0], 10, 64)
+		if err != nil || n < 0 {
+			p.stop() // net/http answers 400 and closes
+			return
+		}
+		for _, v := range p.cl[1:] {
+			if v != p.cl[0] {
+				p.stop()
+				return
+			}
+		}
+		if n > 0 {
+			p.state, p.remain = fsBody, n
+		}
+	}
+}
+
+// refuse marks the current head as the one to refuse; the connection is
+// closed after its response, so nothing after it is followed.
+func (p *framingParser) refuse(why string) {
+	if p.bad == 0 && !p.options {
+		p.bad, p.why = p.heads, why
+	}
+	p.stop()
+}

@@ -36,9 +36,15 @@ func TestAdminOnlyTransition(t *testing.T) {
 		waitFor(t, "the create to be relayed", func() bool { return r.Stats().Changes == 1 })
 		admin := srv.dial(t, "", "admins")
 		user := srv.dial(t, "", "users")
+		both := srv.dial(t, "", "admins", "users")
 
 		e.raw("UPDATE items SET admin_only = ? WHERE id = ?", true, id)
 		a, u := receive(t, admin), receive(t, user)
+		// A socket in both groups hears the delete, then the update.
+		if d, up := receive(t, both), receive(t, both); d.Payload.Action != "delete" || up.Payload.Action != "update" || d.Payload.ChangeID != up.Payload.ChangeID {
+			t.Fatalf("a socket in both groups got %s then %s", d.Payload.Action, up.Payload.Action)
+		}
+		both.Close(1000, "")
 		if a.Payload.Action != "update" || pkOf(t, a) != id || a.Payload.Data["admin_only"] != true {
 			t.Fatalf("admin got %+v, want update with admin_only true", a.Payload)
 		}

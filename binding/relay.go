@@ -267,6 +267,13 @@ func (r *Relay) send(ctx context.Context, changes []change) error {
 					continue
 				}
 				if err := r.Layer.GroupSend(ctx, m.group, channels.Content{"text": m.text}); err != nil {
+					if errors.Is(err, channels.ErrMessageTooLarge) || errors.Is(err, channels.ErrInvalidContent) || errors.Is(err, channels.ErrInvalidName) {
+						// Sending it again would fail again: the message is
+						// dropped, not the changes after it.
+						r.errs.Add(1)
+						r.logger().Error("binding: the layer refused a message; dropped", "model", e.model, "change_id", c.id, "group", m.group, "bytes", len(m.text), "error", err)
+						continue
+					}
 					return fmt.Errorf("binding: send change %d to group %s: %w", c.id, m.group, err)
 				}
 				r.sent.Add(1)

@@ -3,6 +3,7 @@ package binding_test
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -336,6 +337,26 @@ func TestGroupNamesPanics(t *testing.T) {
 		t.Fatalf("got %+v", m.Payload)
 	}
 	if st := r.Stats(); st.Errors != 1 || st.Changes != 2 || st.Sent != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestMessageTooLarge: a change whose message the layer refuses as too
+// large is dropped and counted; the changes after it still go out.
+func TestMessageTooLarge(t *testing.T) {
+	e := sqliteEnv(t)
+	e.createItems()
+	b := itemBinding(t, binding.Binding[Item]{})
+	srv := startServer(t, e, nil)
+	r := startRelay(t, e, srv, b)
+	ws := srv.dial(t, "", "admins")
+	e.raw("INSERT INTO items (title) VALUES (?)", strings.Repeat("x", 2<<20))
+	e.raw("INSERT INTO items (title) VALUES ('small')")
+	if m := receive(t, ws); m.Payload.Data["title"] != "small" {
+		t.Fatalf("got %+v", m.Payload.Action)
+	}
+	waitFor(t, "the small change to go to both groups", func() bool { return r.Stats().Sent == 2 })
+	if st := r.Stats(); st.Errors != 2 { // one per group
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -56,6 +56,14 @@ func compileFilters(filters []Filter) ([]compiledFilter, error) {
 // nest. Routes are normally added before the router is used; adding them
 // later is safe but not ordered with concurrent Consume calls.
 type Router struct {
+	// AcceptUnrouted makes WithDefaults accept the WebSocket connections
+	// whose path no route of this router handles, as versions before 0.1.0
+	// did. By default, when the router routes any WebSocket channel,
+	// WithDefaults rejects them with 403, as Django Channels' URL router
+	// does, so a typo in a route's path is told at once instead of giving a
+	// socket that never answers.
+	AcceptUnrouted bool
+
 	mu      sync.RWMutex
 	entries []routeEntry
 }

@@ -85,8 +85,26 @@ func (r *Runner) Run(ctx context.Context, c Consumer, m *Message) error {
 	if err != nil {
 		r.handleError(ctx, c, m, ob, err)
 	}
-	r.flush(ctx, m, ob.take())
+	items := ob.take()
+	if err == nil && m.Channel == "websocket.connect" && m.ReplyChannel != "" && !ob.answered(items, m.ReplyChannel) {
+		r.warnSilentConnect(c, m)
+	}
+	r.flush(ctx, m, items)
 	return err
+}
+
+// warnSilentConnect tells of a "websocket.connect" consumer that returned
+// nil having sent nothing towards the connection: the client's handshake
+// waits for the gateway's connect timeout and is then refused.
+func (r *Runner) warnSilentConnect(c Consumer, m *Message) {
+	consumer := m.consumer
+	if consumer == "" {
+		consumer = ConsumerName(c)
+	}
+	r.logger().Warn("websocket.connect consumer returned without accepting, rejecting or closing the connection: "+
+		"the handshake waits for the gateway's connect timeout and is then refused with 403; "+
+		`reply {"accept": true}, or return channels.ErrDenyConnection`,
+		"consumer", consumer, "path", m.Content.String("path"), "reply_channel", m.ReplyChannel)
 }
 
 func call(ctx context.Context, c Consumer, m *Message) (err error) {
@@ -108,6 +126,9 @@ func (r *Runner) handleError(ctx context.Context, c Consumer, m *Message, ob *ou
 	var pe *PanicError
 	switch {
 	case errors.As(err, &ce):
+		if err == ErrUnroutedConnection {
+			log.Warn("no route handles this WebSocket's path: rejected with 403 (set Router.AcceptUnrouted to accept such connections)", "path", m.Content.String("path"))
+		}
 		if m.ReplyChannel == "" {
 			log.Warn("consumer asked to close a connection but the message has no reply channel", "error", err)
 			return

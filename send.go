@@ -58,6 +58,9 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 		}
 		return SendOwned(ctx, l, ch.Name, nc) // the consumer has returned: send the copy now
 	}
+	if ob != nil {
+		ob.noteImmediate(ch.Name)
+	}
 	return l.Send(ctx, ch.Name, c)
 }
 
@@ -139,6 +142,8 @@ func (g Group) Send(ctx context.Context, c Content, opts ...SendOption) error {
 			return nil
 		}
 		c = nc
+	} else if ob != nil {
+		ob.noteImmediate("")
 	}
 	return gl.GroupSend(ctx, g.Name, c)
 }
@@ -158,6 +163,37 @@ type outbox struct {
 	mu     sync.Mutex
 	items  []pending
 	closed bool
+	// immediate holds the channels sent to with Immediately while the
+	// consumer ran ("" for a group send), for answered.
+	immediate []string
+}
+
+// noteImmediate records a send that bypassed the outbox.
+func (o *outbox) noteImmediate(target string) {
+	o.mu.Lock()
+	if len(o.immediate) < 8 {
+		o.immediate = append(o.immediate, target)
+	}
+	o.mu.Unlock()
+}
+
+// answered reports whether the consumer sent something that may reach
+// reply (held in items, or sent with Immediately): a message to it, or any
+// group message (the group may hold it).
+func (o *outbox) answered(items []pending, reply string) bool {
+	for _, p := range items {
+		if p.group || p.target == reply {
+			return true
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, t := range o.immediate {
+		if t == "" || t == reply {
+			return true
+		}
+	}
+	return false
 }
 
 type pending struct {

@@ -30,12 +30,16 @@
 //   - the default prefix is "asgi", channels_redis's, which gives keys like
 //     "asgihttp.request" and "asgi:group:chat".
 //
-// The layer adds one kind of small key that channels_redis ignores:
+// The layer adds small keys that channels_redis ignores:
 // <prefix>:expired:<channel>, the time of the newest message that expired
-// unread on a channel (see Groups). Every key the layer writes has an
-// expiry: channel keys twice the message expiry after their last message,
-// groups the group expiry after their last add, markers likewise. Flush
-// deletes every key under the prefix.
+// unread on a channel (see Groups); <prefix>:epoch, which tells the layer
+// that Redis lost its data (see Faults); and <prefix>:held:<channel>, the
+// messages taken by ReceiveHeld and not yet acknowledged. Every key the
+// layer writes has an expiry: channel keys twice the message expiry after
+// their last message, groups the group expiry after their last add,
+// markers likewise, the epoch the group expiry (at least a minute) after
+// a layer last read it. Flush deletes every key under the prefix but the
+// epoch.
 //
 // Keys are the prefix followed by a name, so a prefix that starts another
 // one ("chat" and "chat2") shares its keyspace: give layers that must not
@@ -83,6 +87,17 @@
 //
 // Group members are evicted when a message expires unread on their
 // channel after they joined (spec L17; channels_redis never does this).
+// That applies to members Python added too: a group send of this layer
+// delivers to every member, whoever added it, and evicts those whose
+// channel has a message that expired unread since they joined; a
+// membership older than the group expiry is dropped, as channels_redis
+// drops it.
+//
+// Values: text that is not valid UTF-8 is refused at Send and GroupSend
+// with channels.ErrInvalidContent (channels_redis cannot decode it, and
+// would drop the whole message); integers above 2^63-1, which Python
+// sends, are received as uint64 (not in normal form: convert before
+// sending them on).
 //
 // Sharding over several hosts fixes a channels_redis bug. channels_redis
 // 4.0 places a process-specific channel by the consistent hash of its full
@@ -93,7 +108,15 @@
 // sends them to the hosts in turn), which keeps capacity exact and one
 // sender's messages in order. Receivers read every host, so they still get
 // what channels_redis processes send anywhere, including process-specific
-// messages misplaced by the bug.
+// messages misplaced by the bug. A channels_redis receiver, though, reads
+// one host per receive call, the next in turn, and waits there until a
+// message comes: with Python receivers on the same ordinary channels over
+// several hosts, set Config.SendInTurn (send_in_turn=true), which sends
+// them to the hosts in turn as channels_redis does, giving up the order
+// and exact capacity across hosts. Channel keys outlive their last
+// message by twice the expiry (channels_redis: once), so a Python receiver
+// can get a Go message up to one expiry after it expired; receivers of
+// this layer never deliver an expired message.
 //
 // # Receiving
 //

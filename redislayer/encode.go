@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/gochannels/channels/internal/jsonsize"
 
@@ -28,6 +29,9 @@ func appendEntries(b []byte, c map[string]any, measure bool) ([]byte, int, error
 	size := 2
 	first := true
 	for k, v := range c {
+		if !utf8.ValidString(k) {
+			return b, 0, fmt.Errorf("%w: key %s is not valid UTF-8", channels.ErrInvalidContent, strconv.Quote(k))
+		}
 		b = msgp.AppendString(b, k)
 		var n int
 		var err error
@@ -62,6 +66,11 @@ func appendMap(b []byte, m map[string]any, measure bool) ([]byte, int, error) {
 // are never measured.
 func jsonBound(n int) int { return 7 * n }
 
+// errNotUTF8 refuses text that is not valid UTF-8: msgpack's str type is
+// UTF-8, and channels_redis (Python) fails to decode, and drops, a message
+// holding any other.
+var errNotUTF8 = fmt.Errorf("%w: text is not valid UTF-8 (send bytes as []byte)", channels.ErrInvalidContent)
+
 // appendValue appends one value and returns its JSON size.
 func appendValue(b []byte, v any, measure bool) ([]byte, int, error) {
 	switch v := v.(type) {
@@ -73,6 +82,9 @@ func appendValue(b []byte, v any, measure bool) ([]byte, int, error) {
 		}
 		return msgp.AppendBool(b, false), 5, nil
 	case string:
+		if !utf8.ValidString(v) {
+			return b, 0, errNotUTF8
+		}
 		if !measure {
 			return msgp.AppendString(b, v), 0, nil
 		}
@@ -106,6 +118,9 @@ func appendValue(b []byte, v any, measure bool) ([]byte, int, error) {
 		b = msgp.AppendArrayHeader(b, uint32(len(v)))
 		size := 2
 		for i, e := range v {
+			if !utf8.ValidString(e) {
+				return b, 0, fmt.Errorf("%w: index %d", errNotUTF8, i)
+			}
 			b = msgp.AppendString(b, e)
 			if measure {
 				size += jsonsize.String(e)

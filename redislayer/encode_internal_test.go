@@ -38,11 +38,11 @@ func TestEncoderAgreesWithNormalize(t *testing.T) {
 		{"named": namedString("n"), "nint": namedInt(-3), "nbytes": namedBytes("xy"), "nmap": namedMap{"k": 2}},
 		{"array": [3]byte{1, 2, 3}, "arr2": [2]string{"a", "b"}},
 		{"nilmap": nilMap, "nilcontent": nilContent},
-		{"escape": "a\n\t\r\\\"\x01\x1f<>&", "utf8": "Ünïcödé ✓ 漢字 🙂", "bad": "a\xffb\xc2"},
+		{"escape": "a\n\t\r\\\"\x01\x1f<>&", "utf8": "Ünïcödé ✓ 漢字 🙂"},
 		{"strmap": map[string]string{"a": "b"}, "anymapnested": map[string][]int{"l": {1, 2}}},
 		// The worst cases for the JSON size bound: one-byte values that
 		// take many JSON bytes.
-		{"\x01": []any{"\x01", "\xff", nil, "", []any{}, map[string]any{"": nil}, false, int64(-32), int64(100)}},
+		{"\x01": []any{"\x01", nil, "", []any{}, map[string]any{"": nil}, false, int64(-32), int64(100)}},
 		{"": nil},
 	}
 	for i, c := range cases {
@@ -119,4 +119,20 @@ func FuzzEncoderAgreesWithNormalize(f *testing.F) {
 			t.Fatalf("(-Normalize +encoder):\n%s", diff)
 		}
 	})
+}
+
+// Text that is not valid UTF-8 is refused (channels_redis could not decode
+// it), wherever it is: a value, a map key, a list element, a []string.
+func TestEncoderRefusesInvalidUTF8(t *testing.T) {
+	for i, c := range []channels.Content{
+		{"bad": "a\xffb"},
+		{"k\xc2": 1},
+		{"l": []any{"ok", "\xc2"}},
+		{"s": []string{"ok", "\xff"}},
+		{"m": map[string]any{"n": map[string]any{"x": namedString("\xff")}}},
+	} {
+		if _, _, err := appendMap(nil, c, false); !errors.Is(err, channels.ErrInvalidContent) {
+			t.Errorf("case %d: encoder error %v; want ErrInvalidContent", i, err)
+		}
+	}
 }

@@ -85,79 +85,19 @@ func (l *Layer) ReceiveHeld(ctx context.Context, channel string, max int, hold t
 	if max <= 0 || hold <= 0 {
 		return nil, nil, nil, fmt.Errorf("redislayer: receive held from %q: max (%d) and hold (%v) must be positive", channel, max, hold)
 	}
-	sh := l.shardFor(channel)
 	keys := []string{l.key(channel), l.heldKey(channel)}
 	wait := 5 * time.Millisecond
 	for {
-		if l.closed() {
-			return nil, nil, nil, channels.ErrLayerClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, nil, nil, err
-		}
-		now := time.Now()
-		// No context: a pop must finish once sent, or the messages it took
-		// would wait for their hold to end; the connection's timeout bounds
-		// it.
-		arr, err := holdScript.exec(context.Background(), sh.client, keys, []string{
-			strconv.FormatInt(now.UnixMilli(), 10),
-			strconv.Itoa(max),
-			strconv.FormatInt(now.Add(hold).UnixMilli(), 10),
-			l.keyTTL(),
-		}).ToArray()
-		if err != nil {
-			return nil, nil, nil, l.failOp(ctx, "receive held from", channel, err)
-		}
-		if len(arr) != 2 {
-			return nil, nil, nil, fmt.Errorf("redislayer: receive held from %q: unexpected reply of %d elements", channel, len(arr))
-		}
-		if back, _ := arr[0].AsInt64(); back > 0 {
-			l.st.returned.Add(uint64(back))
-			l.s.log.Info("held messages not acknowledged in time went back to their channel", "channel", channel, "count", back)
-		}
-		popped, err := arr[1].ToArray()
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("redislayer: receive held from %q: %w", channel, err)
-		}
-		var tokens, drop []string
-		for i := 0; i+1 < len(popped); i += 2 {
-			member, _ := popped[i].ToString()
-			score, _ := popped[i+1].ToString()
-			token := score + "|" + member
-			sc, perr := strconv.ParseFloat(score, 64)
-			if perr == nil && l.expired(sc, now) {
-				l.st.expired.Add(1)
-				drop = append(drop, token)
-				continue
+		// Every host in turn (messages of ordinary channels go to the
+		// hosts in turn, see sendShard), starting with a different one
+		// each time.
+		start := int(l.rot.Add(1))
+		for i := range l.shards {
+			sh := l.shards[(start+i)%len(l.shards)]
+			ids, msgs, ack, err = l.receiveHeldOn(ctx, sh, channel, keys, max, hold)
+			if err != nil || len(msgs) > 0 {
+				return ids, msgs, ack, err
 			}
-			d, derr := decodeMember(member)
-			if derr != nil {
-				l.st.undeliverable.Add(1)
-				l.s.log.Error("dropped a message that cannot be decoded", "channel", channel, "error", derr)
-				drop = append(drop, token)
-				continue
-			}
-			ids = append(ids, hex.EncodeToString([]byte(member[:randomBytes])))
-			msgs = append(msgs, d.c)
-			tokens = append(tokens, token)
-		}
-		if len(drop) > 0 {
-			_ = l.unhold(context.Background(), sh, keys[1], drop)
-		}
-		if len(msgs) > 0 {
-			l.st.received.Add(uint64(len(msgs)))
-			done := false
-			ack = func(ctx context.Context) error {
-				if done {
-					return nil
-				}
-				done = true
-				if err := l.unhold(ctx, sh, keys[1], tokens); err != nil {
-					return l.failOp(ctx, "acknowledge held messages of", channel, err)
-				}
-				return nil
-			}
-			return ids, msgs, ack, nil
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -168,6 +108,82 @@ func (l *Layer) ReceiveHeld(ctx context.Context, channel string, max int, hold t
 		t.Stop()
 		wait = min(2*wait, heldPoll)
 	}
+}
+
+// receiveHeldOn is one look of ReceiveHeld at one host: it returns no
+// messages and no error when the channel is empty there.
+func (l *Layer) receiveHeldOn(ctx context.Context, sh *shard, channel string, keys []string, max int, hold time.Duration) (ids []string, msgs []channels.Content, ack func(context.Context) error, err error) {
+	if l.closed() {
+		return nil, nil, nil, channels.ErrLayerClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now()
+	// No context: a pop must finish once sent, or the messages it took
+	// would wait for their hold to end; the connection's timeout bounds
+	// it.
+	arr, err := holdScript.exec(context.Background(), sh.client, keys, []string{
+		strconv.FormatInt(now.UnixMilli(), 10),
+		strconv.Itoa(max),
+		strconv.FormatInt(now.Add(hold).UnixMilli(), 10),
+		l.keyTTL(),
+	}).ToArray()
+	if err != nil {
+		return nil, nil, nil, l.failOp(ctx, "receive held from", channel, err)
+	}
+	if len(arr) != 2 {
+		return nil, nil, nil, fmt.Errorf("redislayer: receive held from %q: unexpected reply of %d elements", channel, len(arr))
+	}
+	if back, _ := arr[0].AsInt64(); back > 0 {
+		l.st.returned.Add(uint64(back))
+		l.s.log.Info("held messages not acknowledged in time went back to their channel", "channel", channel, "count", back)
+	}
+	popped, err := arr[1].ToArray()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("redislayer: receive held from %q: %w", channel, err)
+	}
+	var tokens, drop []string
+	for i := 0; i+1 < len(popped); i += 2 {
+		member, _ := popped[i].ToString()
+		score, _ := popped[i+1].ToString()
+		token := score + "|" + member
+		sc, perr := strconv.ParseFloat(score, 64)
+		if perr == nil && l.expired(sc, now) {
+			l.st.expired.Add(1)
+			drop = append(drop, token)
+			continue
+		}
+		d, derr := decodeMember(member)
+		if derr != nil {
+			l.st.undeliverable.Add(1)
+			l.s.log.Error("dropped a message that cannot be decoded", "channel", channel, "error", derr)
+			drop = append(drop, token)
+			continue
+		}
+		ids = append(ids, hex.EncodeToString([]byte(member[:randomBytes])))
+		msgs = append(msgs, d.c)
+		tokens = append(tokens, token)
+	}
+	if len(drop) > 0 {
+		_ = l.unhold(context.Background(), sh, keys[1], drop)
+	}
+	if len(msgs) > 0 {
+		l.st.received.Add(uint64(len(msgs)))
+		done := false
+		ack = func(ctx context.Context) error {
+			if done {
+				return nil
+			}
+			done = true
+			if err := l.unhold(ctx, sh, keys[1], tokens); err != nil {
+				return l.failOp(ctx, "acknowledge held messages of", channel, err)
+			}
+			return nil
+		}
+		return ids, msgs, ack, nil
+	}
+	return nil, nil, nil, nil
 }
 
 // unhold removes held messages (their tokens: score|member).

@@ -3,6 +3,7 @@ package redislayer_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -47,11 +48,17 @@ type python struct {
 	out *bufio.Scanner
 }
 
-func startPython(t *testing.T, url, prefix string) *python {
+// startPython runs interop.py on url (hosts separated by commas) with
+// prefix and, when given, a capacity.
+func startPython(t *testing.T, url, prefix string, capacity ...int) *python {
 	t.Helper()
 	bin := testenv.Python(t, "channels_redis.core")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := exec.CommandContext(ctx, bin, "testdata/interop.py", url, prefix, "60")
+	args := []string{"testdata/interop.py", url, prefix, "60"}
+	for _, c := range capacity {
+		args = append(args, fmt.Sprint(c))
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -259,5 +266,132 @@ func TestInteropTwoHosts(t *testing.T) {
 			t.Fatalf("Receive(interop.two.normal): %v", err)
 		}
 	}
+	py.do("quit")
+}
+
+// Two hosts, both ways, as a mixed Go and Python deployment runs them: Go
+// sends ordinary channels' messages to the hosts in turn (SendInTurn) so
+// that channels_redis receivers, which read one host per receive, get
+// every one; group sends reach the members of the other language; both
+// count a channel's capacity the same way; and the values one side can
+// write but the other could not read are handled: text that is not UTF-8
+// is refused at Go's Send, integers above 2^63-1 from Python arrive as
+// uint64. Messages expired by Go's expiry are not delivered to Go.
+func TestInteropTwoHostsBothWays(t *testing.T) {
+	t.Parallel()
+	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
+	prefix := testenv.Prefix("interop2w")
+	const capacity = 4
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, SendInTurn: true, Capacity: capacity, Expiry: 2 * time.Second})
+	py := startPython(t, a.URL+","+b.URL, prefix, capacity)
+	ctx := t.Context()
+	want := reference()
+	recv := func(name string) channels.Content {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, c, err := l.Receive(rctx, name)
+		if err != nil {
+			t.Fatalf("Receive(%s): %v", name, err)
+		}
+		return c
+	}
+
+	t.Run("GoToPythonOrdinary", func(t *testing.T) {
+		// channels_redis receives each message from the next host in
+		// turn, waiting there until one comes.
+		for range 4 {
+			if err := l.Send(ctx, "interop.gopy", want); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 4 {
+			py.do("receive interop.gopy")
+		}
+	})
+
+	t.Run("GroupsAcrossLanguages", func(t *testing.T) {
+		pyCh := py.do("new_channel interop.py")
+		goCh, err := l.NewChannel(ctx, "interop.go!")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Members added by each language, group sent by each.
+		py.do("group_add mixed %s", pyCh)
+		if err := l.GroupAdd(ctx, "mixed", goCh); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.GroupSend(ctx, "mixed", want); err != nil {
+			t.Fatal(err)
+		}
+		py.do("receive %s", pyCh)
+		if diff := cmp.Diff(want, recv(goCh)); diff != "" {
+			t.Errorf("Go group send to a Go member (-sent +received):\n%s", diff)
+		}
+		py.do("group_send mixed")
+		py.do("receive %s", pyCh)
+		if diff := cmp.Diff(want, recv(goCh)); diff != "" {
+			t.Errorf("Python group send to a Go member (-sent +received):\n%s", diff)
+		}
+	})
+
+	t.Run("Capacity", func(t *testing.T) {
+		// Go fills the channel on both hosts; Python finds it full on
+		// each; Go receives everything that was accepted.
+		sent := 0
+		for ; sent < 4*capacity; sent++ {
+			err := l.Send(ctx, "interop.cap", want)
+			if errors.Is(err, channels.ErrChannelFull) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sent != 2*capacity {
+			t.Fatalf("Go sent %d messages before ErrChannelFull; want %d (capacity %d on each of 2 hosts)", sent, 2*capacity, capacity)
+		}
+		for range 2 {
+			if got := py.do("try_send interop.cap"); got != "full" {
+				t.Fatalf("Python's send to a channel Go filled: %q; want full", got)
+			}
+		}
+		for range sent {
+			if diff := cmp.Diff(want, recv("interop.cap")); diff != "" {
+				t.Fatalf("(-sent +received):\n%s", diff)
+			}
+		}
+		if got := py.do("try_send interop.cap"); got != "sent" {
+			t.Fatalf("Python's send once Go emptied the channel: %q; want sent", got)
+		}
+		recv("interop.cap")
+	})
+
+	t.Run("EdgeValues", func(t *testing.T) {
+		err := l.Send(ctx, "interop.edge", channels.Content{"text": "caf\xe9"})
+		if !errors.Is(err, channels.ErrInvalidContent) {
+			t.Fatalf("Send of text that is not UTF-8 = %v; want ErrInvalidContent", err)
+		}
+		err = l.GroupSend(ctx, "mixed", channels.Content{"list": []any{"ok", "\xff"}})
+		if !errors.Is(err, channels.ErrInvalidContent) {
+			t.Fatalf("GroupSend of text that is not UTF-8 = %v; want ErrInvalidContent", err)
+		}
+		py.do("send_big interop.edge")
+		got := recv("interop.edge")
+		wantBig := channels.Content{"big": uint64(math.MaxUint64), "edge": uint64(1 << 63), "low": int64(math.MinInt64)}
+		if diff := cmp.Diff(wantBig, got); diff != "" {
+			t.Fatalf("Python's big integers (-sent +received):\n%s", diff)
+		}
+	})
+
+	t.Run("ExpiredNotDelivered", func(t *testing.T) {
+		py.do("send interop.old")
+		time.Sleep(2100 * time.Millisecond)
+		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		if _, c, err := l.Receive(rctx, "interop.old"); err == nil {
+			t.Fatalf("received a message past the expiry: %v", c)
+		}
+	})
 	py.do("quit")
 }

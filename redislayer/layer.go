@@ -46,8 +46,9 @@ type Layer struct {
 	luaCaps   []string
 	luaCapsOK bool
 
-	rot    atomic.Uint32 // rotates receive order
-	mixRot atomic.Uint32 // alternates the kind a mixed Receive serves first
+	rot     atomic.Uint32 // rotates receive order
+	sendRot atomic.Uint32 // rotates the hosts of ordinary channels' sends
+	mixRot  atomic.Uint32 // alternates the kind a mixed Receive serves first
 
 	// Arguments that never change, formatted once.
 	keyTTLArg, markerTTLArg, groupTTLArg string
@@ -383,6 +384,17 @@ func (l *Layer) shardFor(name string) *shard {
 	return l.shards[ConsistentHash(nonLocal(name), len(l.shards))]
 }
 
+// sendShard returns the host a message to channel goes to: with
+// Config.SendInTurn, for an ordinary or single-reader channel, the hosts
+// in turn, as channels_redis 4 does; otherwise shardFor's host.
+// Receivers of ordinary channels read every host either way.
+func (l *Layer) sendShard(channel string) *shard {
+	if !l.s.sendInTurn || len(l.shards) == 1 || strings.IndexByte(channel, '!') >= 0 {
+		return l.shardFor(channel)
+	}
+	return l.shards[int(l.sendRot.Add(1)-1)%len(l.shards)]
+}
+
 // key returns the Redis key of a channel (of its process prefix for a
 // process-specific channel); in Cluster mode the name is a hash tag.
 func (l *Layer) key(name string) string {
@@ -566,14 +578,18 @@ func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) 
 		if pattern[len(pattern)-1] == '!' {
 			return name, nil
 		}
-		sh := l.shardFor(name)
-		cctx, cancel := l.s.withTimeout(ctx)
-		n, err := sh.client.Do(cctx, sh.client.B().Exists().Key(l.key(name)).Build()).AsInt64()
-		cancel()
-		if err != nil {
-			return "", l.failCtx(ctx, "new channel", err)
+		// Its messages may be on any host (Config.SendInTurn).
+		found := false
+		for _, sh := range l.shards {
+			cctx, cancel := l.s.withTimeout(ctx)
+			n, err := sh.client.Do(cctx, sh.client.B().Exists().Key(l.key(name)).Build()).AsInt64()
+			cancel()
+			if err != nil {
+				return "", l.failCtx(ctx, "new channel", err)
+			}
+			found = found || n > 0
 		}
-		if n == 0 {
+		if !found {
 			return name, nil
 		}
 	}
@@ -828,22 +844,27 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 		return cs, channels.ErrLayerClosed
 	}
 	now := l.clock.next()
-	sh := l.shardFor(channel)
 	key := l.key(channel)
-	cctx, cancel := l.s.withTimeout(ctx)
-	defer cancel()
-	res := sh.client.DoMulti(cctx,
-		sh.client.B().Zcount().Key(key).Min("("+l.cutoff(now)).Max("+inf").Build(),
-		sh.client.B().Zrangebyscore().Key(key).Min("("+l.cutoff(now)).Max("+inf").Withscores().Limit(0, 1).Build(),
-	)
-	n, err := res[0].AsInt64()
-	if err != nil {
-		return cs, l.failCtx(ctx, "channel stats", err)
+	hosts := []*shard{l.shardFor(channel)}
+	if nonLocal(channel) == channel {
+		hosts = l.shards // Config.SendInTurn, or sent by Python
 	}
-	cs.Length = int(n)
 	oldest := math.Inf(1)
-	if zs, err := res[1].AsZScores(); err == nil && len(zs) > 0 {
-		oldest = zs[0].Score
+	for _, sh := range hosts {
+		cctx, cancel := l.s.withTimeout(ctx)
+		res := sh.client.DoMulti(cctx,
+			sh.client.B().Zcount().Key(key).Min("("+l.cutoff(now)).Max("+inf").Build(),
+			sh.client.B().Zrangebyscore().Key(key).Min("("+l.cutoff(now)).Max("+inf").Withscores().Limit(0, 1).Build(),
+		)
+		cancel()
+		n, err := res[0].AsInt64()
+		if err != nil {
+			return cs, l.failCtx(ctx, "channel stats", err)
+		}
+		cs.Length += int(n)
+		if zs, err := res[1].AsZScores(); err == nil && len(zs) > 0 {
+			oldest = math.Min(oldest, zs[0].Score)
+		}
 	}
 	if nonLocal(channel) != channel {
 		l.mu.Lock()

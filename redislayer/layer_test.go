@@ -55,13 +55,14 @@ func TestConformanceTwoHosts(t *testing.T) {
 	conformance(t, []string{a.URL, b.URL}, layertest.Options{Sharded: true})
 }
 
-// Channels and groups are placed on hosts by channels_redis's consistent
-// hash; a process-specific channel by the hash of its process prefix.
+// Groups are placed on hosts by channels_redis's consistent hash, a
+// process-specific channel by the hash of its process prefix; with
+// SendInTurn the messages of an ordinary channel go to the hosts in turn.
 func TestShardPlacement(t *testing.T) {
 	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	prefix := testenv.Prefix("place")
-	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix})
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, SendInTurn: true})
 	raws := []rueidis.Client{rawClient(t, a.URL), rawClient(t, b.URL)}
 	ctx := t.Context()
 	where := func(key string) []int {
@@ -81,12 +82,21 @@ func TestShardPlacement(t *testing.T) {
 		{"websocket.send.ABC!other", "websocket.send.ABC!"},
 		{"chat.q?abc", "chat.q?abc"},
 	} {
-		if err := l.Send(ctx, tc.channel, channels.Content{}); err != nil {
-			t.Fatal(err)
+		// Twice: with SendInTurn an ordinary channel's messages go to the
+		// hosts in turn, as channels_redis sends them (its receivers read
+		// the hosts in turn).
+		for range 2 {
+			if err := l.Send(ctx, tc.channel, channels.Content{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		key := prefix + channels.ProcessPrefix(tc.channel)
 		if key == prefix {
 			key = prefix + tc.channel
+			if on := where(key); len(on) != 2 {
+				t.Errorf("key %s of channel %s is on hosts %v after two sends; want both", key, tc.channel, on)
+			}
+			continue
 		}
 		want := redislayer.ConsistentHash(tc.hashed, 2)
 		if on := where(key); len(on) != 1 || on[0] != want {

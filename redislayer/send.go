@@ -372,7 +372,7 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	if err != nil {
 		return err
 	}
-	sh := l.shardFor(channel)
+	sh := l.sendShard(channel)
 	r := reqPool.Get().(*sendReq)
 	r.channel = channel
 	r.group = nonLocal(channel)

@@ -68,10 +68,13 @@ func appendValue(b []byte, v any) ([]byte, error) {
 }
 
 // Unmarshal decodes a msgpack map into content in normal form: str becomes
-// text, bin becomes bytes, every integer int64 and every float float64. Map
-// keys may be str or bin. Anything else (extensions, timestamps, a top level
-// that is not a map, integers beyond int64, trailing bytes) is an error
-// wrapping ErrDecode.
+// text, bin becomes bytes, every integer int64 and every float float64,
+// except an integer above math.MaxInt64 (Python sends up to 2^64-1), which
+// becomes a uint64, exact, rather than failing the whole message; it is
+// not in normal form, so sending it on unconverted fails with
+// channels.ErrInvalidContent. Map keys may be str or bin. Anything else
+// (extensions, timestamps, a top level that is not a map, trailing bytes)
+// is an error wrapping ErrDecode.
 func Unmarshal(b []byte) (channels.Content, error) {
 	d := decoder{b: b, copy: true}
 	return d.top()
@@ -152,10 +155,11 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	case msgp.UintType:
 		var u uint64
 		u, b, err = msgp.ReadUint64Bytes(b)
-		if err == nil && u > math.MaxInt64 {
-			err = fmt.Errorf("integer %d does not fit in int64", u)
+		if u > math.MaxInt64 {
+			v = u // from Python, say: kept exact, as uint64
+		} else {
+			v = int64(u)
 		}
-		v = int64(u)
 	case msgp.Float64Type:
 		v, b, err = msgp.ReadFloat64Bytes(b)
 	case msgp.Float32Type:

@@ -1,10 +1,12 @@
 """Drives channels_redis (Python) for the Go interop test.
 
-Usage: interop.py REDIS_URL[,REDIS_URL...] PREFIX EXPIRY
+Usage: interop.py REDIS_URL[,REDIS_URL...] PREFIX EXPIRY [CAPACITY]
 
 Reads one command per line on stdin and answers one line on stdout:
 
     send CHANNEL          send the reference message to CHANNEL
+    try_send CHANNEL      send the reference message: "ok sent" or "ok full"
+    send_big CHANNEL      send {"big": 2**64-1, "edge": 2**63, "low": -(2**63)}
     group_send GROUP      send the reference message to GROUP
     group_add GROUP CH    add CH to GROUP
     new_channel PREFIX    answer "ok NAME" with a new process-specific channel
@@ -18,6 +20,7 @@ Answers start with "ok" or "error".
 import asyncio
 import sys
 
+from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 
 # The reference message. The Go test holds the same value.
@@ -66,7 +69,8 @@ def same(a, b, path="message"):
 
 async def main():
     url, prefix, expiry = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    layer = RedisChannelLayer(hosts=url.split(","), prefix=prefix, expiry=expiry)
+    capacity = int(sys.argv[4]) if len(sys.argv) > 4 else 100
+    layer = RedisChannelLayer(hosts=url.split(","), prefix=prefix, expiry=expiry, capacity=capacity)
     loop = asyncio.get_running_loop()
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -82,6 +86,15 @@ async def main():
                 break
             elif cmd == "send":
                 await layer.send(args[0], dict(REFERENCE))
+                print("ok", flush=True)
+            elif cmd == "try_send":
+                try:
+                    await layer.send(args[0], dict(REFERENCE))
+                    print("ok sent", flush=True)
+                except ChannelFull:
+                    print("ok full", flush=True)
+            elif cmd == "send_big":
+                await layer.send(args[0], {"big": 2**64 - 1, "edge": 2**63, "low": -(2**63)})
                 print("ok", flush=True)
             elif cmd == "group_send":
                 await layer.group_send(args[0], dict(REFERENCE))

@@ -31,6 +31,11 @@ const clients = Number(args.clients || 1000);
 const mode = args.mode || "jitter";
 const fixed = Number(args.fixed || defaults.minReconnectionDelay);
 const timeout = Number(args.timeout || 60000);
+// Browsers ask the server over HTTP after a failed handshake (to tell a
+// refusal from a server that is down); -probe true does that here too. It
+// changes no delay, and 1,000 probes in this one process lag its event
+// loop, which then fires overdue retries together, so it is off by default.
+const probe = args.probe === "true";
 
 const now = () => performance.now();
 const attempts = []; // times of handshake attempts
@@ -143,7 +148,7 @@ class NodeWebSocket {
   }
 }
 
-const options = { WebSocket: NodeWebSocket };
+const options = { WebSocket: NodeWebSocket, fetch: probe ? globalThis.fetch : null };
 if (mode === "fixed") Object.assign(options, { jitter: false, minReconnectionDelay: fixed, maxReconnectionDelay: fixed, reconnectionDelayGrowFactor: 1 });
 else if (mode !== "jitter") throw new Error("storm: -mode is jitter or fixed");
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -72,19 +74,53 @@ func TestReconnectStorm(t *testing.T) {
 		srv.kill()
 		_, _ = io.WriteString(stdin, "down\n")
 		time.Sleep(down)
+		from := len(srv.out.String())
 		srv.start()
 		_, _ = io.WriteString(stdin, "up\n")
 		r := next()
 		_ = cmd.Wait()
 		srv.kill()
+		// The server's side: the handshakes its access log shows after
+		// the restart.
+		hs := handshakeTimes(srv.out.String()[from:])
+		r["serverHandshakes"] = len(hs)
+		r["serverPeakHandshakesPerSec1s"] = peakRate(hs, time.Second)
+		r["serverPeakHandshakesPerSec100ms"] = peakRate(hs, 100*time.Millisecond)
 		b, _ := json.Marshal(r)
 		t.Logf("%s: %s", mode, b)
 		reports[mode] = r
 	}
 	num := func(mode, key string) float64 { f, _ := reports[mode][key].(float64); return f }
-	for _, key := range []string{"peakScheduledPerSec1s", "peakScheduledPerSec100ms", "peakAttemptsPerSec1s", "peakAttemptsPerSec100ms", "peakOpensPerSec1s", "peakOpensPerSec100ms"} {
+	for _, key := range []string{"serverPeakHandshakesPerSec1s", "serverPeakHandshakesPerSec100ms", "peakScheduledPerSec1s", "peakScheduledPerSec100ms", "peakAttemptsPerSec1s", "peakAttemptsPerSec100ms", "peakOpensPerSec1s", "peakOpensPerSec100ms"} {
 		t.Logf("%-24s fixed %6.0f  jitter %6.0f  jitter/fixed %.2f", key, num("fixed", key), num("jitter", key), num("jitter", key)/num("fixed", key))
 	}
 	t.Logf("last client back after the restart: fixed %.0f ms, jitter %.0f ms (maximum delay %d ms + 2 s = %d ms)",
 		num("fixed", "backAfterUpMs"), num("jitter", "backAfterUpMs"), 10000, 12000)
+}
+
+var handshakeLine = regexp.MustCompile(`time=(\S+) level=INFO msg="WebSocket HANDSHAKING `)
+
+// handshakeTimes returns the times of the WebSocket handshakes in a
+// runserver's access log.
+func handshakeTimes(log string) []time.Time {
+	var out []time.Time
+	for _, m := range handshakeLine.FindAllStringSubmatch(log, -1) {
+		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			out = append(out, at)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
+	return out
+}
+
+// peakRate returns the most times within any window w, per second.
+func peakRate(times []time.Time, w time.Duration) float64 {
+	best := 0
+	for i, j := 0, 0; i < len(times); i++ {
+		for times[i].Sub(times[j]) >= w {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return float64(best) / w.Seconds()
 }

@@ -73,7 +73,11 @@
 // still tell the application to leave their groups. A client that does not
 // read its frames is closed with 1008 when OutboundQueue messages are
 // waiting for it, or dropped when one frame takes longer than WriteTimeout
-// to write.
+// to write. When the layer reports that it lost its data (a Redis server
+// restarted empty; see redislayer.Layer.OnDataLoss), every open WebSocket
+// is closed with 1012 (CloseLayerDataLost), so that its client reconnects
+// and the application adds it to its groups again; Stats.DataLossCloses
+// counts them.
 //
 // # Origin checks
 //

@@ -149,7 +149,10 @@
 // # Limits
 //
 // Every wait and buffer is bounded by default (see the Server fields);
-// disabling a limit with a negative value logs a warning. The http.Server
+// disabling a limit with a negative value logs a warning. An incoming
+// WebSocket message is read in 32 KiB chunks, so one over MaxMessageSize
+// costs about MaxMessageSize of memory before it is refused with 1009,
+// however large the frame claims to be. The http.Server
 // that calls ServeHTTP must bound the time to read request headers itself
 // (ReadHeaderTimeout); NewHTTPServer returns one that does.
 package gateway

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -363,37 +361,38 @@ func (c *wsConn) readLoop() {
 	defer s.wg.Done()
 	ctx := context.Background()
 	var code int
+	var p payload
 	for {
 		typ, rd, err := c.ws.Reader(ctx)
 		if err != nil {
 			code = c.endCode(err)
 			break
 		}
-		buf := getBuffer()
-		if _, err := buf.ReadFrom(rd); err != nil {
-			putBuffer(buf)
+		if err := p.readFrom(rd); err != nil {
+			p.release()
 			code = c.endCode(err)
 			break
 		}
 		c.lastData.Store(time.Now().UnixNano())
 		if c.muted.Load() {
-			putBuffer(buf)
+			p.release()
 			continue
 		}
 		msg := channels.Content{"reply_channel": c.replyV, "path": c.pathV, "order": c.order + 1}
 		if typ == websocket.MessageText {
-			if !utf8.Valid(buf.Bytes()) {
-				putBuffer(buf)
+			text, ok := p.text()
+			if !ok {
+				p.release()
 				s.log.Info("closing a WebSocket that sent invalid UTF-8 text", "path", c.path)
 				c.serverClose(int(websocket.StatusInvalidFramePayloadData), "invalid UTF-8")
 				continue
 			}
-			msg["text"] = buf.String()
+			msg["text"] = text
 		} else {
-			msg["bytes"] = bytes.Clone(buf.Bytes()) // the message is handed over; buf goes back to the pool
+			msg["bytes"] = p.bytes() // a copy: the message is handed over, the chunks go back to the pool
 		}
+		p.release()
 		err = s.receiveQ.send(msg)
-		putBuffer(buf)
 		switch {
 		case err == nil:
 			c.order++
@@ -881,15 +880,3 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 const socketBufferSize = 1024
 
 func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func getBuffer() *bytes.Buffer { return bufferPool.Get().(*bytes.Buffer) }
-
-func putBuffer(b *bytes.Buffer) {
-	if b.Cap() > 64<<10 {
-		return // do not keep large buffers alive
-	}
-	b.Reset()
-	bufferPool.Put(b)
-}

@@ -79,7 +79,7 @@ func TestChatPage(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "new WebSocket(") || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `<script src="/static/channels/js/websocketbridge.js">`) || !strings.Contains(string(body), "new channels.WebSocketBridge(") || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET / = %d %q:\n%.200s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 	resp, err = srv.HTTP.Client().Get(srv.URL + "/missing.html")

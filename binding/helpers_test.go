@@ -16,6 +16,7 @@ import (
 	"github.com/gochannels/channels/binding"
 	"github.com/gochannels/channels/channelstest"
 	"github.com/gochannels/channels/generic"
+	"github.com/gochannels/channels/inmemory"
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/session"
 	"github.com/jackc/pgx/v5"
@@ -243,7 +244,11 @@ func startServer(t *testing.T, e *env, streams map[string]channels.Consumer) *se
 	}
 	r := channels.NewRouter()
 	r.Handle(d, channels.Path(`^/bind/(?P<groups>[a-z0-9,-]*)/$`))
-	srv := channelstest.StartServer(t, channelstest.ServerConfig{Consumer: r})
+	// Room for the bulk tests' bursts (thousands of messages to a socket
+	// within milliseconds) even on a loaded machine.
+	layer := inmemory.MustNew(inmemory.Config{ProcessCapacity: 10000})
+	t.Cleanup(func() { layer.Close() })
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{Consumer: r, Layer: layer})
 	return &server{Server: srv, mgr: mgr, demux: d}
 }
 

@@ -147,7 +147,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	var src source
 	if r.DB.pg {
 		ps := &pgSource{r: r, wake: wake}
-		go ps.listen(ctx)
+		lctx, stopListening := context.WithCancel(ctx)
+		listening := make(chan struct{})
+		go func() {
+			defer close(listening)
+			ps.listen(lctx)
+		}()
+		defer func() { stopListening(); <-listening }()
 		src = ps
 	} else {
 		src = newSQLiteSource(r)

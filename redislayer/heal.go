@@ -17,7 +17,11 @@ import (
 // the next call is written to it: the call fails at once with EOF or a
 // reset, and Redis never saw it. healingClient runs such a call again,
 // on another connection, before it fails: the first call after an
-// outage of an idle process is not lost.
+// outage of an idle process is not lost. The same errors come, rarely,
+// from a connection that Redis closed after running a call but before its
+// reply was read (Redis killed at that very moment, with other commands
+// of the connection unread): the call then runs twice, the second time on
+// the restarted server, or fails although it ran.
 
 // healingClient is the client of a host: rueidis's, with calls that found
 // their connection broken run again (see brokenConn) on up to attempts-1

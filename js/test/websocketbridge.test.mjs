@@ -409,3 +409,12 @@ test("the classic build is websocketbridge.mjs and defines the global channels",
   const pkg = JSON.parse(readFileSync(join(here, "..", "package.json"), "utf8"));
   assert.equal(pkg.version, version);
 });
+
+test("the declarations name every export of the module", async () => {
+  const dts = readFileSync(join(here, "..", "websocketbridge.d.ts"), "utf8");
+  const declared = new Set([...dts.matchAll(/^export declare (?:const|function|class) (\w+)/gm)].map((m) => m[1]));
+  const mod = await import("../websocketbridge.mjs");
+  const exported = Object.keys(mod).filter((k) => k !== "default");
+  assert.deepEqual([...declared].sort(), exported.sort());
+  assert.match(dts, /^export default _default;$/m);
+});

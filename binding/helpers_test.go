@@ -256,6 +256,9 @@ func startServer(t *testing.T, e *env, streams map[string]channels.Consumer) *se
 func (s *server) dial(t *testing.T, user string, groups ...string) *channelstest.WSClient {
 	t.Helper()
 	ws := s.NewWSClient("/bind/" + strings.Join(groups, ",") + "/")
+	// SQLite's triggers over thousands of rows under -race on a loaded
+	// machine take seconds.
+	ws.Timeout = 15 * time.Second
 	if user != "" {
 		ws.Cookies = append(ws.Cookies, channelstest.Login(t, s.mgr, session.UserID(user)))
 	}

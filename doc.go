@@ -20,7 +20,7 @@
 //	r := channels.NewRouter()
 //	r.Route("websocket.receive", channels.ConsumerFunc(
 //		func(ctx context.Context, m *channels.Message) error {
-//			return m.Reply(ctx, channels.Content{"text": m.String("text")})
+//			return m.Reply(ctx, channels.Content{"text": m.Content.String("text")})
 //		}), channels.Path(`^/echo/$`))
 //
 // # Consumer atomicity

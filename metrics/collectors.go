@@ -68,6 +68,7 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 				{"invalid_reply", st.InvalidReplies},
 				{"unknown_connection", st.DroppedReplies},
 				{"disconnect_not_sent", st.DroppedDisconnects},
+				{"layer_data_lost", st.DataLossCloses},
 			} {
 				ch <- counter(dropped, r.v, r.reason)
 			}
@@ -125,11 +126,13 @@ func Layer(l channels.Layer) prometheus.Collector {
 		dropped    = desc("layer", "dropped_total", "Messages the layer refused or dropped, by reason.", "reason")
 		errs       = desc("layer", "errors_total", "Errors returned by the layer's server other than unavailability.")
 		reconnects = desc("layer", "reconnects_total", "Receive-loop recoveries after the layer's server was unreachable.")
+		dataLosses = desc("layer", "data_losses_total", "Times a Redis host was found to have lost its data (restarted empty).")
+		retried    = desc("layer", "retried_total", "Calls run again because their connection was found closed by Redis.")
 		buffered   = desc("layer", "buffered", "Messages popped ahead of demand and held in this process.")
 		up         = desc("layer", "up", "1 when the last scrape could read the layer's figures, else 0.")
 	)
 	return &statsCollector{
-		descs: []*prometheus.Desc{messages, chans, groups, sent, received, dropped, errs, reconnects, buffered, up},
+		descs: []*prometheus.Desc{messages, chans, groups, sent, received, dropped, errs, reconnects, dataLosses, retried, buffered, up},
 		collect: func(ch chan<- prometheus.Metric) {
 			sr, ok := l.(channels.StatsReporter)
 			if !ok {
@@ -159,6 +162,8 @@ func Layer(l channels.Layer) prometheus.Collector {
 				ch <- counter(dropped, c.Undeliverable, "undeliverable")
 				ch <- counter(errs, c.Errors)
 				ch <- counter(reconnects, c.Reconnects)
+				ch <- counter(dataLosses, c.DataLosses)
+				ch <- counter(retried, c.Retried)
 				ch <- gauge(buffered, float64(c.Buffered))
 			}
 		},

@@ -327,9 +327,18 @@ func newPGPool(url string, size int) (*pgPool, error) {
 	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}, nil
 }
 
+// RelayApplicationName is the application_name of a relay's own
+// PostgreSQL connections (unless the URL sets one), to find them in
+// pg_stat_activity.
+const RelayApplicationName = "channels-binding-relay"
+
 // connect opens a connection outside the pool (a relay's own).
 func (p *pgPool) connect(ctx context.Context) (*pgx.Conn, error) {
-	return pgx.ConnectConfig(ctx, p.cfg.Copy())
+	cfg := p.cfg.Copy()
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = RelayApplicationName
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {

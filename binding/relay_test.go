@@ -2,6 +2,7 @@ package binding_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/binding"
 	"github.com/gochannels/channels/channelstest"
+	"github.com/gochannels/channels/internal/testenv"
 )
 
 func itemBinding(t *testing.T, b binding.Binding[Item]) *binding.Binding[Item] {
@@ -361,4 +363,94 @@ func TestMessageTooLarge(t *testing.T) {
 	if st := r.Stats(); st.Errors != 2 { // one per group
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestRelayReconnects: a PostgreSQL relay whose connections are terminated
+// by the server reconnects, and the changes committed meanwhile go out.
+func TestRelayReconnects(t *testing.T) {
+	e := pgEnv(t)
+	e.createItems()
+	b := itemBinding(t, binding.Binding[Item]{})
+	srv := startServer(t, e, nil)
+	// The relay's connections carry a name of their own, so that only they
+	// are terminated (other tests may run relays on this server).
+	name := "binding-test-" + strings.ReplaceAll(testenv.Prefix("r"), ":", "")
+	db, err := binding.Open(context.Background(), e.url+"&application_name="+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := &binding.Relay{DB: db, Layer: srv.Layer.(channels.GroupLayer), Bindings: []binding.Registration{b}, PollInterval: 100 * time.Millisecond}
+	runRelay(t, r)
+	ws := srv.dial(t, "", "admins")
+	e.raw("INSERT INTO items (title) VALUES ('before')")
+	first := receive(t, ws)
+	if first.Payload.Data["title"] != "before" {
+		t.Fatalf("got %+v", first.Payload)
+	}
+	if n := e.queryInt("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ?", name); n < 2 {
+		t.Fatalf("terminated %d relay connections, want at least its LISTEN and claim connections", n)
+	}
+	e.raw("INSERT INTO items (title) VALUES ('after')")
+	for {
+		m := receive(t, ws)
+		if m.Payload.Data["title"] == "after" {
+			break
+		}
+		// Terminated between sending and deleting, the first change is
+		// sent again, with its change id.
+		if m.Payload.Data["title"] != "before" || m.Payload.ChangeID != first.Payload.ChangeID {
+			t.Fatalf("got %+v", m.Payload)
+		}
+	}
+}
+
+// TestSQLiteRelayTakeover: of two relays on one SQLite database one is
+// active and each change goes out once; when it stops, the other takes
+// over.
+func TestSQLiteRelayTakeover(t *testing.T) {
+	e := sqliteEnv(t)
+	e.createItems()
+	b := itemBinding(t, binding.Binding[Item]{})
+	srv := startServer(t, e, nil)
+	layer := srv.Layer.(channels.GroupLayer)
+	r1 := &binding.Relay{DB: e.db, Layer: layer, Bindings: []binding.Registration{b}, PollInterval: 50 * time.Millisecond}
+	ctx1, stop1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	if err := binding.Install(ctx1, e.db, b); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done1 <- r1.Run(ctx1) }()
+	defer func() { stop1(); <-done1 }()
+	waitFor(t, "the first relay to take the lease", func() bool {
+		return e.queryInt("SELECT COUNT(*) FROM channels_binding_lease") == 1
+	})
+	db2, err := binding.Open(context.Background(), e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db2.Close() })
+	r2 := &binding.Relay{DB: db2, Layer: layer, Bindings: []binding.Registration{b}, PollInterval: 50 * time.Millisecond}
+	runRelay(t, r2)
+	ws := srv.dial(t, "", "admins")
+	for i := range 20 {
+		e.raw("INSERT INTO items (title) VALUES (?)", fmt.Sprint("first ", i))
+	}
+	for i := range 20 {
+		if m := receive(t, ws); m.Payload.Data["title"] != fmt.Sprint("first ", i) {
+			t.Fatalf("got %+v", m.Payload)
+		}
+	}
+	ws.ReceiveNothing(200 * time.Millisecond)
+	if s1, s2 := r1.Stats(), r2.Stats(); s1.Changes != 20 || s2.Changes != 0 {
+		t.Fatalf("relays handled %d and %d changes, want 20 and 0", s1.Changes, s2.Changes)
+	}
+	stop1()
+	<-done1
+	done1 <- nil
+	e.raw("INSERT INTO items (title) VALUES ('second')")
+	if m := receive(t, ws); m.Payload.Data["title"] != "second" {
+		t.Fatalf("got %+v", m.Payload)
+	}
+	ws.ReceiveNothing(200 * time.Millisecond)
 }

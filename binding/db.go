@@ -193,7 +193,8 @@ func (db *DB) removeWaker(w chan struct{}) {
 }
 
 // Exec runs a statement with '?' placeholders (rebound to $1, $2, … for
-// PostgreSQL) and returns the number of rows it affected.
+// PostgreSQL: every '?' is, even one inside a string literal, so pass such
+// text as an argument) and returns the number of rows it affected.
 func (db *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	if db.isClosed() {
 		return 0, ErrClosed

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/binding"
+	"github.com/gochannels/channels/metrics"
 )
 
 // ErrNoBindings is returned by runbinding for an application that declares
@@ -31,14 +32,18 @@ func (a *App) runbinding(ctx context.Context, args []string) error {
 	var poll, retention time.Duration
 	fs.Var(newSecondsFlag(&poll, 0), "sleep", "seconds between safety polls of the outbox (the relay is woken by NOTIFY on PostgreSQL; default 1 for PostgreSQL, 0.25 for SQLite)")
 	fs.Var(newSecondsFlag(&retention, 0), "retention", "seconds a change may wait in the outbox before it is dropped unsent, logged and counted (default 86400)")
+	obs := addObserveFlags(fs)
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if len(a.Bindings) == 0 {
 		return fmt.Errorf("runbinding: %w", ErrNoBindings)
 	}
-	log := newLogger(a.stderr(), *verbosity)
-	layer, err := OpenLayer(ctx, *layerURL)
+	log, err := obs.logger(a.stderr(), *verbosity)
+	if err != nil {
+		return err
+	}
+	layer, err := openLayer(ctx, *layerURL, log)
 	if err != nil {
 		return err
 	}
@@ -67,6 +72,13 @@ func (a *App) runbinding(ctx context.Context, args []string) error {
 	}
 	relay.PollInterval = poll
 	relay.Retention = retention
+	reg := metrics.NewRegistry()
+	reg.MustRegister(metrics.Binding(relay), metrics.Layer(layer))
+	stopMetrics, err := serveMetrics(obs.metricsAddr, log, reg, metrics.LayerReady(layer), metrics.BindingDatabaseReady(db))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	log.Info(fmt.Sprintf("Running binding relay for %d binding(s) on %s against channel layer %s", len(a.Bindings), db, layer))
 	if err := relay.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("runbinding: %w", err)

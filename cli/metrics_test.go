@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
@@ -309,4 +310,36 @@ func TestGatewayAndWorkerMetricsOverRedis(t *testing.T) {
 	rs.Restart(t)
 	waitReady(t, gm, 200, glog)
 	waitReady(t, wm, 200, wlog)
+}
+
+// runbinding counts the changes it relays on /metrics and is ready while
+// its layer and database answer.
+func TestRunbindingMetrics(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	app, path := notesApp(t)
+	maddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	logs := runRole(t, app, "runbinding", "--layer", rs.URL, "--database", path, "--sleep", "0.05", "--metrics", maddr)
+	waitReady(t, maddr, 200, logs)
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		_ = db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'notes'`).Scan(&n)
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runbinding installed no triggers:\n%s", logs)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO notes (id, text) VALUES (7, 'hello')`); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, maddr, "channels_binding_changes_total", 1)
+	waitMetric(t, maddr, "channels_binding_sent_total", 1)
+	waitMetric(t, maddr, `channels_binding_dropped_total{reason="expired"}`, 0)
+	waitMetric(t, maddr, "channels_binding_errors_total", 0)
 }

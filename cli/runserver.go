@@ -176,6 +176,8 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		})
 	}
 	if relay != nil {
+		reg.MustRegister(metrics.Binding(relay))
+		checks = append(checks, metrics.BindingDatabaseReady(a.Database))
 		wg.Go(func() {
 			if err := relay.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("binding relay: %w", err)

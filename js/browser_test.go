@@ -26,9 +26,16 @@ import (
 // same port.
 const serverEnv = "CHANNELS_JS_TEST_SERVER"
 
+// serverWorkersEnv, when set, runs that many consumers at once instead of
+// one.
+const serverWorkersEnv = "CHANNELS_JS_TEST_SERVER_WORKERS"
+
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(serverEnv); addr != "" {
 		os.Args = []string{"jstest", "runserver", "--nodelay", "--nothreading", addr}
+		if n := os.Getenv(serverWorkersEnv); n != "" {
+			os.Args = []string{"jstest", "runserver", "--nodelay", "--workers", n, addr}
+		}
 		(&cli.App{Router: testRouter(), HTTP: testPages()}).Main()
 		return
 	}
@@ -130,12 +137,14 @@ func testPages() http.Handler {
 type server struct {
 	t    *testing.T
 	addr string
+	env  []string
 	cmd  *exec.Cmd
 	out  *testenv.Output
 }
 
-func startServer(t *testing.T) *server {
-	s := &server{t: t, addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), out: &testenv.Output{}}
+// startServer starts the server with env added to the test's environment.
+func startServer(t *testing.T, env ...string) *server {
+	s := &server{t: t, addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), env: env, out: &testenv.Output{}}
 	s.start()
 	t.Cleanup(func() {
 		if s.cmd != nil {
@@ -151,7 +160,7 @@ func startServer(t *testing.T) *server {
 func (s *server) start() {
 	s.t.Helper()
 	s.cmd = exec.Command(os.Args[0])
-	s.cmd.Env = append(os.Environ(), serverEnv+"="+s.addr)
+	s.cmd.Env = append(append(os.Environ(), serverEnv+"="+s.addr), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)

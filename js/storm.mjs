@@ -5,7 +5,9 @@
 //
 //   node js/storm.mjs -url ws://127.0.0.1:8000/echo/ -clients 1000 -mode jitter
 //
-// prints {"event":"ready"} once every client is open, then expects a line
+// (TestReconnectStorm runs several such processes side by side, so that one
+// event loop does not have to serve every client) prints
+// {"event":"ready"} once every client is open, then expects a line
 // "down" when the server has been killed and "up" when it answers again,
 // and prints one JSON report when every client is open again (or after
 // -timeout): peak handshake attempts and opens per second after the
@@ -221,6 +223,11 @@ const report = {
   peakScheduledPerSec1s: peak(scheduled, 1000),
   peakScheduledPerSec100ms: peak(scheduled, 100),
   backAfterUpMs: reopened.length ? Math.round(Math.max(...reopened) - tUp) : null,
+  // The raw times since "up" (negative: before it), for merging the
+  // reports of several processes.
+  attemptsMs: after.map((t) => Math.round(t - tUp)),
+  opensMs: reopened.map((t) => Math.round(t - tUp)),
+  scheduledMs: scheduled.map((t) => Math.round(t - tUp)),
   firstBackAfterUpMs: reopened.length ? Math.round(Math.min(...reopened) - tUp) : null,
 };
 console.log(JSON.stringify(report));

@@ -250,7 +250,9 @@ func TestRunserverMetricsFullChannel(t *testing.T) {
 	// nobody reads: the first fits, the second is retried for 5 s, then
 	// dropped and counted. The layer counts every refused send, retries
 	// included.
+	waitMetric(t, maddr, `channels_gateway_full_queue_depth{channel="http.disconnect"}`, 1)
 	waitMetric(t, maddr, `channels_gateway_dropped_total{reason="disconnect_not_sent"}`, 1)
+	waitMetric(t, maddr, `channels_gateway_full_queue_depth{channel="http.disconnect"}`, 0)
 	waitMetric(t, maddr, "channels_layer_messages", 2)
 	if n := scrape(t, maddr)[`channels_layer_dropped_total{reason="full"}`]; n < 2 {
 		t.Errorf("layer full = %v; want at least 2 (http.request once, http.disconnect retried)", n)

@@ -40,9 +40,10 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 		dropped     = desc("gateway", "dropped_total", "Messages, requests and connections the gateway refused or dropped, by reason.", "reason")
 		invalid     = desc("gateway", "invalid_replies_total", "Reply messages ignored because they were malformed.")
 		layerErrs   = desc("gateway", "layer_errors_total", "Failed layer calls in the gateway's receive loop.")
+		queued      = desc("gateway", "full_queue_depth", "Messages waiting for room on a full interface channel, by channel.", "channel")
 	)
 	return &statsCollector{
-		descs: []*prometheus.Desc{open, handshaking, inFlight, requests, handshakes, dropped, invalid, layerErrs},
+		descs: []*prometheus.Desc{open, handshaking, inFlight, requests, handshakes, dropped, invalid, layerErrs, queued},
 		collect: func(ch chan<- prometheus.Metric) {
 			st := s.Stats()
 			ch <- gauge(open, float64(st.WebSocketsOpen))
@@ -74,6 +75,9 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 			}
 			ch <- counter(invalid, st.InvalidReplies)
 			ch <- counter(layerErrs, st.LayerErrors)
+			for name, n := range s.QueueDepths() {
+				ch <- gauge(queued, float64(n), name)
+			}
 		},
 	}
 }

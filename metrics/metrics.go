@@ -31,6 +31,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/delay"
+	"github.com/gochannels/channels/inmemory"
 )
 
 // Namespace prefixes every metric name of this package.
@@ -72,16 +73,24 @@ const readyChannel = "channels.readyz"
 
 // LayerReady returns a Check named "layer" that asks layer for the figures
 // of one channel, a round trip to its server (Redis) that changes nothing.
-// A layer that reports no statistics is taken as ready while it is open.
+// A layer that reports no statistics, like the in-memory layer (whose
+// figures need no server), is always ready.
 func LayerReady(layer channels.Layer) Check {
 	return Check{Name: "layer", Func: func(ctx context.Context) error {
 		sr, ok := layer.(channels.StatsReporter)
-		if !ok {
+		if !ok || isInMemory(layer) {
 			return nil
 		}
 		_, err := sr.ChannelStats(ctx, readyChannel)
 		return err
 	}}
+}
+
+// isInMemory reports whether layer is the in-memory one, which has no
+// server to reach.
+func isInMemory(layer channels.Layer) bool {
+	_, ok := layer.(*inmemory.Layer)
+	return ok
 }
 
 // DatabaseReady returns a Check named "database" that reads the schema

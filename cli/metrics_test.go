@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/channelstest"
 	"github.com/gochannels/channels/cli"
+	"github.com/gochannels/channels/delay"
 	"github.com/gochannels/channels/internal/testenv"
 )
 
@@ -344,4 +346,36 @@ func TestRunbindingMetrics(t *testing.T) {
 	waitMetric(t, maddr, "channels_binding_sent_total", 1)
 	waitMetric(t, maddr, `channels_binding_dropped_total{reason="expired"}`, 0)
 	waitMetric(t, maddr, "channels_binding_errors_total", 0)
+}
+
+// rundelay counts what it stores and sends, with the lateness histogram,
+// and counts an invalid message by reason.
+func TestRundelayMetrics(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	maddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	dbPath := filepath.Join(t.TempDir(), "delay.db")
+	logs := runRole(t, &cli.App{Router: channels.NewRouter()}, "rundelay", "--layer", rs.URL, "--database", dbPath, "--metrics", maddr)
+	waitReady(t, maddr, 200, logs)
+	ctx := t.Context()
+	l, err := cli.OpenLayer(ctx, rs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.(io.Closer).Close()
+	if err := delay.Send(ctx, l, "later", channels.Content{"n": int64(1)}, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Send(ctx, "asgi.delay", channels.Content{"channel": "later", "content": channels.Content{}, "delay": int64(-5)}); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, maddr, "channels_delay_stored_total", 1)
+	waitMetric(t, maddr, "channels_delay_sent_total", 1)
+	waitMetric(t, maddr, "channels_delay_lateness_seconds_count", 1)
+	waitMetric(t, maddr, `channels_delay_lateness_seconds_bucket{le="+Inf"}`, 1)
+	waitMetric(t, maddr, `channels_delay_lateness_seconds_bucket{le="10"}`, 1)
+	waitMetric(t, maddr, `channels_delay_rejected_total{reason="negative_delay"}`, 1)
+	waitMetric(t, maddr, "channels_delay_pending", 0)
+	if _, m, err := l.Receive(ctx, "later"); err != nil || m["n"] != int64(1) {
+		t.Fatalf("due message: %v, %v", m, err)
+	}
 }

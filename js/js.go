@@ -34,9 +34,9 @@ import (
 // Prefix is the URL path under which Handler serves the files.
 const Prefix = "/static/channels/js/"
 
-// Version is the library's version; package.json and the script's
-// `version` export carry the same.
-const Version = "1.0.0"
+// Version is the library's version, the project's (channels.Version);
+// package.json and the script's `version` export carry the same.
+const Version = "0.1.0"
 
 // The file names.
 const (

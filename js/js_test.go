@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/gochannels/channels"
 )
 
 func get(t *testing.T, h http.Handler, path string, hdr ...string) *http.Response {
@@ -101,6 +103,9 @@ func TestVersionsAgree(t *testing.T) {
 	var pkg struct{ Version string }
 	if err := json.Unmarshal(b, &pkg); err != nil {
 		t.Fatal(err)
+	}
+	if Version != channels.Version {
+		t.Errorf("Version %q, channels.Version %q", Version, channels.Version)
 	}
 	if pkg.Version != Version {
 		t.Errorf("package.json version %q, Version %q", pkg.Version, Version)

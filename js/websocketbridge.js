@@ -18,7 +18,7 @@ var channels = (function () {
 // this file.
 
 /** The library's version; the Go package and package.json carry the same. */
-const version = "1.0.0";
+const version = "0.1.0";
 
 const CONNECTING = 0;
 const OPEN = 1;

@@ -15,7 +15,7 @@
 // this file.
 
 /** The library's version; the Go package and package.json carry the same. */
-export const version = "1.0.0";
+export const version = "0.1.0";
 
 const CONNECTING = 0;
 const OPEN = 1;

@@ -16,6 +16,12 @@
 // CHANNELS_LAYER environment variable (a URL: memory:// or redis://...;
 // in-memory when unset).
 //
+// Every command takes --metrics ADDR, which serves the role's Prometheus
+// metrics on /metrics with /healthz and /readyz (package metrics lists
+// them), and --log-format text|json with --log-level: all the roles of one
+// process log through one logger (NewLogger). The exit status is 0 after a
+// clean stop, 2 for a usage error and 1 for any other error (ExitCode).
+//
 // An application with data bindings (package binding) lists them in
 // App.Bindings with the database of their tables in App.Database. runserver
 // then runs their relay in the same process (--nobinding turns it off), and
@@ -173,6 +179,8 @@ Commands:
 
 Run '%[1]s <command> -h' for a command's flags. The channel layer is chosen
 with --layer or $%[2]s (memory:// or redis://host:port/db; in-memory when unset).
+Every command takes --metrics ADDR (Prometheus /metrics, /healthz, /readyz),
+--log-format text|json and --log-level debug|info|warn|error.
 `, a.name(), LayerEnv)
 }
 

@@ -241,8 +241,11 @@ func Request(channel string, content channels.Content, after time.Duration) (cha
 // delay, by sending an "asgi.delay" message on layer. It does not wait for
 // the delay server: the message is stored when a server receives it, and
 // messages sitting on "asgi.delay" when the layer loses them (or that expire
-// there while no delay server runs) are lost. Use SendConfirmed to know that
-// a message is stored.
+// there while no delay server runs) are lost. On the Redis layer a server
+// that crashes after receiving a message and before storing it loses
+// nothing (it receives with redislayer's ReceiveHeld, see the package
+// documentation, Guarantees); on other layers such a crash loses it. Use
+// SendConfirmed to know that a message is stored.
 //
 // Inside a consumer, Send behaves like every other send: the message waits
 // in the consumer's outbox and goes to the layer when the consumer returns,
@@ -268,9 +271,10 @@ func Send(ctx context.Context, layer channels.Layer, channel string, content cha
 
 // SendConfirmed is Send that returns only once a delay server has committed
 // the message to its database, and returns the message's ID (the IDKey
-// value it will be delivered with). It closes the gap that Send leaves: a
-// layer's Receive is at-most-once, so a message a delay server has received
-// but not yet committed is lost if that server crashes.
+// value it will be delivered with). It closes the gap that Send leaves on
+// layers that cannot hold received messages (all but Redis): their Receive
+// is at-most-once, so a message a delay server has received but not yet
+// committed is lost if that server crashes.
 //
 // It sends the request with a new ID and a reply channel of its own, and
 // waits for the server's confirmation; when none comes within a second (then

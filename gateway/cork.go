@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -18,14 +19,18 @@ const corkLimit = 64 << 10
 // client's close) join the batch, in order.
 //
 // Every write to the socket, corked batch or single frame, is bounded by
-// the socket's write deadline, so a client that does not read is dropped
-// after at most timeout. The deadline is moved only when fewer than nine
-// tenths of timeout remain (about once per timeout/10 on a busy socket),
-// not set and cleared around each frame: a per-frame context with a
-// timeout cost the library twenty allocations and a timer per frame.
+// the socket's write deadline, so a client that takes no bytes for timeout
+// is dropped: onStall is called and the write fails. Writes larger than
+// corkLimit go out in pieces of corkLimit, the deadline moved before each,
+// so a large frame to a client that keeps reading is not cut. The deadline
+// is moved only when fewer than nine tenths of timeout remain (about once
+// per timeout/10 on a busy socket), not set and cleared around each frame:
+// a per-frame context with a timeout cost the library twenty allocations
+// and a timer per frame.
 type corkWriter struct {
 	conn    net.Conn
-	timeout time.Duration // WriteTimeout; none when not positive
+	timeout time.Duration // the most a write may go without progress; none when not positive
+	onStall func()        // called when a write fails on the deadline; may be nil
 
 	mu       sync.Mutex
 	corked   bool
@@ -44,8 +49,27 @@ func (w *corkWriter) Write(p []byte) (int, error) {
 	if err := w.flushLocked(); err != nil {
 		return 0, err
 	}
-	w.armLocked()
-	return w.conn.Write(p)
+	n := 0
+	for n < len(p) {
+		piece := p[n:min(len(p), n+corkLimit)]
+		w.armLocked()
+		m, err := w.conn.Write(piece)
+		n += m
+		if err != nil {
+			return n, w.failed(err)
+		}
+	}
+	return n, nil
+}
+
+// failed reports a failed write, telling onStall first when the deadline
+// passed.
+func (w *corkWriter) failed(err error) error {
+	var ne net.Error
+	if w.onStall != nil && errors.As(err, &ne) && ne.Timeout() {
+		w.onStall()
+	}
+	return err
 }
 
 // cork starts collecting writes until uncork.
@@ -74,7 +98,10 @@ func (w *corkWriter) flushLocked() error {
 	w.armLocked()
 	_, err := w.conn.Write(w.buf)
 	w.buf = w.buf[:0]
-	return err
+	if err != nil {
+		return w.failed(err)
+	}
+	return nil
 }
 
 // armLocked makes sure that at least nine tenths of timeout remain before

@@ -71,9 +71,13 @@
 // in order, for up to five seconds, then dropped and counted
 // (Stats.DroppedDisconnects), so that a thousand sockets closing at once
 // still tell the application to leave their groups. A client that does not
-// read its frames is closed with 1008 when OutboundQueue messages are
-// waiting for it, or dropped when one frame takes longer than WriteTimeout
-// to write. When the layer reports that it lost its data (a Redis server
+// read its frames is closed with 1008 (and counted in Stats.SlowClients)
+// when OutboundQueue messages are waiting for it, or when it has taken no
+// bytes for SlowClientTimeout (5 s) while frames waited. Its socket's
+// kernel send buffer is kept small (64 KiB), so that the time runs from
+// about when the client stops reading, not from when megabytes of buffers
+// have filled: at 128 KiB/s such a client is closed about 7 s after it
+// stops. When the layer reports that it lost its data (a Redis server
 // restarted empty; see redislayer.Layer.OnDataLoss), every open WebSocket
 // is closed with 1012 (CloseLayerDataLost), so that its client reconnects
 // and the application adds it to its groups again; Stats.DataLossCloses

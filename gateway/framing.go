@@ -65,6 +65,9 @@ type framingConn struct {
 	served int // requests handed to the handler so far
 }
 
+// NetConn returns the connection c wraps, as tls.Conn's does.
+func (c *framingConn) NetConn() net.Conn { return c.Conn }
+
 func (c *framingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {

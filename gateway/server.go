@@ -18,15 +18,16 @@ import (
 
 // Defaults for the zero values of Server's fields.
 const (
-	DefaultHTTPTimeout      = 120 * time.Second
-	DefaultConnectTimeout   = 30 * time.Second
-	DefaultPingInterval     = 20 * time.Second
-	DefaultPingTimeout      = 30 * time.Second
-	DefaultWebSocketTimeout = 86400 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultMaxMessageSize   = 1 << 20
-	DefaultMaxBodySize      = 10 << 20
-	DefaultOutboundQueue    = 256
+	DefaultHTTPTimeout       = 120 * time.Second
+	DefaultConnectTimeout    = 30 * time.Second
+	DefaultPingInterval      = 20 * time.Second
+	DefaultPingTimeout       = 30 * time.Second
+	DefaultWebSocketTimeout  = 86400 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultSlowClientTimeout = 5 * time.Second
+	DefaultMaxMessageSize    = 1 << 20
+	DefaultMaxBodySize       = 10 << 20
+	DefaultOutboundQueue     = 256
 )
 
 // InlineBodySize is the largest request body sent inline in the
@@ -95,6 +96,17 @@ type Server struct {
 	// does not read is dropped. Zero means 10 s; negative disables the
 	// limit (a warning is logged).
 	WriteTimeout time.Duration
+
+	// SlowClientTimeout is how long a WebSocket's client may take no
+	// bytes at all while frames wait for it; then the connection is closed
+	// (websocket.disconnect code 1008, policy violation) and counted in
+	// Stats.SlowClients. The socket's kernel send buffer is kept small
+	// (64 KiB), so the wait starts soon after the client stops reading
+	// rather than once megabytes have piled up in buffers. A large
+	// frame does not count against it as long as the client keeps taking
+	// bytes. Zero means 5 s (or WriteTimeout, if shorter); negative leaves
+	// only WriteTimeout (a warning is logged).
+	SlowClientTimeout time.Duration
 
 	// Subprotocols lists the WebSocket subprotocols the server accepts.
 	// The first subprotocol offered by the client that is in this list is
@@ -195,6 +207,7 @@ type Server struct {
 type config struct {
 	httpTimeout, connectTimeout, pingInterval, pingTimeout time.Duration
 	idleTimeout, wsTimeout, writeTimeout                   time.Duration
+	stallTimeout                                           time.Duration // WebSocket writes: no progress for this long is a slow client
 	maxMessage, maxBody                                    int64
 	outbound                                               int
 	origins                                                *originPolicy
@@ -231,7 +244,7 @@ type Stats struct {
 	ConnectQueueFull      uint64 // 503s because websocket.connect was full
 	ReceiveQueueFull      uint64 // sockets closed with 1013 because websocket.receive stayed full
 	HTTPTimeouts          uint64 // requests that ran out of HTTPTimeout
-	SlowClients           uint64 // connections closed because their outbound queue overflowed or a write timed out
+	SlowClients           uint64 // connections closed because their outbound queue overflowed, their client took nothing for SlowClientTimeout, or a write timed out
 	PingTimeouts          uint64 // WebSockets dropped because a ping got no pong
 	TooLarge              uint64 // WebSocket messages over MaxMessageSize (1009) and bodies over MaxBodySize (413)
 	InvalidReplies        uint64 // reply messages ignored because they were malformed
@@ -364,6 +377,15 @@ func (s *Server) buildConfig() (config, error) {
 	}
 	c.wsTimeout = pick(s.WebSocketTimeout, wsDefault, "WebSocketTimeout")
 	c.writeTimeout = pick(s.WriteTimeout, DefaultWriteTimeout, "WriteTimeout")
+	c.stallTimeout = c.writeTimeout
+	switch {
+	case s.SlowClientTimeout < 0:
+		s.log.Warn("SlowClientTimeout is negative: a WebSocket client that stops reading is noticed only by WriteTimeout", "write_timeout", c.writeTimeout)
+	case s.SlowClientTimeout == 0 && (c.stallTimeout <= 0 || DefaultSlowClientTimeout < c.stallTimeout):
+		c.stallTimeout = DefaultSlowClientTimeout
+	case s.SlowClientTimeout > 0 && (c.stallTimeout <= 0 || s.SlowClientTimeout < c.stallTimeout):
+		c.stallTimeout = s.SlowClientTimeout
+	}
 	pickSize := func(v, def int64, name string) int64 {
 		switch {
 		case v == 0:

@@ -52,6 +52,7 @@ type wsConn struct {
 	replyV, pathV any
 
 	mu       sync.Mutex
+	slow     bool // closed as a slow client (counted)
 	state    wsState
 	queue    []outItem
 	writing  bool // a drain goroutine is running
@@ -79,6 +80,7 @@ func (c *wsConn) deliver(m channels.Content) {
 		return
 	}
 	if lim := c.s.cfg.outbound; lim > 0 && len(c.queue) >= lim {
+		c.slow = true
 		c.s.stats.slow.Add(1)
 		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue))
 		clear(c.queue)
@@ -304,7 +306,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{}) // the http.Server's deadlines must not outlive the handshake
 	_ = rc.SetWriteDeadline(time.Time{})
-	hw := &hijackCapture{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
+	hw := &hijackCapture{ResponseWriter: w, writeTimeout: s.cfg.stallTimeout, onStall: c.stalled}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the origin was checked before websocket.connect
 		CompressionMode:    websocket.CompressionDisabled,
@@ -532,14 +534,35 @@ func (c *wsConn) flushCork() bool {
 }
 
 // writeFailed drops a connection whose corked batch could not be written:
-// the write deadline (WriteTimeout) passed, or the socket broke.
+// the client took nothing for the stall limit (see stalled), or the socket
+// broke.
 func (c *wsConn) writeFailed(err error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		c.s.stats.slow.Add(1)
-		c.s.log.Warn("dropping a WebSocket whose client does not read (write timed out)", "path", c.path, "client", c.client)
+		c.stalled()
 	}
 	c.abort()
+}
+
+// stalled marks a connection whose client took no bytes for
+// SlowClientTimeout (or WriteTimeout) while frames waited: it is closed as
+// a slow client, with code 1008 in its websocket.disconnect (the close
+// frame cannot reach a client that does not read), and counted once. The
+// corkWriter calls it before the failed write returns, so that the reader
+// finds the code when the library closes the connection.
+func (c *wsConn) stalled() {
+	c.mu.Lock()
+	first := !c.slow
+	c.slow = true
+	c.closing = true
+	if c.sentCode == 0 {
+		c.sentCode = int(websocket.StatusPolicyViolation)
+	}
+	c.mu.Unlock()
+	if first {
+		c.s.stats.slow.Add(1)
+		c.s.log.Warn("closing a WebSocket whose client stopped reading (took no bytes while frames waited)", "path", c.path, "client", c.client, "limit", c.s.cfg.stallTimeout)
+	}
 }
 
 // writeReply applies one reply message to an open socket (§4.4 of the
@@ -572,8 +595,7 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 		cancel()
 		if err != nil {
 			if timedOut {
-				s.stats.slow.Add(1)
-				s.log.Warn("dropping a WebSocket whose client does not read (write timed out)", "path", c.path, "client", c.client)
+				c.stalled()
 				c.abort()
 			}
 			return
@@ -853,7 +875,8 @@ func (s *Server) chooseSubprotocol(r *http.Request) string {
 // that the server can drop it without a closing handshake.
 type hijackCapture struct {
 	http.ResponseWriter
-	writeTimeout time.Duration
+	writeTimeout time.Duration // no progress for this long fails a write
+	onStall      func()        // called when it does
 	conn         net.Conn
 	cork         *corkWriter
 }
@@ -867,7 +890,12 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err
 	}
 	h.conn = conn
-	h.cork = &corkWriter{conn: conn, timeout: h.writeTimeout}
+	if tc := tcpConn(conn); tc != nil {
+		// Bytes the client has not taken wait in our queue, where their
+		// age is seen, not in megabytes of kernel buffer.
+		_ = tc.SetWriteBuffer(wsSendBuffer)
+	}
+	h.cork = &corkWriter{conn: conn, timeout: h.writeTimeout, onStall: h.onStall}
 	r := brw.Reader
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, socketBufferSize)
@@ -878,5 +906,26 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // socketBufferSize is the size of an open WebSocket's read and write
 // buffers.
 const socketBufferSize = 1024
+
+// wsSendBuffer is the kernel send buffer (SO_SNDBUF) asked for an open
+// WebSocket's TCP connection; Linux doubles it for its bookkeeping. It
+// bounds the bytes that sit unsent in the kernel when a client stops
+// reading, and keeps a 100 ms round trip at about 1 MiB/s per socket.
+const wsSendBuffer = 64 << 10
+
+// tcpConn finds the TCP connection under c (through TLS and NewListener's
+// wrapper), or nil.
+func tcpConn(c net.Conn) *net.TCPConn {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+}
 
 func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -650,7 +650,8 @@ func TestSlowClientClosed(t *testing.T) {
 }
 
 // One frame that a client does not read is bounded by WriteTimeout alone
-// (the outbound queue is far from full): the socket is dropped and counted.
+// (the outbound queue is far from full): the socket is dropped, with 1008
+// for the application, and counted.
 func TestSlowClientDroppedByWriteTimeout(t *testing.T) {
 	rec := newRecorder()
 	srv := channelstest.StartServer(t, channelstest.ServerConfig{
@@ -667,8 +668,8 @@ func TestSlowClientDroppedByWriteTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := rec.next(t, "websocket.disconnect")
-	if c, _ := d.Content.Int("code"); c != 1006 {
-		t.Fatalf("disconnect code %d, want 1006", c)
+	if c, _ := d.Content.Int("code"); c != 1008 {
+		t.Fatalf("disconnect code %d, want 1008", c)
 	}
 	if el := time.Since(start); el < 250*time.Millisecond {
 		t.Fatalf("dropped after %v, before the 300 ms WriteTimeout", el)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,18 +21,22 @@ type reader interface {
 	close()
 }
 
-// newReader reads through db's own handle on SQLite, and through one pgx
-// connection of its own on PostgreSQL (binding.DB writes but does not read
-// there).
+// newReader reads through db's own handle on SQLite, and through a few
+// pgx connections of its own on PostgreSQL (binding.DB writes but does not
+// read there).
 func newReader(ctx context.Context, db *binding.DB, dbURL string) (reader, error) {
 	if !db.Postgres() {
 		return sqliteReader{db}, nil
 	}
-	c, err := pgx.Connect(ctx, dbURL)
+	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("board: connect to PostgreSQL: %w", err)
+		return nil, fmt.Errorf("board: %w", err)
 	}
-	return &pgReader{url: dbURL, c: c}, nil
+	r := &pgReader{cfg: cfg, slots: make(chan *pgx.Conn, pgReaders)}
+	for range pgReaders {
+		r.slots <- nil // dialled on first use
+	}
+	return r, nil
 }
 
 type sqliteReader struct{ db *binding.DB }
@@ -54,25 +57,32 @@ func (r sqliteReader) query(ctx context.Context, q string, args []any, row func(
 
 func (sqliteReader) close() {}
 
-// pgReader is one connection, used by one query at a time, and dialled
-// again when it breaks.
+// pgReaders is how many queries a pgReader runs at once.
+const pgReaders = 4
+
+// pgReader is a small pool of connections, each used by one query at a
+// time and dialled again when it breaks.
 type pgReader struct {
-	url string
-	mu  sync.Mutex
-	c   *pgx.Conn
+	cfg   *pgx.ConnConfig
+	slots chan *pgx.Conn // a nil connection is a slot not dialled yet
 }
 
 func (r *pgReader) query(ctx context.Context, q string, args []any, row func(scan) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.c == nil || r.c.IsClosed() {
-		c, err := pgx.Connect(ctx, r.url)
-		if err != nil {
+	var c *pgx.Conn
+	select {
+	case c = <-r.slots:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { r.slots <- c }()
+	if c == nil || c.IsClosed() {
+		var err error
+		if c, err = pgx.ConnectConfig(ctx, r.cfg); err != nil {
+			c = nil
 			return err
 		}
-		r.c = c
 	}
-	rows, err := r.c.Query(ctx, rebind(q), args...)
+	rows, err := c.Query(ctx, rebind(q), args...)
 	if err != nil {
 		return err
 	}
@@ -86,10 +96,10 @@ func (r *pgReader) query(ctx context.Context, q string, args []any, row func(sca
 }
 
 func (r *pgReader) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.c != nil {
-		_ = r.c.Close(context.Background())
+	for range pgReaders {
+		if c := <-r.slots; c != nil {
+			_ = c.Close(context.Background())
+		}
 	}
 }
 

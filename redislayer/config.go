@@ -161,19 +161,23 @@ type Config struct {
 	// connections gather more commands per write. Zero means 2.
 	PipelineConns int
 
-	// SendInTurn sends the messages of ordinary and single-reader
-	// channels to the hosts in turn, as channels_redis 4 does, instead of
-	// to the host of the channel's hash. Set it when Python processes
-	// (channels_redis) receive from the same ordinary channels over
-	// several hosts: a channels_redis receive reads one host, the next one
-	// in turn, until a message arrives there, so it waits forever for
-	// messages stored on another host. Receivers of this layer read every
-	// host either way. The cost: a channel's messages are no longer
-	// received in the order they were sent (each host keeps its own
-	// order), and each host holds up to the channel's capacity. It makes
-	// no difference with one host, in Cluster mode, or to process-specific
-	// channels.
-	SendInTurn bool
+	// MatchChannelsRedis stores channels exactly as channels_redis 4
+	// does, for Python processes (channels_redis) that receive from the
+	// same channels; see the package documentation, Differences from
+	// channels_redis. With several hosts, the messages of ordinary and
+	// single-reader channels go to the hosts in turn instead of to the
+	// host of the channel's hash: a channels_redis receive reads one host,
+	// the next one in turn, until a message arrives there, so it would
+	// wait forever for messages stored on another host (receivers of this
+	// layer read every host either way). And a channel key expires one
+	// Expiry after its last message (not twice that), so that a Python
+	// receiver, which does not look at the messages' age, cannot get a
+	// message that sat there alone past its expiry. The costs: a channel's
+	// messages are no longer received in the order they were sent across
+	// hosts, each host holds up to the channel's capacity, and a group
+	// member whose only message expired unread is not evicted (its key is
+	// gone with the message; it leaves at the group expiry instead).
+	MatchChannelsRedis bool
 
 	// Logger receives the layer's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -202,7 +206,7 @@ type settings struct {
 	connBuffer    int
 	flushDelay    time.Duration
 	pipelineConns int
-	sendInTurn    bool
+	matchPython   bool
 	log           *slog.Logger
 }
 
@@ -224,7 +228,7 @@ func (cfg Config) settings() (settings, error) {
 		processBuffer: cfg.ProcessBuffer,
 		processCap:    cfg.ProcessCapacity,
 		receiveBuffer: cfg.ReceiveBuffer,
-		sendInTurn:    cfg.SendInTurn,
+		matchPython:   cfg.MatchChannelsRedis,
 		connBuffer:    cfg.ConnBuffer,
 		flushDelay:    cfg.FlushDelay,
 		pipelineConns: cfg.PipelineConns,
@@ -341,7 +345,7 @@ var layerParams = map[string]bool{
 	"timeout": true, "block_timeout": true, "receive_conns": true,
 	"process_buffer": true, "process_capacity": true, "conn_buffer": true,
 	"receive_buffer": true,
-	"flush_delay":    true, "pipeline_conns": true, "send_in_turn": true,
+	"flush_delay":    true, "pipeline_conns": true, "match_channels_redis": true,
 }
 
 // ParseURL turns the URL form that Open accepts into a Config.
@@ -363,7 +367,7 @@ var layerParams = map[string]bool{
 //	sentinel=host:26379            a Sentinel address (repeatable); needs master_name
 //	master_name=mymaster           the Sentinel master set
 //	cluster=true                   Redis Cluster mode (see Config.Cluster)
-//	send_in_turn=true              ordinary channels' messages to the hosts in turn (Config.SendInTurn)
+//	match_channels_redis=true      store channels exactly as channels_redis (Config.MatchChannelsRedis)
 //
 // A Redis Cluster can also be written with the scheme redis+cluster (or
 // rediss+cluster for TLS) and some of its nodes, comma-separated:
@@ -477,12 +481,12 @@ func ParseURL(rawURL string) (Config, error) {
 	}
 	cfg.Sentinels = params["sentinel"]
 	cfg.MasterName = params.Get("master_name")
-	if v := params.Get("send_in_turn"); v != "" {
+	if v := params.Get("match_channels_redis"); v != "" {
 		b, e := strconv.ParseBool(v)
 		if e != nil {
-			return cfg, fmt.Errorf("redislayer: URL parameter send_in_turn=%q: want true or false", v)
+			return cfg, fmt.Errorf("redislayer: URL parameter match_channels_redis=%q: want true or false", v)
 		}
-		cfg.SendInTurn = b
+		cfg.MatchChannelsRedis = b
 	}
 	if v := params.Get("cluster"); v != "" {
 		b, e := strconv.ParseBool(v)

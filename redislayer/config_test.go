@@ -176,3 +176,14 @@ func TestConsistentHash(t *testing.T) {
 		}
 	}
 }
+
+// match_channels_redis sets Config.MatchChannelsRedis.
+func TestParseURLMatchChannelsRedis(t *testing.T) {
+	cfg, err := redislayer.ParseURL("redis://a:6379/0,redis://b:6379/0?match_channels_redis=true")
+	if err != nil || !cfg.MatchChannelsRedis {
+		t.Fatalf("ParseURL = %+v, %v; want MatchChannelsRedis", cfg, err)
+	}
+	if _, err := redislayer.ParseURL("redis://a/0?match_channels_redis=often"); err == nil {
+		t.Fatal("match_channels_redis=often accepted")
+	}
+}

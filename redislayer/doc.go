@@ -36,7 +36,7 @@
 // that Redis lost its data (see Faults); and <prefix>:held:<channel>, the
 // messages taken by ReceiveHeld and not yet acknowledged. Every key the
 // layer writes has an expiry: channel keys twice the message expiry after
-// their last message, groups the group expiry after their last add,
+// their last message (once with Config.MatchChannelsRedis), groups the group expiry after their last add,
 // markers likewise, the epoch the group expiry (at least a minute) after
 // a layer last read it. Flush deletes every key under the prefix but the
 // epoch.
@@ -110,13 +110,17 @@
 // what channels_redis processes send anywhere, including process-specific
 // messages misplaced by the bug. A channels_redis receiver, though, reads
 // one host per receive call, the next in turn, and waits there until a
-// message comes: with Python receivers on the same ordinary channels over
-// several hosts, set Config.SendInTurn (send_in_turn=true), which sends
-// them to the hosts in turn as channels_redis does, giving up the order
-// and exact capacity across hosts. Channel keys outlive their last
-// message by twice the expiry (channels_redis: once), so a Python receiver
-// can get a Go message up to one expiry after it expired; receivers of
-// this layer never deliver an expired message.
+// message comes. Channel keys outlive their last message by twice the
+// expiry (channels_redis: once), so that expired messages are seen and
+// their channels evicted from groups; a Python receiver, which does not
+// look at a message's age, could then get a Go message up to one expiry
+// after it expired (receivers of this layer never deliver an expired
+// message). With Python receivers on the same channels, set
+// Config.MatchChannelsRedis (match_channels_redis=true): ordinary channels'
+// messages then go to the hosts in turn and channel keys expire one
+// expiry after their last message, as channels_redis does, at the cost of
+// the order and exact capacity across hosts and of evicting a group member
+// whose only message expired unread.
 //
 // # Receiving
 //

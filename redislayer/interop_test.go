@@ -269,20 +269,20 @@ func TestInteropTwoHosts(t *testing.T) {
 	py.do("quit")
 }
 
-// Two hosts, both ways, as a mixed Go and Python deployment runs them: Go
-// sends ordinary channels' messages to the hosts in turn (SendInTurn) so
+// Two hosts, both ways, as a mixed Go and Python deployment runs them
+// (MatchChannelsRedis): Go sends ordinary channels' messages to the hosts in turn so
 // that channels_redis receivers, which read one host per receive, get
 // every one; group sends reach the members of the other language; both
 // count a channel's capacity the same way; and the values one side can
 // write but the other could not read are handled: text that is not UTF-8
 // is refused at Go's Send, integers above 2^63-1 from Python arrive as
-// uint64. Messages expired by Go's expiry are not delivered to Go.
+// uint64. Expired messages are delivered to neither side.
 func TestInteropTwoHostsBothWays(t *testing.T) {
 	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	prefix := testenv.Prefix("interop2w")
 	const capacity = 4
-	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, SendInTurn: true, Capacity: capacity, Expiry: 2 * time.Second})
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, MatchChannelsRedis: true, Capacity: capacity, Expiry: 2 * time.Second})
 	py := startPython(t, a.URL+","+b.URL, prefix, capacity)
 	ctx := t.Context()
 	want := reference()
@@ -386,11 +386,24 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 
 	t.Run("ExpiredNotDelivered", func(t *testing.T) {
 		py.do("send interop.old")
+		// One message on each host: the channel keys expire with them,
+		// as channels_redis's do, so a Python receiver (which does not
+		// look at their age) cannot get them afterwards.
+		for range 2 {
+			if err := l.Send(ctx, "interop.goold", want); err != nil {
+				t.Fatal(err)
+			}
+		}
 		time.Sleep(2100 * time.Millisecond)
 		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		if _, c, err := l.Receive(rctx, "interop.old"); err == nil {
 			t.Fatalf("received a message past the expiry: %v", c)
+		}
+		for range 2 { // each host in turn
+			if got := py.do("receive_none interop.goold 0.5"); got != "none" {
+				t.Fatalf("Python received a Go message past its expiry")
+			}
 		}
 	})
 	py.do("quit")

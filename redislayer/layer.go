@@ -119,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l.local.init()
 	l.ord.init()
 	l.keyTTLms = 2*s.expiry.Milliseconds() + 1000
+	if s.matchPython {
+		l.keyTTLms = max(s.expiry.Milliseconds(), 1) // channels_redis's
+	}
 	l.keyTTLArg = strconv.FormatInt(l.keyTTLms, 10)
 	l.epochTTLms = max(s.groupExpiry, time.Minute).Milliseconds()
 	l.markerTTLArg = strconv.FormatInt(max(s.groupExpiry.Milliseconds(), 1000), 10)
@@ -385,11 +388,11 @@ func (l *Layer) shardFor(name string) *shard {
 }
 
 // sendShard returns the host a message to channel goes to: with
-// Config.SendInTurn, for an ordinary or single-reader channel, the hosts
-// in turn, as channels_redis 4 does; otherwise shardFor's host.
+// Config.MatchChannelsRedis, for an ordinary or single-reader channel, the
+// hosts in turn, as channels_redis 4 does; otherwise shardFor's host.
 // Receivers of ordinary channels read every host either way.
 func (l *Layer) sendShard(channel string) *shard {
-	if !l.s.sendInTurn || len(l.shards) == 1 || strings.IndexByte(channel, '!') >= 0 {
+	if !l.s.matchPython || len(l.shards) == 1 || strings.IndexByte(channel, '!') >= 0 {
 		return l.shardFor(channel)
 	}
 	return l.shards[int(l.sendRot.Add(1)-1)%len(l.shards)]
@@ -578,7 +581,7 @@ func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) 
 		if pattern[len(pattern)-1] == '!' {
 			return name, nil
 		}
-		// Its messages may be on any host (Config.SendInTurn).
+		// Its messages may be on any host (Config.MatchChannelsRedis).
 		found := false
 		for _, sh := range l.shards {
 			cctx, cancel := l.s.withTimeout(ctx)
@@ -847,7 +850,7 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 	key := l.key(channel)
 	hosts := []*shard{l.shardFor(channel)}
 	if nonLocal(channel) == channel {
-		hosts = l.shards // Config.SendInTurn, or sent by Python
+		hosts = l.shards // Config.MatchChannelsRedis, or sent by Python
 	}
 	oldest := math.Inf(1)
 	for _, sh := range hosts {

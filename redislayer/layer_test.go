@@ -57,12 +57,12 @@ func TestConformanceTwoHosts(t *testing.T) {
 
 // Groups are placed on hosts by channels_redis's consistent hash, a
 // process-specific channel by the hash of its process prefix; with
-// SendInTurn the messages of an ordinary channel go to the hosts in turn.
+// MatchChannelsRedis the messages of an ordinary channel go to the hosts in turn.
 func TestShardPlacement(t *testing.T) {
 	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	prefix := testenv.Prefix("place")
-	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, SendInTurn: true})
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, MatchChannelsRedis: true})
 	raws := []rueidis.Client{rawClient(t, a.URL), rawClient(t, b.URL)}
 	ctx := t.Context()
 	where := func(key string) []int {
@@ -82,7 +82,7 @@ func TestShardPlacement(t *testing.T) {
 		{"websocket.send.ABC!other", "websocket.send.ABC!"},
 		{"chat.q?abc", "chat.q?abc"},
 	} {
-		// Twice: with SendInTurn an ordinary channel's messages go to the
+		// Twice: with MatchChannelsRedis an ordinary channel's messages go to the
 		// hosts in turn, as channels_redis sends them (its receivers read
 		// the hosts in turn).
 		for range 2 {

@@ -10,6 +10,8 @@ Reads one command per line on stdin and answers one line on stdout:
     group_send GROUP      send the reference message to GROUP
     group_add GROUP CH    add CH to GROUP
     new_channel PREFIX    answer "ok NAME" with a new process-specific channel
+    receive_none CHANNEL SECONDS
+                          wait SECONDS for a message: "ok none" or "ok got"
     receive CHANNEL       receive one message and compare it with the
                           reference, types included: "ok" or "mismatch ..."
     quit
@@ -105,6 +107,12 @@ async def main():
             elif cmd == "new_channel":
                 name = await layer.new_channel(args[0])
                 print("ok", name, flush=True)
+            elif cmd == "receive_none":
+                try:
+                    await asyncio.wait_for(layer.receive(args[0]), float(args[1]))
+                    print("ok got", flush=True)
+                except asyncio.TimeoutError:
+                    print("ok none", flush=True)
             elif cmd == "receive":
                 msg = await asyncio.wait_for(layer.receive(args[0]), 10)
                 diff = same(msg, REFERENCE)

@@ -28,7 +28,7 @@ import (
 //	BOARD_MEASURE_RUNS=1000:20,1000:100,1000:1000,1:1000,1000:0
 //	                                                   runs, each sockets:rate — that many
 //	                                                   sockets, all in one group, and changes
-//	                                                   per second (0: as fast as four writers
+//	                                                   per second (0: as fast as eight writers
 //	                                                   commit, a throughput run)
 //	BOARD_MEASURE_SECONDS=5                            length of each paced run
 //	BOARD_MEASURE_BURST=2000                           changes of each unpaced run
@@ -52,7 +52,7 @@ func envInt(t *testing.T, name string, def int) int {
 // layer) serves the sockets of the admin, and the application commits
 // changes to board_items through its own database handle — paced
 // (commit-to-socket latency p50/p99 over every delivery) or as fast as
-// four writers go (changes/s from the first commit to the last delivery on
+// eight writers go (changes/s from the first commit to the last delivery on
 // every socket). Every run has fresh sockets. The sockets, the writers and
 // the server share the machine; a run whose deliveries stall for 10 s
 // counts what is missing (sockets the gateway closed as too slow, 1008,
@@ -133,6 +133,10 @@ type measureServer struct {
 
 // measureSeq is the sequence number of the next change a run commits.
 var measureSeq int
+
+// measureWriters is how many goroutines commit changes, one change per
+// transaction each: as many as binding.DB's PostgreSQL connections.
+const measureWriters = 8
 
 // measureItems is how many items the changes update in turn.
 const measureItems = 100
@@ -265,7 +269,7 @@ func (m *measureServer) read(s *boardSocket) {
 }
 
 // run commits n changes (UPDATEs of the items' bodies, in turn, to the
-// change's sequence number) at rate per second (0: as fast as four writers
+// change's sequence number) at rate per second (0: as fast as eight writers
 // go) and waits until every socket has them, or until 10 s pass without
 // progress.
 func (m *measureServer) run(t *testing.T, subs []*boardSocket, rate, n int) measureResult {
@@ -281,7 +285,7 @@ func (m *measureServer) run(t *testing.T, subs []*boardSocket, rate, n int) meas
 	var next atomic.Int64
 	var writers sync.WaitGroup
 	var writeErr atomic.Value
-	for range 4 {
+	for range measureWriters {
 		writers.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)

@@ -211,6 +211,8 @@ func TestRunserverMetrics(t *testing.T) {
 	waitMetric(t, maddr, `channels_worker_consumer_duration_seconds_count{channel="websocket.receive"}`, 5)
 	waitMetric(t, maddr, `channels_gateway_websocket_handshakes_total{outcome="accepted"}`, 1)
 	waitMetric(t, maddr, "channels_gateway_websockets_open", 1)
+	waitMetric(t, maddr, `channels_gateway_websocket_frames_total{direction="in"}`, 5)
+	waitMetric(t, maddr, `channels_gateway_websocket_frames_total{direction="out"}`, 5)
 	waitMetric(t, maddr, `channels_layer_dropped_total{reason="full"}`, 0)
 
 	// A handshake from another site's page is refused and counted.

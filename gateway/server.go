@@ -253,6 +253,8 @@ type Stats struct {
 	LayerErrors           uint64 // failed layer calls in the receive loop
 	LayerDataLosses       uint64 // times the layer reported that it lost its data (see CloseLayerDataLost)
 	DataLossCloses        uint64 // WebSockets closed with CloseLayerDataLost
+	FramesIn              uint64 // WebSocket data frames (messages) received from clients
+	FramesOut             uint64 // WebSocket data frames (messages) written to clients
 }
 
 type counters struct {
@@ -261,6 +263,7 @@ type counters struct {
 	requestFull, connectFull, receiveFull, httpTimeouts, slow, pingTimeout atomic.Uint64
 	tooLarge, invalidReplies, droppedReplies, droppedDisconnects           atomic.Uint64
 	layerErrors, dataLosses, dataLossCloses                                atomic.Uint64
+	framesIn, framesOut                                                    atomic.Uint64
 }
 
 // Stats returns the server's figures. It never blocks.
@@ -285,6 +288,8 @@ func (s *Server) Stats() Stats {
 		DroppedReplies:        c.droppedReplies.Load(),
 		DroppedDisconnects:    c.droppedDisconnects.Load(),
 		LayerErrors:           c.layerErrors.Load(),
+		FramesIn:              c.framesIn.Load(),
+		FramesOut:             c.framesOut.Load(),
 		LayerDataLosses:       c.dataLosses.Load(),
 		DataLossCloses:        c.dataLossCloses.Load(),
 	}

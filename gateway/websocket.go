@@ -376,6 +376,7 @@ func (c *wsConn) readLoop() {
 			break
 		}
 		c.lastData.Store(time.Now().UnixNano())
+		s.stats.framesIn.Add(1)
 		if c.muted.Load() {
 			p.release()
 			continue
@@ -600,6 +601,7 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 			}
 			return
 		}
+		s.stats.framesOut.Add(1)
 		c.lastData.Store(time.Now().UnixNano())
 	}
 	if a.close {

@@ -41,9 +41,11 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 		invalid     = desc("gateway", "invalid_replies_total", "Reply messages ignored because they were malformed.")
 		layerErrs   = desc("gateway", "layer_errors_total", "Failed layer calls in the gateway's receive loop.")
 		queued      = desc("gateway", "full_queue_depth", "Messages waiting for room on a full interface channel, by channel.", "channel")
+		frames      = desc("gateway", "websocket_frames_total", "WebSocket data frames, by direction (in from clients, out to them).", "direction")
+		dataLosses  = desc("gateway", "layer_data_losses_total", "Times the layer reported that it lost its data.")
 	)
 	return &statsCollector{
-		descs: []*prometheus.Desc{open, handshaking, inFlight, requests, handshakes, dropped, invalid, layerErrs, queued},
+		descs: []*prometheus.Desc{open, handshaking, inFlight, requests, handshakes, dropped, invalid, layerErrs, queued, frames, dataLosses},
 		collect: func(ch chan<- prometheus.Metric) {
 			st := s.Stats()
 			ch <- gauge(open, float64(st.WebSocketsOpen))
@@ -75,6 +77,9 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 			}
 			ch <- counter(invalid, st.InvalidReplies)
 			ch <- counter(layerErrs, st.LayerErrors)
+			ch <- counter(frames, st.FramesIn, "in")
+			ch <- counter(frames, st.FramesOut, "out")
+			ch <- counter(dataLosses, st.LayerDataLosses)
 			for name, n := range s.QueueDepths() {
 				ch <- gauge(queued, float64(n), name)
 			}
@@ -132,11 +137,12 @@ func Layer(l channels.Layer) prometheus.Collector {
 		reconnects = desc("layer", "reconnects_total", "Receive-loop recoveries after the layer's server was unreachable.")
 		dataLosses = desc("layer", "data_losses_total", "Times a Redis host was found to have lost its data (restarted empty).")
 		retried    = desc("layer", "retried_total", "Calls run again because their connection was found closed by Redis.")
+		returned   = desc("layer", "returned_total", "Held messages put back in their channel because their hold ended unacknowledged.")
 		buffered   = desc("layer", "buffered", "Messages popped ahead of demand and held in this process.")
 		up         = desc("layer", "up", "1 when the last scrape could read the layer's figures, else 0.")
 	)
 	return &statsCollector{
-		descs: []*prometheus.Desc{messages, chans, groups, sent, received, dropped, errs, reconnects, dataLosses, retried, buffered, up},
+		descs: []*prometheus.Desc{messages, chans, groups, sent, received, dropped, errs, reconnects, dataLosses, retried, returned, buffered, up},
 		collect: func(ch chan<- prometheus.Metric) {
 			sr, ok := l.(channels.StatsReporter)
 			if !ok {
@@ -167,6 +173,7 @@ func Layer(l channels.Layer) prometheus.Collector {
 				ch <- counter(errs, c.Errors)
 				ch <- counter(reconnects, c.Reconnects)
 				ch <- counter(dataLosses, c.DataLosses)
+				ch <- counter(returned, c.Returned)
 				ch <- counter(retried, c.Retried)
 				ch <- gauge(buffered, float64(c.Buffered))
 			}

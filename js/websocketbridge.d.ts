@@ -174,7 +174,7 @@ export interface BindingCollectionOptions<T> {
   model?: string;
   /** Sort order of items(); arrival order without it. */
   compare?: (a: T, b: T) => number;
-  /** The payload field holding a change id; repeated ids are skipped (default "change_id"). */
+  /** The payload field holding a change id; a payload repeating an id with the same action is skipped (default "change_id"). */
   changeIdField?: string;
   /** How many change ids are remembered (default 10000). */
   maxChangeIds?: number;

@@ -524,8 +524,12 @@ export class WebSocketBridge {
 /**
  * BindingCollection keeps a keyed list from the payloads of a binding
  * stream ({"action": "create"|"update"|"delete", "pk", "data", "model"})
- * and calls render after each change. Payloads with a change id
- * (options.changeIdField, default "change_id") seen before are skipped.
+ * and calls render after each change. A payload whose change id
+ * (options.changeIdField, default "change_id") came before with the same
+ * action is a repeat and is skipped: one change can bring one socket two
+ * messages with one id but different actions (a delete and an update when
+ * the socket is in a group that lost the row and in one that kept it, a
+ * delete and a create when the primary key changed).
  *
  *   const todos = new BindingCollection({render: (items) => draw(items)});
  *   bridge.demultiplex("todos", todos.handler);
@@ -570,7 +574,7 @@ export class BindingCollection {
     if (this.model && payload.model && payload.model !== this.model) return false;
     const changeId = payload[this.changeIdField];
     if (changeId !== undefined && changeId !== null) {
-      const key = String(changeId);
+      const key = String(changeId) + " " + String(payload.action);
       if (this._seen.has(key)) return false;
       this._seen.add(key);
       if (this._seen.size > this.maxChangeIds) this._seen.delete(this._seen.values().next().value);

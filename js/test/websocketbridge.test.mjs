@@ -360,13 +360,18 @@ test("BindingCollection applies create, update and delete, skips duplicates and 
   assert.equal(c.apply({ action: "update", pk: 1, data: { done: false }, model: "app.item", change_id: 12 }), false, "duplicate change id");
   assert.deepEqual(c.get(1), { title: "a", done: true, pk: 1 });
   assert.equal(c.apply({ action: "delete", pk: 2, model: "app.item", change_id: 13 }), true);
+  // One change, two actions for one socket (a pk change: delete then create).
+  assert.equal(c.apply({ action: "create", pk: 5, data: { title: "e" }, model: "app.item", change_id: 13 }), true, "same change id, other action");
+  assert.equal(c.apply({ action: "create", pk: 5, data: { title: "e" }, model: "app.item", change_id: 13 }), false, "repeat of change 13's create");
+  assert.equal(c.get(5).title, "e");
+  assert.equal(c.apply({ action: "delete", pk: 5, model: "app.item", change_id: 14 }), true);
   assert.equal(c.apply({ action: "delete", pk: 99 }), false, "unknown item");
   assert.equal(c.apply({ action: "rename", pk: 1 }), false);
   assert.equal(c.apply({ action: "update", data: {} }), false, "no pk");
   assert.equal(c.apply(null), false);
   assert.deepEqual(c.items(), [{ title: "a", done: true, pk: 1 }]);
   assert.equal(c.size, 1);
-  assert.deepEqual(renders.map((r) => r[1]), ["create", "create", "update", "delete"]);
+  assert.deepEqual(renders.map((r) => r[1]), ["create", "create", "update", "delete", "create", "delete"]);
   assert.deepEqual(renders[1][0], [{ title: "a", done: false, pk: 1 }, { title: "b", pk: 2 }]);
   // An update of an unseen item adds it (it became visible to this group).
   c.apply({ action: "update", pk: "7", data: { title: "seen late" } });
@@ -384,8 +389,8 @@ test("BindingCollection: model filter, sort order, bounded change-id memory, and
   c.apply({ action: "create", pk: 3, data: { title: "m" }, model: "app.item", change_id: 3 });
   assert.deepEqual(c.items().map((i) => i.title), ["a", "m", "z"]);
   // Only the last two ids are remembered: id 1 is forgotten, id 3 is not.
-  assert.equal(c.apply({ action: "update", pk: 1, data: { title: "y" }, change_id: 3 }), false);
-  assert.equal(c.apply({ action: "update", pk: 1, data: { title: "y" }, change_id: 1 }), true);
+  assert.equal(c.apply({ action: "create", pk: 3, data: { title: "m" }, change_id: 3 }), false);
+  assert.equal(c.apply({ action: "create", pk: 1, data: { title: "y" }, change_id: 1 }), true);
 
   const b = bridge();
   const list = new BindingCollection();

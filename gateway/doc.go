@@ -5,7 +5,9 @@
 //
 //	gw := &gateway.Server{Layer: layer}
 //	srv := gateway.NewHTTPServer(":8000", gw)
-//	go srv.ListenAndServe()
+//	ln, err := net.Listen("tcp", srv.Addr)
+//	...
+//	go srv.Serve(gateway.NewListener(ln))
 //	...
 //	gw.Shutdown(ctx) // closes WebSockets with 1001, waits for requests
 //	srv.Shutdown(ctx)

@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,4 +126,37 @@ func ExampleNewHTTPServer() {
 	_ = gw.Shutdown(ctx)
 	_ = srv.Shutdown(ctx)
 	// Output: 10s
+}
+
+// Serving on NewListener: a request with both Content-Length and
+// Transfer-Encoding gets 400 and a closed connection.
+func ExampleNewListener() {
+	layer := inmemory.MustNew(inmemory.Config{})
+	defer layer.Close()
+	gw := &gateway.Server{Layer: layer, Logger: slog.New(slog.DiscardHandler)}
+	srv := gateway.NewHTTPServer("127.0.0.1:0", gw)
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		panic(err)
+	}
+	go srv.Serve(gateway.NewListener(ln))
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		panic(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	fmt.Println(resp.Status, "close:", resp.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = gw.Shutdown(ctx)
+	_ = srv.Shutdown(ctx)
+	// Output: 400 Bad Request close: true
 }

@@ -251,7 +251,7 @@ func (s *Server) intake(ctx context.Context) error {
 				return fmt.Errorf("delay: %w", err)
 			}
 			s.receiveErrors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond) // receiving resumes soon after the layer answers again
 			cfg.log.Error("delay: receive failed; retrying", "error", err, "retry_in", backoff)
 			if sleep(ctx, backoff) != nil {
 				return nil
@@ -300,7 +300,7 @@ func (s *Server) intakeHeld(ctx context.Context, hr heldReceiver) error {
 				return fmt.Errorf("delay: %w", err)
 			}
 			s.receiveErrors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond) // receiving resumes soon after the layer answers again
 			cfg.log.Error("delay: receive failed; retrying", "error", err, "retry_in", backoff)
 			if sleep(ctx, backoff) != nil {
 				return nil

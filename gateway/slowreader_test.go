@@ -107,7 +107,7 @@ func TestSlowReaderClosedSoon(t *testing.T) {
 // progress, not on the time a frame takes.
 func TestLargeFrameToASteadyReader(t *testing.T) {
 	l := newLayer(t, inmemory.Config{MaxMessageSize: 4 << 20})
-	srv := appless(t, l, func(g *gateway.Server) { g.SlowClientTimeout = 500 * time.Millisecond })
+	srv := appless(t, l, func(g *gateway.Server) { g.SlowClientTimeout = time.Second })
 	raw := dialRaw(t, srv.URL)
 	_ = raw.c.SetDeadline(time.Now().Add(30 * time.Second))
 	raw.write(upgradeRequest("/"))
@@ -116,7 +116,7 @@ func TestLargeFrameToASteadyReader(t *testing.T) {
 	if resp := raw.response(nil); resp.StatusCode != 101 {
 		t.Fatalf("handshake: %d", resp.StatusCode)
 	}
-	const size = 512 << 10 // 2 s at the client's 256 KiB/s
+	const size = 768 << 10 // 3 s at the client's 256 KiB/s
 	send(t, l, connect.String("reply_channel"), channels.Content{"bytes": make([]byte, size)})
 	var h [10]byte
 	if _, err := io.ReadFull(raw.br, h[:]); err != nil || h[1] != 127 {
@@ -132,7 +132,7 @@ func TestLargeFrameToASteadyReader(t *testing.T) {
 		}
 		time.Sleep(time.Second * 16 / 256) // 256 KiB/s
 	}
-	t.Logf("512 KiB frame read in %v", time.Since(start).Round(10*time.Millisecond))
+	t.Logf("768 KiB frame read in %v", time.Since(start).Round(10*time.Millisecond))
 	if got := srv.Gateway.Stats().SlowClients; got != 0 {
 		t.Fatalf("SlowClients = %d", got)
 	}

@@ -59,7 +59,9 @@ func (o *observeFlags) logger(w io.Writer, verbosity int) (*slog.Logger, error) 
 // it) is written as indented lines after a text record and as an array of
 // lines in a JSON one. Warnings and errors with the same message, component
 // and error repeated within RepeatInterval are logged once; the next one
-// logged after the interval carries "repeated", the number left out.
+// logged after the interval carries "repeated", the number left out. Records
+// that differ in their "error", "channel", "consumer", "panic" or "path"
+// attribute are not the same.
 func NewLogger(w io.Writer, format string, level slog.Leveler) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
@@ -198,7 +200,8 @@ func (h *repeatHandler) Handle(ctx context.Context, r slog.Record) error {
 	key.WriteString("\x00")
 	key.WriteString(r.Message)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "error" || a.Key == "component" || a.Key == "channel" {
+		switch a.Key {
+		case "error", "component", "channel", "consumer", "panic", "path":
 			key.WriteString("\x00")
 			key.WriteString(a.Key)
 			key.WriteString("=")

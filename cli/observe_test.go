@@ -62,9 +62,11 @@ func TestLoggerRateLimitsRepeatedErrors(t *testing.T) {
 	}
 	log.Error("receive failed", "error", errors.New("another error"))
 	log.Info("still running")
+	log.Error("consumer panicked", "panic", "index out of range")
+	log.Error("consumer panicked", "panic", "nil map")
 	records := decodeAll(t, out.Bytes())
-	if len(records) != 3 {
-		t.Fatalf("%d records for 580 identical errors, another error and an info; want 3:\n%s", len(records), out.String())
+	if len(records) != 5 {
+		t.Fatalf("%d records for 580 identical errors, another error, an info and two different panics; want 5:\n%s", len(records), out.String())
 	}
 	// The records carry their own time: one logged RepeatInterval later
 	// comes out with the count of those left out.

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,24 @@ type Consumer struct {
 	next     channels.Consumer
 	messages *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	byChan   sync.Map // channel name → *channelMetrics
+}
+
+// channelMetrics are one channel's children of the vectors, looked up once.
+type channelMetrics struct {
+	messages prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (c *Consumer) of(channel string) *channelMetrics {
+	if v, ok := c.byChan.Load(channel); ok {
+		return v.(*channelMetrics)
+	}
+	v, _ := c.byChan.LoadOrStore(channel, &channelMetrics{
+		messages: c.messages.WithLabelValues(channel),
+		duration: c.duration.WithLabelValues(channel),
+	})
+	return v.(*channelMetrics)
 }
 
 // NewConsumer wraps next.
@@ -44,8 +63,9 @@ func NewConsumer(next channels.Consumer) *Consumer {
 func (c *Consumer) Consume(ctx context.Context, m *channels.Message) error {
 	start := time.Now()
 	defer func() {
-		c.messages.WithLabelValues(m.Channel).Inc()
-		c.duration.WithLabelValues(m.Channel).Observe(time.Since(start).Seconds())
+		cm := c.of(m.Channel)
+		cm.messages.Inc()
+		cm.duration.Observe(time.Since(start).Seconds())
 	}()
 	return c.next.Consume(ctx, m)
 }

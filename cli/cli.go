@@ -50,6 +50,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/binding"
 )
@@ -67,6 +69,10 @@ type App struct {
 	Name string
 	// Stdout and Stderr default to os.Stdout and os.Stderr.
 	Stdout, Stderr io.Writer
+	// Metrics are the application's own Prometheus collectors (for
+	// example metrics.Demultiplexer of each demultiplexer), registered
+	// beside the role's on --metrics by runserver and runworker.
+	Metrics []prometheus.Collector
 
 	// Bindings are the application's data bindings. When there are any,
 	// runserver runs their relay in the process and runbinding runs it

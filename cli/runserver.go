@@ -145,6 +145,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	}
 	reg := metrics.NewRegistry()
 	reg.MustRegister(metrics.Gateway(gw), metrics.Layer(layer))
+	reg.MustRegister(a.Metrics...)
 	checks := []metrics.Check{metrics.LayerReady(layer)}
 	var wg sync.WaitGroup
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))

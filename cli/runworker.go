@@ -74,6 +74,7 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 	}
 	reg := metrics.NewRegistry()
 	reg.MustRegister(consumer, metrics.Worker(w), metrics.Layer(layer))
+	reg.MustRegister(a.Metrics...)
 	stopMetrics, err := serveMetrics(obs.metricsAddr, log, reg, metrics.LayerReady(layer))
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/delay"
 	"github.com/gochannels/channels/gateway"
+	"github.com/gochannels/channels/generic"
 	"github.com/gochannels/channels/redislayer"
 	"github.com/gochannels/channels/worker"
 )
@@ -254,4 +255,23 @@ var delayReasons = []delay.Reason{
 	delay.ReasonBadChannel, delay.ReasonBadContent, delay.ReasonBadDelay,
 	delay.ReasonNegativeDelay, delay.ReasonDelayTooLarge, delay.ReasonBadID,
 	delay.ReasonBadReplyChannel,
+}
+
+// Demultiplexer returns a collector of the frames a demultiplexer dropped
+// (generic.Demultiplexer.Stats), as
+// channels_demultiplexer_dropped_total{consumer, reason}. An application
+// registers it for each of its demultiplexers (with the command line, in
+// cli.App.Metrics).
+func Demultiplexer(d *generic.Demultiplexer) prometheus.Collector {
+	dropped := prometheus.NewDesc(prometheus.BuildFQName(Namespace, "demultiplexer", "dropped_total"),
+		"Frames a demultiplexer dropped, by reason.", []string{"reason"}, prometheus.Labels{"consumer": d.Name()})
+	return &statsCollector{
+		descs: []*prometheus.Desc{dropped},
+		collect: func(ch chan<- prometheus.Metric) {
+			st := d.Stats()
+			ch <- counter(dropped, st.Malformed, "malformed")
+			ch <- counter(dropped, st.UnknownStreams, "unknown_stream")
+			ch <- counter(dropped, st.BadPayloads, "bad_payload")
+		},
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gochannels/channels/gateway"
 	"github.com/gochannels/channels/generic"
 	"github.com/gochannels/channels/redislayer"
+	"github.com/gochannels/channels/session"
 	"github.com/gochannels/channels/worker"
 )
 
@@ -272,6 +273,22 @@ func Demultiplexer(d *generic.Demultiplexer) prometheus.Collector {
 			ch <- counter(dropped, st.Malformed, "malformed")
 			ch <- counter(dropped, st.UnknownStreams, "unknown_stream")
 			ch <- counter(dropped, st.BadPayloads, "bad_payload")
+		},
+	}
+}
+
+// Session returns a collector of the messages a session manager's
+// EnforceOrdering dropped (session.Manager.OrderingStats), as
+// channels_session_dropped_total{reason}. An application registers it for
+// its manager (with the command line, in cli.App.Metrics).
+func Session(m *session.Manager) prometheus.Collector {
+	dropped := desc("session", "dropped_total", "Messages strict ordering dropped, by reason.", "reason")
+	return &statsCollector{
+		descs: []*prometheus.Desc{dropped},
+		collect: func(ch chan<- prometheus.Metric) {
+			st := m.OrderingStats()
+			ch <- counter(dropped, st.Duplicates, "duplicate")
+			ch <- counter(dropped, st.Orphans, "no_original_channel")
 		},
 	}
 }

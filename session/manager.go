@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -102,6 +103,19 @@ type Manager struct {
 	// Logger receives save failures and ordering events. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	duplicates, orphans atomic.Uint64
+}
+
+// OrderingStats count the messages EnforceOrdering dropped.
+type OrderingStats struct {
+	Duplicates uint64 // messages whose order had already been consumed
+	Orphans    uint64 // parked messages without "original_channel", which cannot be sent back
+}
+
+// OrderingStats returns the counts of messages EnforceOrdering dropped.
+func (m *Manager) OrderingStats() OrderingStats {
+	return OrderingStats{Duplicates: m.duplicates.Load(), Orphans: m.orphans.Load()}
 }
 
 func (m *Manager) logger() *slog.Logger { return logger(m.Logger) }

@@ -180,6 +180,7 @@ func (o *orderer) consume(ctx context.Context, msg *channels.Message, s *Session
 }
 
 func (o *orderer) duplicate(where string, order, want int64) {
+	o.m.duplicates.Add(1)
 	o.m.logger().Warn("session: dropping a message whose order has already been consumed (a duplicate)",
 		"channel", where, "order", order, "next_order", want)
 }
@@ -375,6 +376,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // outbox inside a consumer, else at once with retries.
 func (m *Manager) requeue(ctx context.Context, l channels.Layer, orig string, c channels.Content) error {
 	if orig == "" {
+		m.orphans.Add(1)
 		m.logger().Error("session: dropping a parked message without original_channel")
 		return nil
 	}

@@ -264,17 +264,20 @@ func TestRunserverMetricsFullChannel(t *testing.T) {
 }
 
 // The gateway and runworker roles over a private Redis: both count the
-// traffic, the gateway counts a rejected origin, and /readyz of both turns
-// 503 while Redis is stopped and 200 again once it is back.
+// traffic; the gateway counts a rejected origin, a slow client, a request
+// that timed out and one refused because http.request (capacity 1, not
+// consumed) was full; /readyz of both turns 503 while Redis is stopped and
+// 200 again once it is back.
 func TestGatewayAndWorkerMetricsOverRedis(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	u, _ := url.Parse(rs.URL)
+	u.RawQuery = "channel_capacity=http.request:1"
 	layerURL := u.String()
 	gport := testenv.FreePort(t)
 	gm := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	wm := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	glog := runRole(t, metricsApp(), "gateway", "--layer", layerURL, "-p", fmt.Sprint(gport), "--metrics", gm)
-	wlog := runRole(t, metricsApp(), "runworker", "--layer", layerURL, "--threads", "2", "--metrics", wm)
+	glog := runRole(t, metricsApp(), "gateway", "--layer", layerURL, "-p", fmt.Sprint(gport), "-t", "0.5", "--metrics", gm)
+	wlog := runRole(t, metricsApp(), "runworker", "--layer", layerURL, "--threads", "2", "--exclude-channels", "http.request", "--metrics", wm)
 	waitReady(t, gm, 200, glog)
 	waitReady(t, wm, 200, wlog)
 
@@ -301,6 +304,22 @@ func TestGatewayAndWorkerMetricsOverRedis(t *testing.T) {
 	if m := scrape(t, gm); m["channels_layer_sent_total"] < 5 || m["channels_layer_received_total"] < 4 {
 		t.Errorf("gateway layer sent %v, received %v; want at least 5 and 4", m["channels_layer_sent_total"], m["channels_layer_received_total"])
 	}
+
+	// No worker takes http.request: the first request times out and stays
+	// in the channel, the second finds it full.
+	for i, path := range []string{"/first/", "/second/"} {
+		if code, _ := status(t, "http://"+host+path); code != 503 {
+			t.Fatalf("request %d: status %d; want 503", i+1, code)
+		}
+	}
+	waitMetric(t, gm, `channels_gateway_dropped_total{reason="http_timeout"}`, 1)
+	waitMetric(t, gm, `channels_gateway_dropped_total{reason="request_queue_full"}`, 1)
+	waitMetric(t, gm, `channels_layer_dropped_total{reason="full"}`, 1)
+
+	// A client that does not read its flood is closed as slow.
+	dialNonReader(t, host, "/flood/")
+	waitMetric(t, gm, `channels_gateway_dropped_total{reason="slow_client"}`, 1)
+	waitMetric(t, wm, "channels_worker_consumer_errors_total", 0)
 
 	rs.Stop()
 	waitReady(t, gm, 503, glog)

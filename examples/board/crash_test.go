@@ -76,12 +76,12 @@ func TestBoardRelayCrash(t *testing.T) {
 		defer conn.Close(context.Background())
 		writers[wi] = &crashWriter{conn: conn, first: wi * crashRows / crashWriters, rows: crashRows / crashWriters}
 	}
-	write := func(changes int) <-chan error {
+	write := func(changes int, pace time.Duration) <-chan error {
 		errs := make(chan error, len(writers))
 		var wg sync.WaitGroup
 		for _, w := range writers {
 			wg.Go(func() {
-				if err := w.write(ctx, changes/len(writers)); err != nil {
+				if err := w.write(ctx, changes/len(writers), pace); err != nil {
 					errs <- err
 				}
 			})
@@ -92,8 +92,10 @@ func TestBoardRelayCrash(t *testing.T) {
 	c := &crashCollector{t: t, frames: frames, sub: sub, bodies: map[string]seenChange{}, lastSeq: map[string]int{}}
 
 	// Phase 1: 10,000 changes while the killer sends SIGKILL to the relay
-	// every 200-600 ms and starts another at once.
-	writeErrs := write(crashChanges)
+	// every 200-600 ms and starts another at once. The writers take at
+	// least 4 s (250 transactions each, 16 ms apart at the most), so that
+	// a fast machine sees kills too.
+	writeErrs := write(crashChanges, 16*time.Millisecond)
 	var kills []time.Time
 	killerDone := make(chan struct{})
 	stopKiller := make(chan struct{})
@@ -139,7 +141,7 @@ func TestBoardRelayCrash(t *testing.T) {
 
 	// Phase 2: with the relay left alone, 1,000 more changes arrive once
 	// each (phase 1's last resends may still arrive meanwhile).
-	for err := range write(1000) {
+	for err := range write(1000, 0) {
 		t.Fatalf("writer: %v", err)
 	}
 	if dups := c.collect(crashChanges+1000, 30*time.Second, rig, 2); len(dups) > 0 {
@@ -151,7 +153,8 @@ func TestBoardRelayCrash(t *testing.T) {
 }
 
 // crashWriter commits changes to its own rows: it creates them with its
-// first changes, then updates them in turn, in transactions of ten.
+// first changes, then updates them in turn, in transactions of ten started
+// at least pace apart.
 type crashWriter struct {
 	conn        *pgx.Conn
 	first, rows int
@@ -159,8 +162,11 @@ type crashWriter struct {
 	n           int // changes committed
 }
 
-func (w *crashWriter) write(ctx context.Context, changes int) error {
+func (w *crashWriter) write(ctx context.Context, changes int, pace time.Duration) error {
+	next := time.Now()
 	for end := w.n + changes; w.n < end; {
+		time.Sleep(time.Until(next))
+		next = next.Add(pace)
 		tx, err := w.conn.Begin(ctx)
 		if err != nil {
 			return err

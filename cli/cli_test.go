@@ -258,3 +258,23 @@ func TestRunserverStaticFiles(t *testing.T) {
 		t.Fatalf("GET /other = %d %q; want the view", code, body)
 	}
 }
+
+// runserver refuses a WebSocket handshake without Origin, as the gateway
+// does, unless --allow-missing-origin lets non-browser clients in.
+func TestRunserverAllowMissingOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, http.StatusForbidden},
+		{[]string{"--allow-missing-origin"}, http.StatusSwitchingProtocols},
+	} {
+		base := runserver(t, &cli.App{Router: channels.NewRouter()}, append([]string{"127.0.0.1:0", "--nodelay"}, tc.args...)...)
+		ws := channelstest.NewWSClient(t, "ws"+strings.TrimPrefix(base, "http")+"/")
+		ws.Header["Origin"] = nil
+		status, _ := ws.TryDial()
+		if status != tc.want {
+			t.Errorf("runserver %v: handshake without Origin = %d, want %d", tc.args, status, tc.want)
+		}
+	}
+}

@@ -49,6 +49,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	)
 	fs.BoolVar(ipv6, "6", false, "same as --ipv6")
 	fs.Var(&origins, "allowed-origins", "origins allowed to open WebSockets (patterns like *.example.com; default the request's own host)")
+	allowMissingOrigin := fs.Bool("allow-missing-origin", false, "accept WebSocket handshakes without an Origin header (non-browser clients)")
 	timeout := newSecondsFlag(&httpTimeout, 60*time.Second)
 	fs.Var(timeout, "http-timeout", "seconds to wait for a worker's response before answering 503")
 	fs.Var(timeout, "http_timeout", "same as --http-timeout (the Channels 1.0 spelling)")
@@ -112,13 +113,14 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	router := channels.WithDefaults(a.Router, httpDefault)
 
 	gw := &gateway.Server{
-		Layer:          layer,
-		HTTPTimeout:    httpTimeout,
-		RootPath:       *rootPath,
-		AllowedOrigins: origins,
-		Subprotocols:   splitList(os.Getenv("CHANNELS_WS_PROTOCOLS")),
-		Logger:         log,
-		OnAction:       runserverActions(log),
+		Layer:              layer,
+		HTTPTimeout:        httpTimeout,
+		RootPath:           *rootPath,
+		AllowedOrigins:     origins,
+		AllowMissingOrigin: *allowMissingOrigin,
+		Subprotocols:       splitList(os.Getenv("CHANNELS_WS_PROTOCOLS")),
+		Logger:             log,
+		OnAction:           runserverActions(log),
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 	if err != nil {

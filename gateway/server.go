@@ -419,6 +419,9 @@ func (s *Server) buildConfig() (config, error) {
 		s.log.Warn(`AllowedOrigins contains "*": WebSockets may be opened from any web page (cross-site WebSocket hijacking is possible with cookie authentication)`)
 	}
 	op.missing = s.AllowMissingOrigin
+	if op.missing {
+		s.log.Warn("AllowMissingOrigin is set: WebSocket handshakes without an Origin header are accepted (fine for non-browser clients; browsers always send one)")
+	}
 	c.origins = op
 	return c, nil
 }

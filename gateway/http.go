@@ -64,10 +64,11 @@ type httpExchange struct {
 	reply    string
 	mail     *httpReq
 
-	started bool // status line sent
-	status  int
-	size    int64
-	aborted bool // the connection must be dropped
+	started  bool // status line sent
+	answered bool // the application completed its response
+	status   int
+	size     int64
+	aborted  bool // the connection must be dropped
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Time) {
@@ -100,9 +101,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Ti
 		if s.cfg.writeTimeout > 0 { // bounds net/http's final flush
 			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
 		}
-		s.accessLog("http", "complete", r.Method+" "+ri.rawURI, ActionDetails{
-			Path: ri.path, Client: ri.clientS, Method: r.Method, Status: x.status, Size: x.size, TimeTaken: time.Since(start),
-		}, x.status, x.size)
+		if s.OnAction != nil || s.AccessLog != nil {
+			s.accessLog("http", "complete", r.Method+" "+ri.rawURI, ActionDetails{
+				Path: ri.path, Client: ri.clientS, Method: r.Method, Status: x.status, Size: x.size, TimeTaken: time.Since(start),
+			}, x.status, x.size)
+		}
 		if x.aborted {
 			panic(http.ErrAbortHandler)
 		}
@@ -156,7 +159,9 @@ func (x *httpExchange) run() {
 	s.reg.add(reply, x.mail)
 	defer func() {
 		s.reg.remove(reply)
-		s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": reply, "path": x.ri.path})
+		if !x.answered || s.WantsHTTPDisconnect == nil || s.WantsHTTPDisconnect(reply, x.ri.path) {
+			s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": reply, "path": x.ri.path})
+		}
 	}()
 
 	var bodyChannel any
@@ -382,6 +387,7 @@ func (x *httpExchange) apply(m channels.Content) bool {
 			s.stats.invalidReplies.Add(1)
 			s.log.Error("the first response message has no valid status; answering 500", "path", x.ri.path, "status", m["status"])
 			x.errorPage(http.StatusInternalServerError, "The application sent an invalid response.")
+			x.answered = true
 			return true
 		}
 		h := x.w.Header()
@@ -404,7 +410,7 @@ func (x *httpExchange) apply(m channels.Content) bool {
 			h["Content-Type"] = nil // no content sniffing
 		}
 		if x.chunkedByDefault(h, int(status)) {
-			h["Transfer-Encoding"] = []string{"chunked"}
+			h["Transfer-Encoding"] = chunked
 		}
 		x.status = int(status)
 		x.w.WriteHeader(x.status)
@@ -439,6 +445,7 @@ func (x *httpExchange) apply(m channels.Content) bool {
 		// The last message: net/http writes what is buffered, and the
 		// terminating chunk, when the handler returns, in one system call;
 		// a flush here would cost a second one.
+		x.answered = true
 		return true
 	}
 	if err := x.rc.Flush(); err != nil { // a streamed chunk goes out now
@@ -472,6 +479,11 @@ func (x *httpExchange) writeFailed(err error) {
 	}
 	x.aborted = true
 }
+
+// chunked is the Transfer-Encoding header value of chunkedByDefault,
+// shared by every response (net/http replaces header values, it does not
+// modify them).
+var chunked = []string{"chunked"}
 
 // headerPair reads a [name, value] response header with text or bytes
 // parts; text is encoded as Latin-1.

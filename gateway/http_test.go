@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -731,5 +733,69 @@ func TestSlowHTTPClientDropped(t *testing.T) {
 	}
 	if d := layerMessage(t, l, "http.disconnect"); d.String("path") != "/big" {
 		t.Fatalf("disconnect %v", d)
+	}
+}
+
+// With WantsHTTPDisconnect set, a completed response is followed by
+// http.disconnect only when the function asks for it; a request that ends
+// without a complete response (here, an HTTP timeout and a client gone
+// mid-stream) always gets one.
+func TestWantsHTTPDisconnect(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	var asked []string
+	var mu sync.Mutex
+	srv := appless(t, l, func(g *gateway.Server) {
+		g.HTTPTimeout = 300 * time.Millisecond
+		g.WantsHTTPDisconnect = func(reply, path string) bool {
+			mu.Lock()
+			asked = append(asked, path)
+			mu.Unlock()
+			return path == "/wanted/"
+		}
+	})
+	raw := dialRaw(t, srv.URL)
+	for _, path := range []string{"/plain/", "/wanted/"} {
+		raw.write("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		req := layerMessage(t, l, "http.request")
+		reply(t, l, req, channels.Content{"status": 200, "content": []byte("ok")})
+		resp := raw.response(nil)
+		if b, err := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "ok" || err != nil {
+			t.Fatalf("%s: %d %q %v", path, resp.StatusCode, b, err)
+		}
+	}
+	if d := layerMessage(t, l, "http.disconnect"); d.String("path") != "/wanted/" {
+		t.Fatalf("disconnect %v, want only the one for /wanted/", d)
+	}
+
+	// No answer in time: the 503 is the server's, the disconnect is sent.
+	raw.write("GET /plain/ HTTP/1.1\r\nHost: x\r\n\r\n")
+	req := layerMessage(t, l, "http.request")
+	resp := raw.response(nil)
+	if _, err := io.ReadAll(resp.Body); resp.StatusCode != http.StatusServiceUnavailable || err != nil {
+		t.Fatalf("status %d (%v), want 503", resp.StatusCode, err)
+	}
+	if d := layerMessage(t, l, "http.disconnect"); d.String("reply_channel") != req.String("reply_channel") {
+		t.Fatalf("disconnect %v after a timeout", d)
+	}
+
+	// The client goes away in the middle of a streamed response.
+	raw = dialRaw(t, srv.URL)
+	raw.write("GET /plain/ HTTP/1.1\r\nHost: x\r\n\r\n")
+	req = layerMessage(t, l, "http.request")
+	reply(t, l, req, channels.Content{"status": 200, "content": []byte("part"), "more_content": true})
+	if resp := raw.response(nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	raw.c.Close()
+	if d := layerMessage(t, l, "http.disconnect"); d.String("reply_channel") != req.String("reply_channel") {
+		t.Fatalf("disconnect %v after the client left", d)
+	}
+	if ch, c, _ := channels.Poll(context.Background(), l, "http.disconnect"); c != nil {
+		t.Fatalf("unexpected %s %v", ch, c)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(asked, []string{"/plain/", "/wanted/"}) {
+		t.Fatalf("WantsHTTPDisconnect asked for %q, want only the completed responses", asked)
 	}
 }

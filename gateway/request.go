@@ -78,16 +78,22 @@ func (s *Server) info(r *http.Request, path string) requestInfo {
 			ri.server = []any{ip.Unmap().String(), int64(ta.Port)}
 		}
 	}
+	fromPeer := peerOK
 	if peerOK && s.trusted(peer.Addr()) {
 		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			ri.client = forwardedClient(xff[0], r.Header.Get("X-Forwarded-Port"))
+			fromPeer = false
 		}
 		switch proto := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); proto {
 		case "http", "https":
 			ri.scheme = proto
 		}
 	}
-	if ri.client != nil {
+	switch {
+	case ri.client == nil:
+	case fromPeer && !peer.Addr().Is4In6():
+		ri.clientS = r.RemoteAddr // already "ip:port"
+	default:
 		ri.clientS = net.JoinHostPort(ri.client[0].(string), strconv.FormatInt(ri.client[1].(int64), 10))
 	}
 	return ri
@@ -142,29 +148,88 @@ func forwardedClient(xff, xfPort string) []any {
 // of a repeated name in the order received. Names containing '_' are
 // dropped (so that "X_Forwarded_For" cannot pose as "X-Forwarded-For" after
 // a conversion to CGI-style names), and so is Daphne-Root-Path.
+//
+// The pairs share one backing array and the bytes one buffer; the names of
+// common headers are shared, read-only values (see headerNames).
 func messageHeaders(r *http.Request) []any {
-	names := make([]string, 0, len(r.Header))
-	n := 1
+	var small [16]string
+	names := small[:0]
+	n, size := 0, 0
+	if r.Host != "" {
+		n, size = 1, len(r.Host)
+	}
 	for k, vs := range r.Header {
 		if strings.IndexByte(k, '_') >= 0 || strings.EqualFold(k, "Daphne-Root-Path") {
 			continue
 		}
 		names = append(names, k)
 		n += len(vs)
+		_, common := headerNames[k]
+		for _, v := range vs {
+			size += len(v)
+		}
+		if !common {
+			size += len(k)
+		}
 	}
 	slices.Sort(names)
-	out := make([]any, 0, n)
+	out := make([]any, n)
+	pairs := make([]any, 2*n)
+	buf := make([]byte, 0, size)
+	i := 0
+	add := func(name any, v string) {
+		start := len(buf)
+		buf = append(buf, v...)
+		p := pairs[2*i : 2*i+2 : 2*i+2]
+		p[0], p[1] = name, buf[start:len(buf):len(buf)]
+		out[i] = p
+		i++
+	}
 	if r.Host != "" {
-		out = append(out, []any{[]byte("host"), []byte(r.Host)})
+		add(hostName, r.Host)
 	}
 	for _, k := range names {
-		lk := []byte(strings.ToLower(k))
+		name, ok := headerNames[k]
+		if !ok {
+			start := len(buf)
+			for j := 0; j < len(k); j++ {
+				c := k[j]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				buf = append(buf, c)
+			}
+			name = buf[start:len(buf):len(buf)]
+		}
 		for _, v := range r.Header[k] {
-			out = append(out, []any{lk, []byte(v)})
+			add(name, v)
 		}
 	}
 	return out
 }
+
+// hostName and headerNames are the lower-cased names of common request
+// headers, as the []byte values http.request and websocket.connect carry,
+// boxed once and shared by every message: consumers read header names and
+// must not modify them.
+var (
+	hostName    any = []byte("host")
+	headerNames     = func() map[string]any {
+		m := make(map[string]any)
+		for _, k := range []string{
+			"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+			"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie",
+			"If-Modified-Since", "If-None-Match", "Origin", "Pragma", "Referer",
+			"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User",
+			"Sec-Websocket-Extensions", "Sec-Websocket-Key", "Sec-Websocket-Protocol", "Sec-Websocket-Version",
+			"Upgrade", "Upgrade-Insecure-Requests", "User-Agent", "X-Forwarded-For",
+			"X-Forwarded-Port", "X-Forwarded-Proto", "X-Requested-With", "X-Real-Ip",
+		} {
+			m[k] = []byte(strings.ToLower(k))
+		}
+		return m
+	}()
+)
 
 func isWebSocket(r *http.Request) bool {
 	v := r.Header.Get("Upgrade")

@@ -175,6 +175,19 @@ type Server struct {
 	// ordinary handlers). WebSockets always go over the layer.
 	HTTPHandler http.Handler
 
+	// WantsHTTPDisconnect, when set, is asked, once the application has
+	// completed a request's response, whether the application consumes the
+	// http.disconnect {reply_channel, path} that would follow (for example,
+	// whether its router routes "http.disconnect" for that path); when it
+	// returns false the message is not sent, which saves a layer message
+	// and a worker dispatch per request. A request that ends without a
+	// complete response from the application (the client went away, a
+	// timeout, a slow client, shutdown, a request refused with 503)
+	// always gets its http.disconnect. Nil sends one after every request,
+	// as Channels 1.0 does (interface server spec §3.8). It may be called
+	// concurrently and must be fast.
+	WantsHTTPDisconnect func(replyChannel, path string) bool
+
 	initOnce sync.Once
 	initErr  error
 	id       string

@@ -32,7 +32,8 @@
 //
 // The layer adds small keys that channels_redis ignores:
 // <prefix>:expired:<channel>, the time of the newest message that expired
-// unread on a channel (see Groups); <prefix>:epoch, which tells the layer
+// unread on a channel, and <prefix>:expired:, a sorted set indexing those
+// channels by that time (see Groups); <prefix>:epoch, which tells the layer
 // that Redis lost its data (see Faults); and <prefix>:held:<channel>, the
 // messages taken by ReceiveHeld and not yet acknowledged. Every key the
 // layer writes has an expiry: channel keys twice the message expiry after
@@ -191,7 +192,13 @@
 // whose channel had a message expire unread since they joined, and adds
 // one message per Redis key that has room (for the process-specific
 // members of one process, one message listing them), counting the members
-// of full keys as skipped. With several
+// of full keys as skipped. Redis spends a fixed amount per Redis key
+// reached and very little per member: evictions are found in the index of
+// expired-message markers (<prefix>:expired:), from the group's oldest
+// membership on, so a group send looks at the few channels whose messages
+// expired unread lately, not at every member's marker. Markers written
+// only as keys, without the index (by versions of this layer before it),
+// evict nobody. With several
 // hosts it is one call to the group's host and one per host holding
 // members, in parallel (in Cluster mode, one per hash slot holding
 // members).
@@ -297,7 +304,7 @@
 // messages while waiting (ZMPOP, BZMPOP; before Redis 7 a blocking pop
 // takes one). Hosts may use TLS (rediss://, Config.TLSConfig) and ACL
 // users. A user needs the keys ~<prefix>* and the commands EVALSHA, EVAL,
-// MULTI, EXEC, ZADD, ZCARD, PEXPIRE, SET, GET, ZPOPMIN, ZMPOP, BZMPOP,
+// MULTI, EXEC, ZADD, ZCARD, PEXPIRE, SET, GET, ZSCORE, ZREMRANGEBYSCORE, ZPOPMIN, ZMPOP, BZMPOP,
 // BZPOPMIN, ZRANGE, ZRANGEBYSCORE, ZCOUNT, ZREM, EXISTS, SCAN, UNLINK,
 // INFO, PING, CLIENT ID and CLIENT UNBLOCK. A wrong password or an untrusted
 // certificate is a plain error, not ErrUnavailable: retrying will not

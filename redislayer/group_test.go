@@ -2,6 +2,7 @@ package redislayer_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"slices"
 	"testing"
@@ -263,5 +264,80 @@ func TestProcessMemberEvictedOnExpiry(t *testing.T) {
 	}
 	if c := recvOne(t, l, unread); c["n"] != int64(3) {
 		t.Fatalf("re-added member got %v; want n=3", c)
+	}
+}
+
+// Evictions are found whether the channels whose messages expired unread
+// are fewer than a group's members (the group send looks those channels
+// up in the group) or more (it looks every member up among them): in
+// both, exactly the members with a message that expired after they
+// joined leave the group.
+func TestEvictionFewOrManyExpiredChannels(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Expiry: time.Second, GroupExpiry: time.Minute})
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name  string
+		other int // channels outside the group whose messages expire
+		live  int // members that keep receiving
+	}{{"few", 0, 6}, {"many", 8, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			group := "evict-" + tc.name
+			dead := "evict." + tc.name + ".dead"
+			var live, others []string
+			for i := range tc.live {
+				live = append(live, fmt.Sprintf("evict.%s.live%d", tc.name, i))
+			}
+			for i := range tc.other {
+				others = append(others, fmt.Sprintf("evict.%s.other%d", tc.name, i))
+			}
+			for _, ch := range append([]string{dead}, live...) {
+				if err := l.GroupAdd(ctx, group, ch); err != nil {
+					t.Fatal(err)
+				}
+				if err := l.GroupAdd(ctx, group+"-others", ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, ch := range others {
+				if err := l.GroupAdd(ctx, group+"-others", ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Every channel gets a message; only the live ones are read.
+			if err := l.GroupSend(ctx, group+"-others", channels.Content{"n": int64(1)}); err != nil {
+				t.Fatal(err)
+			}
+			for _, ch := range live {
+				recvOne(t, l, ch)
+			}
+			time.Sleep(1500 * time.Millisecond)
+			// This send meets the expired messages (and marks their
+			// channels); the next one to the group evicts the dead member.
+			if err := l.GroupSend(ctx, group+"-others", channels.Content{"n": int64(2)}); err != nil {
+				t.Fatal(err)
+			}
+			for _, ch := range live {
+				recvOne(t, l, ch)
+			}
+			if err := l.GroupSend(ctx, group, channels.Content{"n": int64(3)}); err != nil {
+				t.Fatal(err)
+			}
+			members, err := l.GroupChannels(ctx, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := slices.Sorted(slices.Values(live))
+			if !slices.Equal(members, want) {
+				t.Fatalf("members = %v; want %v", members, want)
+			}
+			for _, ch := range live {
+				if c := recvOne(t, l, ch); c["n"] != int64(3) {
+					t.Fatalf("%s got %v; want n=3", ch, c)
+				}
+			}
+			noneOn(t, l, dead)
+		})
 	}
 }

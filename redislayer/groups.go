@@ -56,8 +56,12 @@ func (l *Layer) members(ctx context.Context, group string, checkMarkers bool) ([
 	}
 	cctx, cancel := l.s.withTimeout(ctx)
 	defer cancel()
-	arr, err := groupMembersScript.exec(cctx, sh.client, []string{l.groupKey(group)}, []string{
-		formatMicros(now - l.s.groupExpiry.Microseconds()), check, l.markerPrefix(),
+	keys := []string{l.groupKey(group)}
+	if checkMarkers {
+		keys = append(keys, l.markerPrefix()) // the marker index
+	}
+	arr, err := groupMembersScript.exec(cctx, sh.client, keys, []string{
+		formatMicros(now - l.s.groupExpiry.Microseconds()), check,
 	}).AsStrSlice()
 	if err != nil {
 		return nil, err

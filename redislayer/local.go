@@ -475,12 +475,16 @@ func (l *Layer) writeMarks(marks []mark) {
 	}
 	for _, t := range order {
 		ms := byTarget[t]
-		keys := make([]string, len(ms))
-		args := make([]string, 1, len(ms)+1)
-		args[0] = l.markerTTL()
+		keys := make([]string, len(ms), len(ms)+1)
+		args := make([]string, 2, len(ms)+2)
+		args[0], args[1] = l.markerTTL(), "0"
 		for i, m := range ms {
 			keys[i] = l.markerKey(m.channel)
 			args = append(args, formatScore(m.score))
+		}
+		if !l.s.cluster {
+			keys = append(keys, l.markerPrefix()) // the marker index
+			args[1] = "1"
 		}
 		ctx, cancel := l.s.withTimeout(context.Background())
 		err := markScript.exec(ctx, t.sh.client, keys, args).Error()

@@ -56,12 +56,56 @@ local function mkey(ch)
   return MP .. ch
 end
 
+-- mark records that a message of ch sent at score expired unread: in
+-- its marker key and, outside Cluster mode, in the marker index (MP
+-- itself, a sorted set of channels scored like their markers), which
+-- lets a group send find the few members to evict without looking at
+-- every member's marker.
 local function mark(ch, score)
   local k = mkey(ch)
   local cur = redis.call('GET', k)
   if (not cur) or tonumber(cur) < tonumber(score) then
     redis.call('SET', k, score, 'PX', MTTL)
+    if string.sub(MP, -1) ~= '{' then
+      redis.call('ZADD', MP, score, ch)
+      redis.call('PEXPIRE', MP, MTTL)
+    end
   end
+end
+
+-- evictions returns the members of group key gk to evict, as a set of
+-- channel names: those whose marker in the index is at or after their
+-- membership's score. The index first loses the markers older than gcut
+-- (no membership that old is left). n is the group's size: the index is
+-- searched from the oldest membership on, or, when that finds more
+-- markers than the group has members, every member's score is looked up
+-- in the index instead. Returns the set and how many it holds.
+local function evictions(gk, gcut, n)
+  local gone, count = {}, 0
+  if n == 0 or redis.call('EXISTS', MP) == 0 then return gone, 0 end
+  redis.call('ZREMRANGEBYSCORE', MP, '-inf', gcut)
+  local oldest = redis.call('ZRANGE', gk, 0, 0, 'WITHSCORES')[2]
+  if not oldest then return gone, 0 end
+  if redis.call('ZCOUNT', MP, oldest, '+inf') <= n then
+    local c = redis.call('ZRANGEBYSCORE', MP, oldest, '+inf', 'WITHSCORES')
+    for i = 1, #c, 2 do
+      local added = redis.call('ZSCORE', gk, c[i])
+      if added and tonumber(c[i + 1]) >= tonumber(added) then
+        gone[c[i]] = true
+        count = count + 1
+      end
+    end
+  else
+    local m = redis.call('ZRANGE', gk, 0, -1, 'WITHSCORES')
+    for i = 1, #m, 2 do
+      local e = redis.call('ZSCORE', MP, m[i])
+      if e and tonumber(e) >= tonumber(m[i + 1]) then
+        gone[m[i]] = true
+        count = count + 1
+      end
+    end
+  end
+  return gone, count
 end
 
 local function rdstr(m, p)
@@ -146,35 +190,6 @@ local function trim(key, cutoff, name)
   return n
 end
 
--- msgpack str and array headers, to build the member list of a body.
-local function be(n, bytes)
-  local t = {}
-  for i = bytes, 1, -1 do
-    t[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(t)
-end
-
-local function enc_str(s)
-  local n = #s
-  if n < 32 then return string.char(0xa0 + n) .. s end
-  if n < 256 then return '\217' .. string.char(n) .. s end
-  if n < 65536 then return '\218' .. be(n, 2) .. s end
-  return '\219' .. be(n, 4) .. s
-end
-
-local function enc_array(list)
-  local n = #list
-  local h
-  if n < 16 then h = string.char(0x90 + n)
-  elseif n < 65536 then h = '\220' .. be(n, 2)
-  else h = '\221' .. be(n, 4) end
-  local t = {h}
-  for i = 1, n do t[i + 1] = enc_str(list[i]) end
-  return table.concat(t)
-end
-
 -- deliver adds one message for the channels of list, all stored on key
 -- (one ordinary channel, or channels of one process prefix), unless key
 -- holds cap messages or more; it returns how many channels got it and
@@ -242,15 +257,26 @@ return #KEYS
 `)
 
 // markScript records messages that expired in a process's memory.
-// KEYS: marker keys; ARGV: marker TTL (ms), then one score per key.
+// KEYS: marker keys, then, outside Cluster mode, the marker index (the
+// marker prefix); ARGV: marker TTL (ms), '1' when the last key is the
+// index, then one score per marker key.
 var markScript = newScript(`
-for i = 1, #KEYS do
+local n, idx = #KEYS, nil
+if ARGV[2] == '1' then
+  idx = KEYS[n]
+  n = n - 1
+end
+for i = 1, n do
   local cur = redis.call('GET', KEYS[i])
-  if (not cur) or tonumber(cur) < tonumber(ARGV[i + 1]) then
-    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  if (not cur) or tonumber(cur) < tonumber(ARGV[i + 2]) then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'PX', ARGV[1])
+    if idx then
+      redis.call('ZADD', idx, ARGV[i + 2], string.sub(KEYS[i], #idx + 1))
+      redis.call('PEXPIRE', idx, ARGV[1])
+    end
   end
 end
-return #KEYS
+return n
 `)
 
 // groupAddScript: KEYS[1] group key; ARGV: score, channel, group TTL (ms).
@@ -261,16 +287,17 @@ return 1
 `)
 
 // groupMembersScript drops memberships older than the group expiry and,
-// when ARGV[2] is '1', members evicted by an expired-message marker; it
-// returns the rest as {channel, added score, ...}. KEYS[1] group key; ARGV:
-// group cutoff, check markers, marker prefix.
+// when ARGV[2] is '1', members evicted by an expired-message marker (found
+// in the marker index, KEYS[2]); it returns the rest as {channel, added
+// score, ...}. KEYS: group key, marker index; ARGV: group cutoff, check
+// markers.
 var groupMembersScript = newScript(`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-if ARGV[2] ~= '1' then return m end
+if ARGV[2] ~= '1' or redis.call('EXISTS', KEYS[2]) == 0 then return m end
 local out = {}
 for i = 1, #m, 2 do
-  local e = redis.call('GET', ARGV[3] .. m[i])
+  local e = redis.call('ZSCORE', KEYS[2], m[i])
   if e and tonumber(e) >= tonumber(m[i + 1]) then
     redis.call('ZREM', KEYS[1], m[i])
   else
@@ -282,10 +309,16 @@ return out
 `)
 
 // groupSendScript sends to a whole group in one call when the group and
-// every member channel live on the same host. Members sharing a Redis key
-// (process-specific channels of one process) get one message listing them
-// in "__asgi_channel__", as channels_redis 4 does, with one capacity check
-// for the key.
+// every member channel live on the same host (not in Cluster mode).
+// Members sharing a Redis key (process-specific channels of one process)
+// get one message listing them in "__asgi_channel__", as channels_redis 4
+// does, with one capacity check for the key.
+//
+// Redis does a constant amount of work per Redis key reached and almost
+// none per member: members are read without their scores, and evictions
+// are found in the marker index (see evictions), which is empty, or holds
+// a few channels, unless many messages expire unread. The member lists
+// are encoded by cmsgpack.
 //
 // KEYS[1] group key; ARGV: 1 score, 2 group cutoff, 3 message cutoff,
 // 4 key prefix, 5 marker prefix, 6 marker TTL, 7 key TTL, 8 map header,
@@ -298,7 +331,7 @@ MP, MTTL, KTTL = ARGV[5], ARGV[6], ARGV[7]
 local score, mcut, kp = ARGV[1], ARGV[3], ARGV[4]
 local head = ARGV[10] .. ARGV[8] .. '\176__asgi_channel__'
 local entries, defcap, pcap = ARGV[9], tonumber(ARGV[11]), tonumber(ARGV[12])
-local function msg_of(list) return head .. enc_array(list) .. entries end
+local function msg_of(list) return head .. cmsgpack.pack(list) .. entries end
 local function capacity(name, def)
   for i = 13, #ARGV, 2 do
     if string.find(name, ARGV[i]) then return tonumber(ARGV[i + 1]) end
@@ -306,37 +339,43 @@ local function capacity(name, def)
   return def
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local sent, skipped, evicted, expired = 0, 0, 0, 0
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local sent, skipped, expired = 0, 0, 0
 local order, buckets, names = {}, {}, {}
-for i = 1, #members, 2 do
-  local ch, added = members[i], members[i + 1]
+for i = 1, #members do
+  local ch = members[i]
   local nl = nonlocal(ch)
   local key = kp .. nl
-  if not names[key] then
+  local b = buckets[key]
+  if not b then
+    b = {}
+    buckets[key] = b
     names[key] = nl
+    order[#order + 1] = key
     expired = expired + trim(key, mcut, nl)
   end
-  local e = redis.call('GET', mkey(ch))
-  if e and tonumber(e) >= tonumber(added) then
-    redis.call('ZREM', KEYS[1], ch)
-    evicted = evicted + 1
-  else
-    local b = buckets[key]
-    if not b then
-      b = {}
-      buckets[key] = b
-      order[#order + 1] = key
+  b[#b + 1] = ch
+end
+local gone, evicted = evictions(KEYS[1], ARGV[2], #members)
+if evicted > 0 then
+  for ch in pairs(gone) do redis.call('ZREM', KEYS[1], ch) end
+  for _, key in ipairs(order) do
+    local b, kept = buckets[key], {}
+    for _, ch in ipairs(b) do
+      if not gone[ch] then kept[#kept + 1] = ch end
     end
-    b[#b + 1] = ch
+    buckets[key] = kept
   end
 end
 for _, key in ipairs(order) do
-  local nl = names[key]
-  local cap
-  if string.sub(nl, -1) == '!' then cap = capacity(nl, pcap) else cap = capacity(nl, defcap) end
-  local s, k = deliver(key, buckets[key], cap, score, msg_of)
-  sent, skipped = sent + s, skipped + k
+  local b = buckets[key]
+  if #b > 0 then
+    local nl = names[key]
+    local cap
+    if string.sub(nl, -1) == '!' then cap = capacity(nl, pcap) else cap = capacity(nl, defcap) end
+    local s, k = deliver(key, b, cap, score, msg_of)
+    sent, skipped = sent + s, skipped + k
+  end
 end
 return {sent, skipped, evicted, expired}
 `)
@@ -355,7 +394,9 @@ MP, MTTL, KTTL = ARGV[3], ARGV[4], ARGV[5]
 local score, mcut = ARGV[1], ARGV[2]
 local head = ARGV[8] .. ARGV[6] .. '\176__asgi_channel__'
 local entries = ARGV[7]
-local function msg_of(list) return head .. enc_array(list) .. entries end
+local function msg_of(list) return head .. cmsgpack.pack(list) .. entries end
+local useIdx = string.sub(MP, -1) ~= '{'
+local anyIdx = false
 local sent, skipped, expired = 0, 0, 0
 local out = {0, 0, 0}
 local a = 9
@@ -364,11 +405,17 @@ for k = 1, #KEYS do
   local cap, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
   if n > 0 then expired = expired + trim(key, mcut, nonlocal(ARGV[a])) end
+  if useIdx and not anyIdx then anyIdx = redis.call('EXISTS', MP) == 1 end
   local b = {}
   for i = 1, n do
     local ch, added = ARGV[a], ARGV[a + 1]
     a = a + 2
-    local e = redis.call('GET', mkey(ch))
+    local e
+    if anyIdx then
+      e = redis.call('ZSCORE', MP, ch)
+    elseif not useIdx then
+      e = redis.call('GET', mkey(ch))
+    end
     if e and tonumber(e) >= tonumber(added) then
       out[#out + 1] = ch
     else

@@ -32,16 +32,74 @@ type corkWriter struct {
 	timeout time.Duration // the most a write may go without progress; none when not positive
 	onStall func()        // called when a write fails on the deadline; may be nil
 
-	mu       sync.Mutex
-	corked   bool
-	buf      []byte
-	deadline int64 // Unix nanoseconds of the write deadline set on conn
+	mu        sync.Mutex
+	corked    bool
+	closeSent bool // a close frame went out: data frames are dropped
+	buf       []byte
+	deadline  int64 // Unix nanoseconds of the write deadline set on conn
 }
 
 // Write implements io.Writer for the library's buffered writer.
+//
+// Data frames of an open connection do not come this way (see writeData),
+// only the library's control frames (ping, pong, close), each in one call
+// (a control frame is at most 127 bytes, less than the library's buffer,
+// which it flushes after every frame), and the handshake's response before
+// them. A close frame is therefore recognised here.
 func (w *corkWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(p) >= 2 && p[0] == 0x88 && int(p[1]) == len(p)-2 {
+		w.closeSent = true
+	}
+	return w.writeLocked(p)
+}
+
+// writeFrame writes a whole frame built beforehand (a prepared broadcast),
+// unless a close frame went out before it.
+func (w *corkWriter) writeFrame(frame []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return errCloseSent
+	}
+	_, err := w.writeLocked(frame)
+	return err
+}
+
+// writeData writes a final, unmasked text or binary frame with payload,
+// header and payload in one write (or, corked, in the batch), unless a
+// close frame went out before it.
+func (w *corkWriter) writeData(binaryFrame bool, payload []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return errCloseSent
+	}
+	if n := maxFrameHeader + len(payload); n > corkLimit {
+		var hdr [maxFrameHeader]byte
+		if _, err := w.writeLocked(appendFrameHeader(hdr[:0], binaryFrame, len(payload))); err != nil {
+			return err
+		}
+		_, err := w.writeLocked(payload)
+		return err
+	}
+	if w.corked && len(w.buf)+maxFrameHeader+len(payload) <= corkLimit {
+		w.buf = appendFrame(w.buf, binaryFrame, payload)
+		return nil
+	}
+	bp := framePool.Get().(*[]byte)
+	b := appendFrame((*bp)[:0], binaryFrame, payload)
+	_, err := w.writeLocked(b)
+	if cap(b) <= 4<<10 {
+		*bp = b[:0]
+		framePool.Put(bp)
+	}
+	return err
+}
+
+// writeLocked writes p, into the corked batch when it fits. w.mu is held.
+func (w *corkWriter) writeLocked(p []byte) (int, error) {
 	if w.corked && len(w.buf)+len(p) <= corkLimit {
 		w.buf = append(w.buf, p...)
 		return len(p), nil

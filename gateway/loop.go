@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/fanout"
 )
 
 // endpoint is a live HTTP request or WebSocket connection that messages on
@@ -55,6 +56,17 @@ func (r *registry) get(name string) endpoint {
 	return e
 }
 
+// getAll appends the endpoint registered under each of names (nil for
+// those with none) to out.
+func (r *registry) getAll(names []string, out []endpoint) []endpoint {
+	r.mu.RLock()
+	for _, n := range names {
+		out = append(out, r.m[n])
+	}
+	r.mu.RUnlock()
+	return out
+}
+
 func (r *registry) all() []endpoint {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -91,9 +103,15 @@ func (r *registry) snapshot(ctx context.Context) ([]string, context.Context, con
 // ReceivePrefix call per message. Otherwise it falls back to Receive with
 // the list of every registered name, restarted whenever a name is added:
 // each call then costs O(open connections), which is what Daphne 1.0 paid.
+//
+// With a layer that implements fanout.Receiver, a group message for several
+// connections of this server comes once: it is parsed and its frame built
+// once, and that frame is queued on every member's socket (see broadcast).
 func (s *Server) receiveLoop(ctx context.Context) {
 	defer close(s.loopDone)
 	pr, prefix := s.Layer.(channels.PrefixReceiver)
+	mr, multi := s.Layer.(fanout.Receiver)
+	var eps []endpoint
 	if !prefix {
 		s.log.Info("the layer cannot receive by prefix; the reply loop lists every live channel on each receive (slower with many connections)", "layer", s.Layer)
 	}
@@ -104,7 +122,10 @@ func (s *Server) receiveLoop(ctx context.Context) {
 			msg  channels.Content
 			err  error
 		)
-		if prefix {
+		var names []string
+		if multi {
+			name, names, msg, err = mr.ReceivePrefixMulti(ctx, s.httpPfx, s.wsPfx)
+		} else if prefix {
 			name, msg, err = pr.ReceivePrefix(ctx, s.httpPfx, s.wsPfx)
 		} else {
 			var (
@@ -147,11 +168,35 @@ func (s *Server) receiveLoop(ctx context.Context) {
 		if msg == nil {
 			continue
 		}
+		if names != nil {
+			eps = s.reg.getAll(names, eps[:0])
+			s.broadcast(names, eps, msg)
+			clear(eps)
+			continue
+		}
 		if e := s.reg.get(name); e != nil {
 			e.deliver(msg)
 			continue
 		}
 		s.stats.droppedReplies.Add(1)
 		s.log.Debug("reply for an unknown or finished connection dropped", "channel", name)
+	}
+}
+
+// broadcast delivers msg, shared by the endpoints eps registered under
+// names (nil where none is), to each of them: WebSockets get one prepared
+// frame, parsed and built here once; other endpoints a copy each.
+func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content) {
+	p := prepare(msg)
+	for i, e := range eps {
+		switch e := e.(type) {
+		case nil:
+			s.stats.droppedReplies.Add(1)
+			s.log.Debug("reply for an unknown or finished connection dropped", "channel", names[i])
+		case *wsConn:
+			e.deliverPrepared(p)
+		default:
+			e.deliver(msg.Clone())
+		}
 	}
 }

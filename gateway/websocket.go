@@ -33,6 +33,7 @@ const (
 // or (msg == nil) a close decided by the server.
 type outItem struct {
 	msg    channels.Content
+	pre    *prepared // msg prepared once for every member of a group, or nil
 	code   int
 	reason string
 	grace  time.Duration // when positive, drop the connection if the close takes longer
@@ -74,6 +75,23 @@ type wsConn struct {
 func (c *wsConn) deliver(m channels.Content) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.enqueueLocked(outItem{msg: m})
+}
+
+// deliverPrepared queues a group message prepared once for all its members
+// on this server; an open socket is written its prepared frame.
+func (c *wsConn) deliverPrepared(p *prepared) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it := outItem{msg: p.msg}
+	if c.state == wsOpen && p.frame != nil && c.cork != nil {
+		it.pre = p
+	}
+	c.enqueueLocked(it)
+}
+
+// enqueueLocked queues a reply under the slow-client policy. c.mu is held.
+func (c *wsConn) enqueueLocked(it outItem) {
 	if c.state == wsClosed || c.closing {
 		c.s.stats.droppedReplies.Add(1)
 		c.s.log.Debug("reply for a closing WebSocket dropped", "channel", c.reply)
@@ -89,7 +107,7 @@ func (c *wsConn) deliver(m channels.Content) {
 		c.kickLocked()
 		return
 	}
-	c.queue = append(c.queue, outItem{msg: m})
+	c.queue = append(c.queue, it)
 	c.kickLocked()
 }
 
@@ -500,6 +518,10 @@ func (c *wsConn) drain() {
 				}
 				break // nothing is written after a close
 			}
+			if it.pre != nil {
+				c.writePrepared(it.pre)
+				continue // a plain frame does not close the socket
+			}
 			c.writeReply(it.msg, corked)
 			if c.isClosing() {
 				break // the reply closed the socket
@@ -581,28 +603,20 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 		return
 	}
 	if a.frame != nil {
-		typ := websocket.MessageText
-		if a.binary {
-			typ = websocket.MessageBinary
-		}
-		// The socket's write deadline bounds the write (see corkWriter);
-		// without access to the socket, a context does.
-		ctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if s.cfg.writeTimeout > 0 && c.cork == nil {
-			ctx, cancel = context.WithTimeout(ctx, s.cfg.writeTimeout)
-		}
-		err := c.ws.Write(ctx, typ, a.frame)
-		timedOut := ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)
-		cancel()
-		if err != nil {
-			if timedOut {
-				c.stalled()
-				c.abort()
+		if c.cork != nil {
+			// Written past the library, header and payload at once; the
+			// socket's write deadline bounds the write (see corkWriter).
+			if err := c.cork.writeData(a.binary, a.frame); err != nil {
+				if !errors.Is(err, errCloseSent) {
+					c.writeFailed(err)
+				}
+				return
 			}
+			s.stats.framesOut.Add(1)
+			c.lastData.Store(time.Now().UnixNano())
+		} else if err := c.writeFrameLibrary(a); err != nil {
 			return
 		}
-		s.stats.framesOut.Add(1)
-		c.lastData.Store(time.Now().UnixNano())
 	}
 	if a.close {
 		if !validAppCloseCode(a.code) {
@@ -620,6 +634,45 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 		}
 		c.closeWith(a.code, "")
 	}
+}
+
+// writeFrameLibrary writes a's frame through the WebSocket library, bounded
+// by the write timeout, for a connection without a corkWriter.
+func (c *wsConn) writeFrameLibrary(a reply) error {
+	s := c.s
+	typ := websocket.MessageText
+	if a.binary {
+		typ = websocket.MessageBinary
+	}
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if s.cfg.writeTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.writeTimeout)
+	}
+	err := c.ws.Write(ctx, typ, a.frame)
+	timedOut := ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)
+	cancel()
+	if err != nil {
+		if timedOut {
+			c.stalled()
+			c.abort()
+		}
+		return err
+	}
+	s.stats.framesOut.Add(1)
+	c.lastData.Store(time.Now().UnixNano())
+	return nil
+}
+
+// writePrepared writes a group message's prepared frame (see prepared).
+func (c *wsConn) writePrepared(p *prepared) {
+	if err := c.cork.writeFrame(p.frame); err != nil {
+		if !errors.Is(err, errCloseSent) {
+			c.writeFailed(err)
+		}
+		return
+	}
+	c.s.stats.framesOut.Add(1)
+	c.lastData.Store(time.Now().UnixNano())
 }
 
 // closeWith runs the closing handshake; it returns once the peer has

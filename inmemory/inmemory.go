@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/fanout"
 )
 
 // Defaults for Config's zero fields.
@@ -99,7 +100,15 @@ type entry struct {
 	sent    time.Time
 	expires time.Time
 	shared  bool // the same content is queued for other group members: copy on receive
+	// rec, for a group message, lists the members under this channel's
+	// process prefix that the same message was queued for: a multi
+	// receive takes it from all of them at once (see takeReady).
+	rec *groupRec
 }
+
+// groupRec is one group message sent to several channels of one process
+// prefix.
+type groupRec struct{ members []string }
 
 func (q *queue) len() int { return len(q.items) - q.head }
 
@@ -242,7 +251,7 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	}
 	now := l.now()
 	l.maybeSweep(now)
-	if !l.push(channel, nc, now, false) {
+	if !l.push(channel, nc, now, false, nil) {
 		l.stats.Full++
 		return fmt.Errorf("inmemory: send to %q: %w", channel, channels.ErrChannelFull)
 	}
@@ -250,7 +259,7 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 }
 
 // push queues c on channel unless it is full. l.mu is held.
-func (l *Layer) push(channel string, c channels.Content, now time.Time, shared bool) bool {
+func (l *Layer) push(channel string, c channels.Content, now time.Time, shared bool, rec *groupRec) bool {
 	q := l.queues[channel]
 	if q == nil {
 		q = &queue{windowStart: now}
@@ -261,7 +270,7 @@ func (l *Layer) push(channel string, c channels.Content, now time.Time, shared b
 	if q.len() >= l.capacity(channel) {
 		return false
 	}
-	q.push(entry{c: c, sent: now, expires: now.Add(l.expiry), shared: shared})
+	q.push(entry{c: c, sent: now, expires: now.Add(l.expiry), shared: shared, rec: rec})
 	q.lastSend = now
 	if el := now.Sub(q.windowStart); el >= 10*time.Second {
 		q.lastRate = float64(q.windowCount) / el.Seconds()
@@ -366,20 +375,30 @@ func (l *Layer) maybeSweep(now time.Time) {
 
 // take pops the next live message on channel. l.mu is held.
 func (l *Layer) take(channel string, now time.Time) (channels.Content, bool) {
-	q := l.queues[channel]
-	if q == nil {
+	e, ok := l.takeEntry(channel, now)
+	if !ok {
 		return nil, false
 	}
-	l.dropExpired(channel, q, now)
-	if q.len() == 0 {
-		return nil, false
-	}
-	e := q.pop()
-	l.stats.Received++
 	if e.shared {
 		return e.c.Clone(), true
 	}
 	return e.c, true
+}
+
+// takeEntry pops the next live entry on channel, its content not copied.
+// l.mu is held.
+func (l *Layer) takeEntry(channel string, now time.Time) (entry, bool) {
+	q := l.queues[channel]
+	if q == nil {
+		return entry{}, false
+	}
+	l.dropExpired(channel, q, now)
+	if q.len() == 0 {
+		return entry{}, false
+	}
+	e := q.pop()
+	l.stats.Received++
+	return e, true
 }
 
 func (l *Layer) checkNames(names []string) error {
@@ -414,7 +433,8 @@ func (l *Layer) Receive(ctx context.Context, names ...string) (string, channels.
 	if err := l.checkNames(names); err != nil {
 		return "", nil, err
 	}
-	return l.wait(ctx, names, false)
+	ch, _, c, err := l.wait(ctx, names, false, false)
+	return ch, c, err
 }
 
 // Poll implements channels.Poller.
@@ -444,39 +464,69 @@ func (l *Layer) ReceivePrefix(ctx context.Context, prefixes ...string) (string, 
 			return "", nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
 		}
 	}
-	return l.wait(ctx, prefixes, true)
+	ch, _, c, err := l.wait(ctx, prefixes, true, false)
+	return ch, c, err
+}
+
+// ReceivePrefixMulti implements fanout.Receiver: ReceivePrefix, except that
+// a group message at the head of several member channels under the
+// prefixes is taken from all of them at once and returned once, with their
+// names (in the order of the group send), uncopied and shared.
+//
+// Each member's channel still holds its own place for the message until
+// then: capacity, expiry and the order of each channel's messages are
+// those of ReceivePrefix. A member with older messages waiting gets the
+// group message later, on its own.
+func (l *Layer) ReceivePrefixMulti(ctx context.Context, prefixes ...string) (string, []string, channels.Content, error) {
+	if len(prefixes) == 0 {
+		return "", nil, nil, nil
+	}
+	for _, p := range prefixes {
+		if err := l.names.CheckPattern(p); err != nil || p[len(p)-1] != '!' {
+			return "", nil, nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
+		}
+	}
+	return l.wait(ctx, prefixes, true, true)
 }
 
 // tryPrefixes takes from the first prefix with a message, starting at a
 // rotating position. l.mu is held.
-func (l *Layer) tryPrefixes(prefixes []string, now time.Time) (string, channels.Content, bool) {
+func (l *Layer) tryPrefixes(prefixes []string, now time.Time, multi bool) (string, []string, channels.Content, bool) {
 	n := len(prefixes)
 	start := int(l.rot % uint32(n))
 	l.rot++
 	for i := range n {
-		if ch, c, ok := l.takeReady(prefixes[(start+i)%n], now); ok {
-			return ch, c, true
+		if ch, names, c, ok := l.takeReady(prefixes[(start+i)%n], now, multi); ok {
+			return ch, names, c, true
 		}
 	}
-	return "", nil, false
+	return "", nil, nil, false
 }
 
 // takeReady takes one message from the next channel under prefix that has
 // one, and moves that channel to the back of the list (round robin between
-// connections). l.mu is held.
-func (l *Layer) takeReady(prefix string, now time.Time) (string, channels.Content, bool) {
+// connections). With multi set, a group message is also taken from the
+// other members that have it at the head of their channel, and returned
+// once with the names of all (see ReceivePrefixMulti); those members stay
+// in the list, and are skipped once they come first with nothing waiting.
+// l.mu is held.
+func (l *Layer) takeReady(prefix string, now time.Time, multi bool) (string, []string, channels.Content, bool) {
 	rl := l.ready[prefix]
 	if rl == nil {
-		return "", nil, false
+		return "", nil, nil, false
 	}
 	for len(rl.names) > 0 {
 		name := rl.names[0]
 		rl.names[0] = ""
 		rl.names = rl.names[1:]
 		delete(rl.in, name)
-		c, ok := l.take(name, now)
+		e, ok := l.takeEntry(name, now)
 		if !ok {
 			continue // emptied by a direct Receive, or expired
+		}
+		var names []string
+		if multi && e.rec != nil && len(e.rec.members) > 1 {
+			names = l.takeRest(name, e.rec, now)
 		}
 		if q := l.queues[name]; q != nil && q.len() > 0 {
 			rl.in[name] = true
@@ -485,15 +535,49 @@ func (l *Layer) takeReady(prefix string, now time.Time) (string, channels.Conten
 		if len(rl.names) == 0 {
 			rl.names = nil // let the backing array go
 		}
-		return name, c, true
+		switch {
+		case names != nil:
+			return "", names, e.c, true
+		case e.shared:
+			return name, nil, e.c.Clone(), true
+		}
+		return name, nil, e.c, true
 	}
-	return "", nil, false
+	return "", nil, nil, false
+}
+
+// takeRest takes the group message rec from every member other than first
+// that has it at the head of its channel, and returns first and those
+// members, or nil when none had it there. l.mu is held.
+func (l *Layer) takeRest(first string, rec *groupRec, now time.Time) []string {
+	var names []string
+	for _, m := range rec.members {
+		if m == first {
+			continue
+		}
+		q := l.queues[m]
+		if q == nil {
+			continue
+		}
+		l.dropExpired(m, q, now)
+		if q.len() == 0 || q.items[q.head].rec != rec {
+			continue
+		}
+		q.pop()
+		l.stats.Received++
+		if names == nil {
+			names = make([]string, 0, len(rec.members))
+			names = append(names, first)
+		}
+		names = append(names, m)
+	}
+	return names
 }
 
 // wait takes the next message on one of keys (channel names, or process
 // prefixes when prefix is set), waiting for a send to one of them between
 // attempts. Nothing is taken once ctx is done.
-func (l *Layer) wait(ctx context.Context, keys []string, prefix bool) (string, channels.Content, error) {
+func (l *Layer) wait(ctx context.Context, keys []string, prefix, multi bool) (string, []string, channels.Content, error) {
 	var w *waiter
 	defer func() {
 		if w != nil {
@@ -508,25 +592,26 @@ func (l *Layer) wait(ctx context.Context, keys []string, prefix bool) (string, c
 	for {
 		if l.closed {
 			l.mu.Unlock()
-			return "", nil, channels.ErrLayerClosed
+			return "", nil, nil, channels.ErrLayerClosed
 		}
 		if err := ctx.Err(); err != nil {
 			l.mu.Unlock()
-			return "", nil, err
+			return "", nil, nil, err
 		}
 		var (
-			ch string
-			c  channels.Content
-			ok bool
+			ch    string
+			names []string
+			c     channels.Content
+			ok    bool
 		)
 		if prefix {
-			ch, c, ok = l.tryPrefixes(keys, l.now())
+			ch, names, c, ok = l.tryPrefixes(keys, l.now(), multi)
 		} else {
 			ch, c, ok = l.tryReceive(keys, l.now())
 		}
 		if ok {
 			l.mu.Unlock()
-			return ch, c, nil
+			return ch, names, c, nil
 		}
 		if w == nil {
 			w = waiterPool.Get().(*waiter)
@@ -667,6 +752,31 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	now := l.now()
 	l.maybeSweep(now)
 	members := l.members(group, now)
+	shared := len(members) > 1
+	// The members under one process prefix share a record of the
+	// message, through which a multi receive takes it for all of them.
+	var (
+		lastPrefix string
+		lastRec    *groupRec
+		recs       map[string]*groupRec
+	)
+	recFor := func(p string) *groupRec {
+		if p == lastPrefix && lastRec != nil {
+			return lastRec
+		}
+		if lastRec != nil && recs == nil {
+			recs = map[string]*groupRec{lastPrefix: lastRec}
+		}
+		r := recs[p]
+		if r == nil {
+			r = &groupRec{}
+			if recs != nil {
+				recs[p] = r
+			}
+		}
+		lastPrefix, lastRec = p, r
+		return r
+	}
 	for _, ch := range members {
 		if q := l.queues[ch]; q != nil {
 			// A member on which a message expired unread is evicted
@@ -676,8 +786,16 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 				continue
 			}
 		}
-		if !l.push(ch, nc, now, len(members) > 1) {
+		var rec *groupRec
+		if p := channels.ProcessPrefix(ch); p != "" && shared {
+			rec = recFor(p)
+		}
+		if !l.push(ch, nc, now, shared, rec) {
 			l.stats.GroupSkipped++
+			continue
+		}
+		if rec != nil {
+			rec.members = append(rec.members, ch)
 		}
 	}
 	return nil
@@ -773,4 +891,5 @@ var (
 	_ channels.Poller         = (*Layer)(nil)
 	_ channels.PrefixReceiver = (*Layer)(nil)
 	_ channels.StatsReporter  = (*Layer)(nil)
+	_ fanout.Receiver         = (*Layer)(nil)
 )

@@ -160,7 +160,7 @@ func (a *App) Run(ctx context.Context, args []string) error {
 	case "runworker":
 		return a.runworker(ctx, args)
 	case "gateway":
-		return runGateway(ctx, a.name()+" gateway", args, a.stdout(), a.stderr(), false)
+		return runGateway(ctx, a.name()+" gateway", args, a.stdout(), a.stderr(), false, a.Router)
 	case "rundelay":
 		return runDelay(ctx, a.name()+" rundelay", args, a.stderr())
 	case "runbinding":

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/gateway"
 	"github.com/gochannels/channels/js"
 	"github.com/gochannels/channels/metrics"
@@ -23,10 +24,14 @@ import (
 // daphne-like flags until ctx is done. Its positional argument, if any, is
 // the channel layer URL.
 func RunGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runGateway(ctx, "channels-gateway", args, stdout, stderr, true)
+	return runGateway(ctx, "channels-gateway", args, stdout, stderr, true, nil)
 }
 
-func runGateway(ctx context.Context, name string, args []string, stdout, stderr io.Writer, standalone bool) error {
+// runGateway runs the gateway command. router is the application's when
+// the workers run it (an App's gateway subcommand); nil for the standalone
+// gateway, whose workers it does not know (they get http.disconnect after
+// every request).
+func runGateway(ctx context.Context, name string, args []string, stdout, stderr io.Writer, standalone bool, router *channels.Router) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -150,6 +155,9 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 		AllowMissingOrigin: allowMissingOrigin,
 		Logger:             log,
 		AccessLog:          access,
+		// An App's workers run its router: they consume http.disconnect
+		// only where it routes it.
+		WantsHTTPDisconnect: wantsHTTPDisconnect(router),
 	}
 	var listeners []net.Listener
 	for _, e := range eps {

@@ -121,6 +121,9 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 		Subprotocols:       splitList(os.Getenv("CHANNELS_WS_PROTOCOLS")),
 		Logger:             log,
 		OnAction:           runserverActions(log),
+		// The workers run a.Router: they consume http.disconnect only
+		// where it routes it.
+		WantsHTTPDisconnect: wantsHTTPDisconnect(a.Router),
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 	if err != nil {

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -50,7 +48,7 @@ type DB struct {
 	pg       bool
 	sqlDB    *sql.DB // SQLite
 	ownSQL   bool
-	pool     *pgPool // PostgreSQL
+	pool     *sqldb.Pool // PostgreSQL
 	display  string
 	prefix   string
 	log      *slog.Logger
@@ -73,10 +71,10 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, err
 	}
 	switch {
-	case strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://"):
+	case sqldb.IsPostgres(cfg.URL):
 		db.pg = true
-		db.display = redact(cfg.URL)
-		db.pool, err = newPGPool(cfg.URL, 8)
+		db.display = sqldb.Redact(cfg.URL)
+		db.pool, err = sqldb.NewPool(cfg.URL, 8, ErrClosed)
 		if err != nil {
 			return nil, fmt.Errorf("binding: open %s: %w", db.display, err)
 		}
@@ -90,9 +88,7 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 			busy = 10 * time.Second
 		}
 		db.display = "sqlite:" + path
-		dsn := path + "?_txlock=immediate&_pragma=" + url.QueryEscape(fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds())) +
-			"&_pragma=journal_mode(WAL)&_pragma=" + url.QueryEscape("synchronous(NORMAL)")
-		sdb, err := sql.Open("sqlite", dsn)
+		sdb, err := sql.Open("sqlite", sqldb.SQLiteDSN(path, busy, "NORMAL"))
 		if err != nil {
 			return nil, fmt.Errorf("binding: open %s: %w", db.display, err)
 		}
@@ -126,7 +122,7 @@ func newDB(cfg Config) (*DB, error) {
 	if prefix == "" {
 		prefix = DefaultTablePrefix
 	}
-	if !validPrefix(prefix) {
+	if !sqldb.ValidPrefix(prefix) {
 		return nil, fmt.Errorf("binding: table prefix %q: use lower-case letters, digits and '_', starting with a letter or '_', at most 40 characters", prefix)
 	}
 	log := cfg.Logger
@@ -155,7 +151,8 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.mu.Unlock()
 	if db.pool != nil {
-		return db.pool.close()
+		db.pool.Close()
+		return nil
 	}
 	if db.ownSQL {
 		return db.sqlDB.Close()
@@ -201,16 +198,7 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	}
 	q = db.rebind(q)
 	if db.pg {
-		c, err := db.pool.acquire(ctx)
-		if err != nil {
-			return 0, err
-		}
-		defer db.pool.release(c)
-		tag, err := c.Exec(ctx, q, args...)
-		if err != nil {
-			return 0, err
-		}
-		return tag.RowsAffected(), nil
+		return db.pool.Exec(ctx, q, args...)
 	}
 	res, err := db.sqlDB.ExecContext(ctx, q, args...)
 	if err != nil {
@@ -227,12 +215,7 @@ func (db *DB) isClosed() bool {
 
 func (db *DB) ping(ctx context.Context) error {
 	if db.pg {
-		c, err := db.pool.acquire(ctx)
-		if err != nil {
-			return err
-		}
-		defer db.pool.release(c)
-		return c.Ping(ctx)
+		return db.pool.Ping(ctx)
 	}
 	return db.sqlDB.PingContext(ctx)
 }
@@ -242,90 +225,19 @@ func (db *DB) rebind(q string) string {
 	if !db.pg {
 		return q
 	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
-}
-
-func validPrefix(p string) bool {
-	if len(p) > 40 || p == "" {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		b := p[i]
-		switch {
-		case b >= 'a' && b <= 'z', b == '_':
-		case b >= '0' && b <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return sqldb.Rebind(q)
 }
 
 // sqlitePath turns a SQLite URL or path into a file path.
 func sqlitePath(u string) (string, error) {
-	p := u
-	for _, pre := range []string{"sqlite://", "sqlite3://", "sqlite:"} {
-		if strings.HasPrefix(p, pre) {
-			p = strings.TrimPrefix(p, pre)
-			break
-		}
-	}
+	p, memory, err := sqldb.SQLitePath(u)
 	switch {
-	case p == "":
-		return "", fmt.Errorf("binding: database URL %q names no file", u)
-	case p == ":memory:":
+	case err != nil:
+		return "", fmt.Errorf("binding: %w", err)
+	case memory:
 		return "", fmt.Errorf("binding: an in-memory SQLite database cannot be shared by the relay and the application; use a file")
-	case strings.ContainsAny(p, "?#") || strings.Contains(p, "://"):
-		return "", fmt.Errorf("binding: database URL %q: use postgres://..., sqlite:///path/to/file.db or a file path", u)
 	}
 	return p, nil
-}
-
-// redact hides the password of a URL for logs.
-func redact(u string) string {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return "postgres://(unparsable URL)"
-	}
-	return pu.Redacted()
-}
-
-// pgPool is a bounded pool of pgx connections. Connections that broke, or
-// that are returned inside a transaction, are closed instead of reused.
-type pgPool struct {
-	cfg   *pgx.ConnConfig
-	slots chan struct{}
-
-	mu     sync.Mutex
-	idle   []idleConn
-	closed bool
-}
-
-type idleConn struct {
-	c     *pgx.Conn
-	since time.Time
-}
-
-// pgIdleCheck is how long a connection may sit idle before it is pinged on
-// reuse (the server or a proxy may have closed it).
-const pgIdleCheck = 30 * time.Second
-
-func newPGPool(url string, size int) (*pgPool, error) {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return nil, err
-	}
-	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}, nil
 }
 
 // RelayApplicationName is the application_name of a relay's own
@@ -333,115 +245,20 @@ func newPGPool(url string, size int) (*pgPool, error) {
 // pg_stat_activity.
 const RelayApplicationName = "channels-binding-relay"
 
-// connect opens a connection outside the pool (a relay's own).
-func (p *pgPool) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg := p.cfg.Copy()
+// connectRelay opens a connection outside the pool, a relay's own.
+func (db *DB) connectRelay(ctx context.Context) (*pgx.Conn, error) {
+	cfg := db.pool.Config()
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = RelayApplicationName
 	}
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
-func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			<-p.slots
-			return nil, ErrClosed
-		}
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			break
-		}
-		ic := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if ic.c.IsClosed() {
-			continue
-		}
-		if time.Since(ic.since) > pgIdleCheck {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := ic.c.Ping(pctx)
-			cancel()
-			if err != nil {
-				closeConn(ic.c)
-				continue
-			}
-		}
-		return ic.c, nil
-	}
-	c, err := pgx.ConnectConfig(ctx, p.cfg.Copy())
-	if err != nil {
-		<-p.slots
-		return nil, err
-	}
-	return c, nil
-}
-
-func (p *pgPool) release(c *pgx.Conn) {
-	defer func() { <-p.slots }()
-	if c.IsClosed() || c.PgConn().TxStatus() != 'I' {
-		closeConn(c)
-		return
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		closeConn(c)
-		return
-	}
-	p.idle = append(p.idle, idleConn{c, time.Now()})
-	p.mu.Unlock()
-}
-
-func (p *pgPool) close() error {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle = nil
-	p.closed = true
-	p.mu.Unlock()
-	for _, ic := range idle {
-		closeConn(ic.c)
-	}
-	return nil
-}
-
-func closeConn(c *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = c.Close(ctx)
-}
-
 // queryRow runs a query returning one row, with '?' placeholders.
 func (db *DB) queryRow(ctx context.Context, q string, args ...any) scanner {
 	q = db.rebind(q)
 	if db.pg {
-		c, err := db.pool.acquire(ctx)
-		if err != nil {
-			return errScanner{err}
-		}
-		return pgRow{c.QueryRow(ctx, q, args...), func() { db.pool.release(c) }}
+		return db.pool.QueryRow(ctx, q, args...)
 	}
 	return db.sqlDB.QueryRowContext(ctx, q, args...)
 }
-
-type pgRow struct {
-	row  pgx.Row
-	done func()
-}
-
-func (r pgRow) Scan(dest ...any) error {
-	defer r.done()
-	return r.row.Scan(dest...)
-}
-
-type errScanner struct{ err error }
-
-func (e errScanner) Scan(...any) error { return e.err }

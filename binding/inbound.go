@@ -12,6 +12,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/generic"
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/gochannels/channels/session"
 )
 
@@ -259,7 +260,7 @@ func (b *Binding[T]) update(ctx context.Context, db *DB, pk any, data map[string
 		// Nothing this binding may write: the row is left as it is.
 		var one int
 		err := db.queryRow(ctx, "SELECT 1 FROM "+quote(b.Table)+where, pk).Scan(&one)
-		if isNoRows(err) {
+		if sqldb.IsNoRows(err) {
 			return refuse(ReasonNotFound, "no row with pk %v", pk)
 		}
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -486,7 +487,7 @@ type pgSource struct {
 func (s *pgSource) listen(ctx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		c, err := s.r.DB.pool.connect(ctx)
+		c, err := s.r.DB.connectRelay(ctx)
 		if err == nil {
 			_, err = c.Exec(ctx, "LISTEN "+pgx.Identifier{s.r.DB.notifyCh}.Sanitize())
 			if err == nil {
@@ -499,7 +500,7 @@ func (s *pgSource) listen(ctx context.Context) {
 					s.poke()
 				}
 			}
-			closeConn(c)
+			sqldb.CloseConn(c)
 		}
 		if ctx.Err() != nil {
 			return
@@ -536,7 +537,7 @@ ORDER BY o.id LIMIT $2 FOR UPDATE OF o`
 
 func (s *pgSource) round(ctx context.Context) (int, error) {
 	if s.conn == nil || s.conn.IsClosed() {
-		c, err := s.r.DB.pool.connect(ctx)
+		c, err := s.r.DB.connectRelay(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("binding: connect: %w", err)
 		}
@@ -544,7 +545,7 @@ func (s *pgSource) round(ctx context.Context) (int, error) {
 	}
 	n, err := s.claimAndSend(ctx)
 	if err != nil && s.conn.PgConn().TxStatus() != 'I' {
-		closeConn(s.conn)
+		sqldb.CloseConn(s.conn)
 		s.conn = nil
 	}
 	return n, err
@@ -611,7 +612,7 @@ func (s *pgSource) prune(ctx context.Context, before time.Time) (int64, error) {
 
 func (s *pgSource) close() {
 	if s.conn != nil {
-		closeConn(s.conn)
+		sqldb.CloseConn(s.conn)
 	}
 }
 

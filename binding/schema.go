@@ -3,11 +3,11 @@ package binding
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -187,7 +187,7 @@ func (db *DB) migrate(ctx context.Context, tx txn) error {
 	var version int
 	err := tx.queryRow(ctx, "SELECT version FROM "+p+"binding_schema").Scan(&version)
 	switch {
-	case isNoRows(err):
+	case sqldb.IsNoRows(err):
 		if err := tx.exec(ctx, db.rebind("INSERT INTO "+p+"binding_schema (version) VALUES (?)"), SchemaVersion); err != nil {
 			return fmt.Errorf("binding: schema version: %w", err)
 		}
@@ -310,7 +310,7 @@ func (db *DB) installTable(ctx context.Context, tx txn, table, pk string) error 
 	switch {
 	case err == nil && gotPK == pk && gotCols == colList && gotVersion == triggerVersion:
 		return nil // up to date
-	case err != nil && !isNoRows(err):
+	case err != nil && !sqldb.IsNoRows(err):
 		return err
 	}
 	for _, stmt := range db.dropTriggers(table) {
@@ -384,18 +384,10 @@ type txn interface {
 	queryRow(ctx context.Context, q string, args ...any) scanner
 }
 
-type rowsIter interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-	Close()
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func isNoRows(err error) bool {
-	return errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows)
-}
+type (
+	rowsIter = sqldb.Rows
+	scanner  = sqldb.Scanner
+)
 
 // inTx runs fn in a transaction (immediate on SQLite) and commits it when
 // fn returns nil.
@@ -404,11 +396,11 @@ func (db *DB) inTx(ctx context.Context, fn func(tx txn) error) error {
 		return ErrClosed
 	}
 	if db.pg {
-		c, err := db.pool.acquire(ctx)
+		c, err := db.pool.Acquire(ctx)
 		if err != nil {
 			return fmt.Errorf("binding: %w", err)
 		}
-		defer db.pool.release(c)
+		defer db.pool.Release(c)
 		return pgInTx(ctx, c, fn)
 	}
 	tx, err := db.sqlDB.BeginTx(ctx, nil)
@@ -452,16 +444,12 @@ func (t sqlTxn) query(ctx context.Context, q string, args ...any) (rowsIter, err
 	if err != nil {
 		return nil, err
 	}
-	return sqlRows{r}, nil
+	return sqldb.SQLRows{Rows: r}, nil
 }
 
 func (t sqlTxn) queryRow(ctx context.Context, q string, args ...any) scanner {
 	return t.tx.QueryRowContext(ctx, q, args...)
 }
-
-type sqlRows struct{ *sql.Rows }
-
-func (r sqlRows) Close() { _ = r.Rows.Close() }
 
 type pgTxn struct{ tx pgx.Tx }
 

@@ -3,11 +3,9 @@ package delay
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
-	"sync"
 	"time"
 
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -30,18 +28,10 @@ type dbTx interface {
 	rollback()
 }
 
-type dbRows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-	Close()
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func isNoRows(err error) bool {
-	return errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows)
-}
+type (
+	dbRows  = sqldb.Rows
+	scanner = sqldb.Scanner
+)
 
 // sqlDB adapts database/sql.
 type sqlDB struct{ db *sql.DB }
@@ -84,7 +74,7 @@ func (t sqlTx) query(ctx context.Context, q string, args ...any) (dbRows, error)
 	if err != nil {
 		return nil, err
 	}
-	return sqlRows{rows}, nil
+	return sqldb.SQLRows{Rows: rows}, nil
 }
 
 func (t sqlTx) queryRow(ctx context.Context, q string, args ...any) scanner {
@@ -94,162 +84,46 @@ func (t sqlTx) queryRow(ctx context.Context, q string, args ...any) scanner {
 func (t sqlTx) commit(context.Context) error { return t.tx.Commit() }
 func (t sqlTx) rollback()                    { _ = t.tx.Rollback() }
 
-type sqlRows struct{ *sql.Rows }
+// pgDB is a pool of pgx connections (see sqldb.Pool) as a database.
+type pgDB struct{ *sqldb.Pool }
 
-func (r sqlRows) Close() { _ = r.Rows.Close() }
-
-// pgPool is a bounded pool of pgx connections. Connections that broke, or
-// that are returned inside a transaction, are closed instead of reused.
-type pgPool struct {
-	cfg   *pgx.ConnConfig
-	slots chan struct{} // one per connection in use
-
-	mu     sync.Mutex
-	idle   []idleConn
-	closed bool
+func newPGDB(url string, size int) (pgDB, error) {
+	p, err := sqldb.NewPool(url, size, ErrStoreClosed)
+	return pgDB{p}, err
 }
 
-type idleConn struct {
-	c     *pgx.Conn
-	since time.Time
-}
-
-// pgIdleCheck is how long a connection may sit idle before it is pinged on
-// reuse (the server or a proxy may have closed it).
-const pgIdleCheck = 30 * time.Second
-
-func newPGPool(url string, size int) (*pgPool, error) {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return nil, err
-	}
-	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}, nil
-}
-
-func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			<-p.slots
-			return nil, ErrStoreClosed
-		}
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			break
-		}
-		ic := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if ic.c.IsClosed() {
-			continue
-		}
-		if time.Since(ic.since) > pgIdleCheck {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := ic.c.Ping(pctx)
-			cancel()
-			if err != nil {
-				closeConn(ic.c)
-				continue
-			}
-		}
-		return ic.c, nil
-	}
-	c, err := pgx.ConnectConfig(ctx, p.cfg)
-	if err != nil {
-		<-p.slots
-		return nil, err
-	}
-	return c, nil
-}
-
-func (p *pgPool) release(c *pgx.Conn) {
-	defer func() { <-p.slots }()
-	if c.IsClosed() || c.PgConn().TxStatus() != 'I' {
-		closeConn(c)
-		return
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		closeConn(c)
-		return
-	}
-	p.idle = append(p.idle, idleConn{c, time.Now()})
-	p.mu.Unlock()
-}
-
-func closeConn(c *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = c.Close(ctx)
-}
-
-func (p *pgPool) begin(ctx context.Context) (dbTx, error) {
-	c, err := p.acquire(ctx)
+func (p pgDB) begin(ctx context.Context) (dbTx, error) {
+	c, err := p.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	tx, err := c.Begin(ctx)
 	if err != nil {
-		p.release(c)
+		p.Release(c)
 		return nil, err
 	}
-	return &pgTx{tx: tx, c: c, p: p}, nil
+	return &pgTx{tx: tx, c: c, p: p.Pool}, nil
 }
 
-func (p *pgPool) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	c, err := p.acquire(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer p.release(c)
-	tag, err := c.Exec(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
+func (p pgDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return p.Exec(ctx, q, args...)
 }
 
-func (p *pgPool) queryRow(ctx context.Context, q string, args ...any) scanner {
-	c, err := p.acquire(ctx)
-	if err != nil {
-		return errScanner{err}
-	}
-	return &pgRow{row: c.QueryRow(ctx, q, args...), done: func() { p.release(c) }}
+func (p pgDB) queryRow(ctx context.Context, q string, args ...any) scanner {
+	return p.QueryRow(ctx, q, args...)
 }
 
-func (p *pgPool) ping(ctx context.Context) error {
-	c, err := p.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer p.release(c)
-	return c.Ping(ctx)
-}
+func (p pgDB) ping(ctx context.Context) error { return p.Ping(ctx) }
 
-func (p *pgPool) close() error {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle = nil
-	p.closed = true
-	p.mu.Unlock()
-	for _, ic := range idle {
-		closeConn(ic.c)
-	}
+func (p pgDB) close() error {
+	p.Close()
 	return nil
 }
 
 type pgTx struct {
 	tx   pgx.Tx
 	c    *pgx.Conn
-	p    *pgPool
+	p    *sqldb.Pool
 	done bool
 }
 
@@ -288,20 +162,6 @@ func (t *pgTx) rollback() {
 func (t *pgTx) finish() {
 	if !t.done {
 		t.done = true
-		t.p.release(t.c)
+		t.p.Release(t.c)
 	}
 }
-
-type pgRow struct {
-	row  pgx.Row
-	done func()
-}
-
-func (r *pgRow) Scan(dest ...any) error {
-	defer r.done()
-	return r.row.Scan(dest...)
-}
-
-type errScanner struct{ err error }
-
-func (e errScanner) Scan(...any) error { return fmt.Errorf("%w", e.err) }

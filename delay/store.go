@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/gochannels/channels/internal/wire"
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -104,7 +104,7 @@ type DueFunc func(ctx context.Context, due []Record) (retryAt []time.Time)
 // message to only one of them at a time.
 type Store struct {
 	db       database
-	pgPool   *pgPool
+	pgDB     pgDB
 	pg       bool
 	display  string
 	table    string
@@ -136,7 +136,7 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if prefix == "" {
 		prefix = DefaultTablePrefix
 	}
-	if !validPrefix(prefix) {
+	if !sqldb.ValidPrefix(prefix) {
 		return nil, fmt.Errorf("delay: table prefix %q: use lower-case letters, digits and '_', starting with a letter or '_', at most 40 characters", prefix)
 	}
 	log := cfg.Logger
@@ -151,18 +151,18 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	}
 	var err error
 	switch {
-	case strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://"):
+	case sqldb.IsPostgres(cfg.URL):
 		s.pg = true
-		s.display = redact(cfg.URL)
-		s.pgPool, err = newPGPool(cfg.URL, 8)
+		s.display = sqldb.Redact(cfg.URL)
+		s.pgDB, err = newPGDB(cfg.URL, 8)
 		if err != nil {
 			return nil, fmt.Errorf("delay: open %s: %w", s.display, err)
 		}
-		s.db = s.pgPool
+		s.db = s.pgDB
 	default:
-		path, memory, perr := sqlitePath(cfg.URL)
+		path, memory, perr := sqldb.SQLitePath(cfg.URL)
 		if perr != nil {
-			return nil, perr
+			return nil, fmt.Errorf("delay: %w", perr)
 		}
 		sync := strings.ToUpper(cfg.SQLiteSynchronous)
 		switch sync {
@@ -184,9 +184,7 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 			path = ":memory:"
 			s.display = "sqlite::memory:"
 		}
-		dsn := path + "?_txlock=immediate&_pragma=" + url.QueryEscape(fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds())) +
-			"&_pragma=journal_mode(WAL)&_pragma=" + url.QueryEscape("synchronous("+sync+")")
-		db, err := sql.Open("sqlite", dsn)
+		db, err := sql.Open("sqlite", sqldb.SQLiteDSN(path, busy, sync))
 		if err != nil {
 			return nil, fmt.Errorf("delay: open %s: %w", s.display, err)
 		}
@@ -216,54 +214,6 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	return s, nil
 }
 
-func validPrefix(p string) bool {
-	if len(p) > 40 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		b := p[i]
-		switch {
-		case b >= 'a' && b <= 'z', b == '_':
-		case b >= '0' && b <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// sqlitePath turns a SQLite URL or path into a file path.
-func sqlitePath(u string) (path string, memory bool, err error) {
-	p := u
-	switch {
-	case strings.HasPrefix(p, "sqlite://"):
-		p = strings.TrimPrefix(p, "sqlite://")
-	case strings.HasPrefix(p, "sqlite3://"):
-		p = strings.TrimPrefix(p, "sqlite3://")
-	case strings.HasPrefix(p, "sqlite:"):
-		p = strings.TrimPrefix(p, "sqlite:")
-	}
-	if p == ":memory:" {
-		return "", true, nil
-	}
-	if p == "" {
-		return "", false, fmt.Errorf("delay: database URL %q names no file", u)
-	}
-	if strings.ContainsAny(p, "?#") || strings.Contains(p, "://") {
-		return "", false, fmt.Errorf("delay: database URL %q: use postgres://..., sqlite:///path/to/file.db or a file path", u)
-	}
-	return p, false, nil
-}
-
-// redact hides the password of a URL for logs.
-func redact(u string) string {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return "postgres://(unparsable URL)"
-	}
-	return pu.Redacted()
-}
-
 // String returns the database URL without its password and the table name.
 func (s *Store) String() string { return s.display + " table " + s.table }
 
@@ -272,17 +222,7 @@ func (s *Store) rebind(q string) string {
 	if !s.pg {
 		return q
 	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
+	return sqldb.Rebind(q)
 }
 
 func (s *Store) prepareQueries() {
@@ -347,7 +287,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	var version int
 	err = tx.queryRow(ctx, "SELECT version FROM "+s.schema+" WHERE id = 1").Scan(&version)
-	if err != nil && !isNoRows(err) {
+	if err != nil && !sqldb.IsNoRows(err) {
 		return fmt.Errorf("delay: migrate %s: read schema version: %w", s, err)
 	}
 	if version > len(steps) {
@@ -654,7 +594,7 @@ func (s *Store) listen(ctx context.Context, wake func(due time.Time)) {
 }
 
 func (s *Store) listenOnce(ctx context.Context, wake func(time.Time)) error {
-	conn, err := pgx.ConnectConfig(ctx, s.pgPool.cfg.Copy())
+	conn, err := pgx.ConnectConfig(ctx, s.pgDB.Config())
 	if err != nil {
 		return err
 	}

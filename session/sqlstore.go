@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -222,7 +223,7 @@ func (s *SQLiteStore) Delete(key string) error { return s.DeleteCtx(context.Back
 // small pool of connections (SQLConfig.MaxConns). It is safe for concurrent
 // use, also by several processes; its methods block on the database.
 type PostgresStore struct {
-	pool  *pgPool
+	pool  *sqldb.Pool
 	table string
 	cl    cleaner
 }
@@ -235,15 +236,15 @@ func OpenPostgres(ctx context.Context, url string, cfg SQLConfig) (*PostgresStor
 	if err != nil {
 		return nil, err
 	}
-	pcfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("session: postgres url: %w", err)
-	}
 	max := cfg.MaxConns
 	if max <= 0 {
 		max = 4
 	}
-	s := &PostgresStore{pool: &pgPool{cfg: pcfg, sem: make(chan struct{}, max)}, table: t}
+	pool, err := sqldb.NewPool(url, max, errPoolClosed)
+	if err != nil {
+		return nil, fmt.Errorf("session: postgres url: %w", err)
+	}
+	s := &PostgresStore{pool: pool, table: t}
 	err = s.exec(ctx, func(c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t+` (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL)`); err != nil {
 			return err
@@ -252,7 +253,7 @@ func OpenPostgres(ctx context.Context, url string, cfg SQLConfig) (*PostgresStor
 		return err
 	})
 	if err != nil {
-		s.pool.close()
+		s.pool.Close()
 		return nil, fmt.Errorf("session: create table %s: %w", t, err)
 	}
 	s.cl.start(cfg, "postgres", s.DeleteExpired)
@@ -260,12 +261,19 @@ func OpenPostgres(ctx context.Context, url string, cfg SQLConfig) (*PostgresStor
 }
 
 func (s *PostgresStore) exec(ctx context.Context, fn func(*pgx.Conn) error) error {
-	c, err := s.pool.acquire(ctx)
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	err = fn(c)
-	s.pool.release(c, err)
+	// A connection whose error is not an SQL error or no rows may be
+	// broken: it is closed rather than reused.
+	var pgErr *pgconn.PgError
+	if err != nil && !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrNoRows) {
+		s.pool.Discard(c)
+	} else {
+		s.pool.Release(c)
+	}
 	return err
 }
 
@@ -345,7 +353,7 @@ func (s *PostgresStore) DeleteExpired(ctx context.Context) (int64, error) {
 // Close stops the cleanup goroutine and closes the connections.
 func (s *PostgresStore) Close() error {
 	s.cl.close()
-	s.pool.close()
+	s.pool.Close()
 	return nil
 }
 
@@ -362,74 +370,4 @@ func (s *PostgresStore) Commit(key string, b []byte, expiry time.Time) error {
 // Delete implements scs.Store.
 func (s *PostgresStore) Delete(key string) error { return s.DeleteCtx(context.Background(), key) }
 
-// pgPool is a bounded pool of pgx connections.
-type pgPool struct {
-	cfg *pgx.ConnConfig
-	sem chan struct{} // one token per connection in use
-
-	mu     sync.Mutex
-	idle   []*pgx.Conn
-	closed bool
-}
-
 var errPoolClosed = errors.New("session: postgres store closed")
-
-func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
-	select {
-	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		<-p.sem
-		return nil, errPoolClosed
-	}
-	for len(p.idle) > 0 {
-		c := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		if !c.IsClosed() {
-			p.mu.Unlock()
-			return c, nil
-		}
-	}
-	p.mu.Unlock()
-	c, err := pgx.ConnectConfig(ctx, p.cfg)
-	if err != nil {
-		<-p.sem
-		return nil, err
-	}
-	return c, nil
-}
-
-// release returns c to the pool, or closes it when err says the connection
-// itself failed (anything but an SQL error or no rows).
-func (p *pgPool) release(c *pgx.Conn, err error) {
-	defer func() { <-p.sem }()
-	var pgErr *pgconn.PgError
-	broken := c.IsClosed() || (err != nil && !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrNoRows))
-	p.mu.Lock()
-	if broken || p.closed {
-		p.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.Close(ctx)
-		cancel()
-		return
-	}
-	p.idle = append(p.idle, c)
-	p.mu.Unlock()
-}
-
-func (p *pgPool) close() {
-	p.mu.Lock()
-	p.closed = true
-	idle := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	for _, c := range idle {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.Close(ctx)
-		cancel()
-	}
-}

@@ -481,7 +481,8 @@ func (c *wsConn) finish(code int) {
 // drain writes the queued replies; it exits when the queue is empty.
 func (c *wsConn) drain() {
 	defer c.s.wg.Done()
-	var batch []outItem
+	var small [4]outItem // a batch of a few frames needs no allocation
+	batch := small[:0]
 	for {
 		c.mu.Lock()
 		if c.state != wsOpen || len(c.queue) == 0 {
@@ -492,8 +493,12 @@ func (c *wsConn) drain() {
 		n := min(len(c.queue), maxWriteBatch)
 		batch = append(batch[:0], c.queue[:n]...)
 		clear(c.queue[:n])
-		c.queue = c.queue[n:]
-		if len(c.queue) == 0 {
+		switch {
+		case n < len(c.queue):
+			c.queue = c.queue[n:]
+		case cap(c.queue) <= keepQueueCap:
+			c.queue = c.queue[:0] // reused by the next reply
+		default:
 			c.queue = nil // let the backing array go while the socket idles
 		}
 		c.mu.Unlock()
@@ -541,6 +546,9 @@ func (c *wsConn) isClosing() bool {
 	defer c.mu.Unlock()
 	return c.closing
 }
+
+// keepQueueCap is the largest outbound queue array an idle socket keeps.
+const keepQueueCap = 2
 
 // maxWriteBatch is the most queued frames written with one system call.
 const maxWriteBatch = 64

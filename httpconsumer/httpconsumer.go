@@ -402,9 +402,12 @@ func plainResponse(status int, body string) channels.Content {
 	}
 }
 
-// send sends one response message at once (channels.Immediately), retrying
-// every RetryInterval while the reply channel is full, for at most
-// SendTimeout.
+// send sends one response message at once (as with channels.Immediately),
+// retrying every RetryInterval while the reply channel is full, for at most
+// SendTimeout. The layer takes content over without copying it (see
+// channels.OwnedSender): content must be in normal form (int64, []byte,
+// []any, ...), and neither it nor anything it holds may be changed or
+// reused once sent.
 func (c *Consumer) send(ctx context.Context, m *channels.Message, content channels.Content) error {
 	timeout := c.sendTimeout()
 	var deadline time.Time
@@ -413,7 +416,12 @@ func (c *Consumer) send(ctx context.Context, m *channels.Message, content channe
 	}
 	var t *time.Timer
 	for {
-		err := m.Reply(ctx, content, channels.Immediately)
+		var err error
+		if m.Layer != nil && m.ReplyChannel != "" {
+			err = channels.SendOwned(ctx, m.Layer, m.ReplyChannel, content)
+		} else {
+			err = m.Reply(ctx, content, channels.Immediately)
+		}
 		if err == nil {
 			return nil
 		}

@@ -265,7 +265,13 @@ func (w *responseWriter) sendBuffered(more bool) error {
 			w.done = true
 		}
 	}
-	w.buf = w.buf[:0]
+	// The sent message owns the buffer (Consumer.send): the next piece
+	// gets a new one.
+	if more {
+		w.buf = make([]byte, 0, cap(w.buf))
+	} else {
+		w.buf = nil
+	}
 	if err != nil {
 		w.err = err
 	}
@@ -309,23 +315,31 @@ func encodeHeaders(h http.Header) []any {
 	names = append(names, "Set-Cookie")
 	n += len(h["Set-Cookie"])
 
-	// One allocation each for the list, the pairs and the bytes: the layer
-	// copies the message on Send, so they need not outlive it.
+	// One allocation each for the list, the pairs and the bytes, and the
+	// names of common headers shared (see responseNames). The message is
+	// the layer's once sent (Consumer.send): nothing here is reused.
 	size := 0
 	for _, name := range names {
+		_, common := responseNames[name]
 		for _, v := range h[name] {
-			size += len(name) + len(v)
+			size += len(v)
+			if !common {
+				size += len(name)
+			}
 		}
 	}
 	out := make([]any, 0, n)
 	pairs := make([]any, 2*n)
 	buf := make([]byte, 0, size)
 	for _, name := range names {
+		nameBytes, common := responseNames[name]
 		for _, v := range h[name] {
+			if !common {
+				start := len(buf)
+				buf = append(buf, name...)
+				nameBytes = buf[start:len(buf):len(buf)]
+			}
 			start := len(buf)
-			buf = append(buf, name...)
-			nameBytes := buf[start:len(buf):len(buf)]
-			start = len(buf)
 			buf = appendValue(buf, v)
 			pair := pairs[:2:2]
 			pairs = pairs[2:]
@@ -335,6 +349,23 @@ func encodeHeaders(h http.Header) []any {
 	}
 	return out
 }
+
+// responseNames are the names of common response headers, in the
+// canonical form of an http.Header key, as the []byte values the Response
+// message carries, boxed once and shared by every message: the interface
+// server reads them and must not modify them.
+var responseNames = func() map[string]any {
+	m := make(map[string]any)
+	for _, k := range []string{
+		"Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+		"Content-Security-Policy", "Content-Type", "Date", "Etag", "Expires", "Last-Modified", "Location",
+		"Referrer-Policy", "Set-Cookie", "Strict-Transport-Security", "Vary", "X-Content-Type-Options",
+		"X-Frame-Options",
+	} {
+		m[k] = []byte(k)
+	}
+	return m
+}()
 
 // appendValue appends a header value as it is sent: trimmed, line breaks
 // turned into spaces, encoded as Latin-1 when every character fits and as

@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/fanout"
 )
+
+var _ fanout.Receiver = (*Layer)(nil)
 
 // Process-specific channels ("name!suffix") of one process share one Redis
 // key, the process prefix ("name!"), as in channels_redis. This process
@@ -67,7 +70,15 @@ type lentry struct {
 	c      channels.Content
 	score  float64
 	shared bool // the same content is queued for other channels: copy on take
+	// grp, for a message listing several channels of this process, is
+	// shared by their entries: a multi receive takes it from all of them
+	// at once (see takePrefixes).
+	grp *lgroup
 }
+
+// lgroup is one popped message addressed to several channels of the
+// process.
+type lgroup struct{ chans []string }
 
 func (q *lqueue) len() int { return len(q.items) - q.head }
 
@@ -261,9 +272,21 @@ func (s *localState) push(l *Layer, channel string, e lentry) bool {
 
 // take pops the next live message of channel.
 func (s *localState) take(l *Layer, channel string, now time.Time) (channels.Content, bool) {
+	e, ok := s.takeEntry(l, channel, now)
+	if !ok {
+		return nil, false
+	}
+	if e.shared {
+		return e.c.Clone(), true
+	}
+	return e.c, true
+}
+
+// takeEntry pops the next live entry of channel, its content not copied.
+func (s *localState) takeEntry(l *Layer, channel string, now time.Time) (lentry, bool) {
 	ps := s.prefixes[nonLocal(channel)]
 	if ps == nil {
-		return nil, false
+		return lentry{}, false
 	}
 	q := ps.queues[channel]
 	for q != nil && q.len() > 0 {
@@ -278,12 +301,9 @@ func (s *localState) take(l *Layer, channel string, now time.Time) (channels.Con
 			continue
 		}
 		l.st.received.Add(1)
-		if e.shared {
-			return e.c.Clone(), true
-		}
-		return e.c, true
+		return e, true
 	}
-	return nil, false
+	return lentry{}, false
 }
 
 // taken accounts for a message leaving ps's buffer.
@@ -316,6 +336,15 @@ func (s *localState) takeNames(l *Layer, names []string) (string, channels.Conte
 // takePrefixes takes a message from any channel under the prefixes, round
 // robin between the channels of a prefix.
 func (s *localState) takePrefixes(l *Layer, prefixes []string) (string, channels.Content, bool) {
+	ch, _, c, ok := s.takePrefixesMulti(l, prefixes, false)
+	return ch, c, ok
+}
+
+// takePrefixesMulti is takePrefixes; with multi set, a message for several
+// channels of the process is also taken from the others that have it
+// first in their queue, and returned once with all their names (see
+// ReceivePrefixMulti).
+func (s *localState) takePrefixesMulti(l *Layer, prefixes []string, multi bool) (string, []string, channels.Content, bool) {
 	now := time.Now()
 	n := len(prefixes)
 	s.rot++
@@ -329,7 +358,11 @@ func (s *localState) takePrefixes(l *Layer, prefixes []string) (string, channels
 			ps.ready[0] = ""
 			ps.ready = ps.ready[1:]
 			delete(ps.inReady, name)
-			c, ok := s.take(l, name, now)
+			e, ok := s.takeEntry(l, name, now)
+			var names []string
+			if ok && multi && e.grp != nil {
+				names = s.takeRest(l, ps, name, e.grp)
+			}
 			if q := ps.queues[name]; q != nil && q.len() > 0 {
 				ps.inReady[name] = true
 				ps.ready = append(ps.ready, name)
@@ -337,12 +370,47 @@ func (s *localState) takePrefixes(l *Layer, prefixes []string) (string, channels
 			if len(ps.ready) == 0 {
 				ps.ready = nil
 			}
-			if ok {
-				return name, c, true
+			switch {
+			case !ok:
+			case names != nil:
+				return "", names, e.c, true
+			case e.shared:
+				return name, nil, e.c.Clone(), true
+			default:
+				return name, nil, e.c, true
 			}
 		}
 	}
-	return "", nil, false
+	return "", nil, nil, false
+}
+
+// takeRest takes the message grp from every other channel of ps that has
+// it first in its queue, and returns first and those channels, or nil when
+// none had it there. The entries of one message share its score, so they
+// are all live when the first one was.
+func (s *localState) takeRest(l *Layer, ps *procState, first string, grp *lgroup) []string {
+	var names []string
+	for _, ch := range grp.chans {
+		if ch == first {
+			continue
+		}
+		q := ps.queues[ch]
+		if q == nil || q.len() == 0 || q.items[q.head].grp != grp {
+			continue
+		}
+		q.pop()
+		s.taken(l, ps)
+		if q.len() == 0 {
+			delete(ps.queues, ch)
+		}
+		l.st.received.Add(1)
+		if names == nil {
+			names = make([]string, 0, len(grp.chans))
+			names = append(names, first)
+		}
+		names = append(names, ch)
+	}
+	return names
 }
 
 // distribute sorts popped messages into the buffers.
@@ -374,8 +442,12 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 			continue
 		}
 		shared := len(d.chans) > 1
+		var grp *lgroup
+		if shared {
+			grp = &lgroup{chans: d.chans}
+		}
 		for _, ch := range d.chans {
-			if err := l.s.names.CheckChannel(ch); err != nil || !s.push(l, ch, lentry{c: d.c, score: p.score, shared: shared}) {
+			if err := l.s.names.CheckChannel(ch); err != nil || !s.push(l, ch, lentry{c: d.c, score: p.score, shared: shared, grp: grp}) {
 				l.st.undeliverable.Add(1)
 				l.s.log.Error("dropped a message for an invalid process-specific channel name", "channel", ch, "key", p.key)
 			}
@@ -672,10 +744,23 @@ func (l *Layer) loopConns(sh *shard, ts []target, conns []*bconn) ([]*bconn, err
 // receiveLocal waits for a message on process-specific channels: the named
 // ones, or with prefixes any channel under them.
 func (l *Layer) receiveLocal(ctx context.Context, names, prefixes []string) (string, channels.Content, error) {
-	take := func() (string, channels.Content, bool) { return l.local.takeNames(l, names) }
+	ch, _, c, err := l.receiveLocalMulti(ctx, names, prefixes, false)
+	return ch, c, err
+}
+
+// receiveLocalMulti is receiveLocal; with multi set, a message for several
+// channels under the prefixes may come once for all (see
+// ReceivePrefixMulti).
+func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string, multi bool) (string, []string, channels.Content, error) {
+	take := func() (string, []string, channels.Content, bool) {
+		ch, c, ok := l.local.takeNames(l, names)
+		return ch, nil, c, ok
+	}
 	chans, set := names, namesSet(names)
 	if prefixes != nil {
-		take = func() (string, channels.Content, bool) { return l.local.takePrefixes(l, prefixes) }
+		take = func() (string, []string, channels.Content, bool) {
+			return l.local.takePrefixesMulti(l, prefixes, multi)
+		}
 		chans, set = prefixes, nil
 	}
 	l.mu.Lock()
@@ -688,18 +773,18 @@ func (l *Layer) receiveLocal(ctx context.Context, names, prefixes []string) (str
 	}()
 	for {
 		if l.local.closed {
-			return "", nil, channels.ErrLayerClosed
+			return "", nil, nil, channels.ErrLayerClosed
 		}
 		if err := ctx.Err(); err != nil {
-			return "", nil, err
+			return "", nil, nil, err
 		}
-		if ch, c, ok := take(); ok {
-			return ch, c, nil
+		if ch, group, c, ok := take(); ok {
+			return ch, group, c, nil
 		}
 		if w == nil {
 			w = l.local.register(l, chans, set)
 		} else if w.err != nil {
-			return "", nil, w.err
+			return "", nil, nil, w.err
 		}
 		w.fired = false
 		l.mu.Unlock()
@@ -789,4 +874,24 @@ func (l *Layer) ReceivePrefix(ctx context.Context, prefixes ...string) (string, 
 		return "", nil, channels.ErrLayerClosed
 	}
 	return l.receiveLocal(ctx, nil, prefixes)
+}
+
+// ReceivePrefixMulti implements fanout.Receiver: ReceivePrefix, except that
+// a group message for several channels of this process (one message in
+// Redis listing them, see Groups) comes once, with their names, uncopied
+// and shared, when it is the next message of each of those channels here;
+// a channel with older messages waiting gets it later, on its own.
+func (l *Layer) ReceivePrefixMulti(ctx context.Context, prefixes ...string) (string, []string, channels.Content, error) {
+	if len(prefixes) == 0 {
+		return "", nil, nil, nil
+	}
+	for _, p := range prefixes {
+		if err := l.s.names.CheckPattern(p); err != nil || p[len(p)-1] != '!' {
+			return "", nil, nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
+		}
+	}
+	if l.closed() {
+		return "", nil, nil, channels.ErrLayerClosed
+	}
+	return l.receiveLocalMulti(ctx, nil, prefixes, true)
 }

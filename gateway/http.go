@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,8 @@ type httpExchange struct {
 	deadline time.Time // zero when HTTPTimeout is off
 	reply    string
 	mail     *httpReq
+	mailbox  httpReq     // what mail points to
+	body     chunkReader // the request body, cut into messages
 
 	started  bool // status line sent
 	answered bool // the application completed its response
@@ -127,7 +130,8 @@ func (x *httpExchange) run() {
 	if !x.deadline.IsZero() {
 		_ = x.rc.SetReadDeadline(x.deadline)
 	}
-	body := &chunkReader{r: r.Body, hint: int(min(max(r.ContentLength, 512), InlineBodySize))}
+	x.body = chunkReader{r: r.Body, hint: int(min(max(r.ContentLength, 512), InlineBodySize))}
+	body := &x.body
 	if r.ContentLength == 0 {
 		body.hint = 0
 	}
@@ -155,7 +159,8 @@ func (x *httpExchange) run() {
 		return
 	}
 	x.reply = reply
-	x.mail = &httpReq{limit: s.cfg.outbound, notify: make(chan struct{}, 1)}
+	x.mailbox = httpReq{limit: s.cfg.outbound, notify: make(chan struct{}, 1)}
+	x.mail = &x.mailbox
 	s.reg.add(reply, x.mail)
 	defer func() {
 		s.reg.remove(reply)
@@ -176,9 +181,9 @@ func (x *httpExchange) run() {
 	}
 	msg := channels.Content{
 		"reply_channel": reply,
-		"http_version":  httpVersion(r),
-		"method":        r.Method,
-		"scheme":        x.ri.scheme,
+		"http_version":  boxedVersion(r),
+		"method":        boxedMethod(r.Method),
+		"scheme":        boxedScheme(x.ri.scheme),
 		"path":          x.ri.path,
 		"query_string":  x.ri.query,
 		"root_path":     x.ri.rootPath,
@@ -321,8 +326,8 @@ func (x *httpExchange) timeoutC() <-chan time.Time {
 func (x *httpExchange) relay() {
 	var timeout <-chan time.Time
 	if !x.deadline.IsZero() {
-		t := time.NewTimer(time.Until(x.deadline))
-		defer t.Stop()
+		t := getTimer(time.Until(x.deadline))
+		defer putTimer(t)
 		timeout = t.C
 	}
 	for {
@@ -399,7 +404,10 @@ func (x *httpExchange) apply(m channels.Content) bool {
 					s.log.Error("invalid response header ignored", "path", x.ri.path, "header", p)
 					continue
 				}
-				k := textproto.CanonicalMIMEHeaderKey(name)
+				k, ok := canonicalNames[name]
+				if !ok {
+					k = textproto.CanonicalMIMEHeaderKey(name)
+				}
 				h[k] = append(h[k], value)
 			}
 		} else if m.Has("headers") {
@@ -485,6 +493,22 @@ func (x *httpExchange) writeFailed(err error) {
 // modify them).
 var chunked = []string{"chunked"}
 
+// canonicalNames maps common response header names, as applications
+// spell them, to their canonical http.Header keys.
+var canonicalNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+		"Content-Security-Policy", "Content-Type", "Date", "Etag", "Expires", "Last-Modified", "Location",
+		"Referrer-Policy", "Set-Cookie", "Strict-Transport-Security", "Vary", "X-Content-Type-Options",
+		"X-Frame-Options",
+	} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
 // headerPair reads a [name, value] response header with text or bytes
 // parts; text is encoded as Latin-1.
 func headerPair(p any) (string, string, bool) {
@@ -492,7 +516,14 @@ func headerPair(p any) (string, string, bool) {
 	if !ok || len(pair) != 2 {
 		return "", "", false
 	}
-	name, ok1 := latin1(pair[0])
+	var name string
+	ok1 := false
+	if b, isBytes := pair[0].([]byte); isBytes {
+		name, ok1 = canonicalNames[string(b)] // no copy for a common name
+	}
+	if !ok1 {
+		name, ok1 = latin1(pair[0])
+	}
 	value, ok2 := latin1(pair[1])
 	if !ok1 || !ok2 || !validHeaderName(name) || !validHeaderValue(value) {
 		return "", "", false
@@ -541,6 +572,67 @@ func validHeaderValue(s string) bool {
 		}
 	}
 	return true
+}
+
+// timers holds stopped timers for relay, which needs one per request.
+var timers sync.Pool
+
+// getTimer returns a timer that fires after d.
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and keeps it for getTimer. (Since Go 1.23 a stopped
+// timer's channel holds no stale value, so a reused timer cannot fire
+// early.)
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
+}
+
+// Values of http.request keys boxed once: an interface holding a string
+// that is not a constant costs an allocation per message.
+var (
+	boxedHTTP, boxedHTTPS     any = "http", "https"
+	boxedV10, boxedV11, boxV2 any = "1.0", "1.1", "2"
+	boxedMethods                  = map[string]any{
+		"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH",
+		"DELETE": "DELETE", "OPTIONS": "OPTIONS",
+	}
+)
+
+func boxedScheme(s string) any {
+	switch s {
+	case "http":
+		return boxedHTTP
+	case "https":
+		return boxedHTTPS
+	}
+	return s
+}
+
+func boxedMethod(m string) any {
+	if b, ok := boxedMethods[m]; ok {
+		return b
+	}
+	return m
+}
+
+func boxedVersion(r *http.Request) any {
+	switch v := httpVersion(r); v {
+	case "1.1":
+		return boxedV11
+	case "1.0":
+		return boxedV10
+	case "2":
+		return boxV2
+	default:
+		return v
+	}
 }
 
 // orNull turns a missing address into null rather than an empty list.

@@ -1,0 +1,35 @@
+package gateway_test
+
+import (
+	"io"
+	"testing"
+
+	"github.com/gochannels/channels/channelstest"
+	"github.com/gochannels/channels/gateway"
+)
+
+// BenchmarkHTTPRouted is BenchmarkHTTP with the gateway configured as
+// runserver configures it for a router that does not route
+// http.disconnect: one http.request and one response per request, no
+// http.disconnect.
+func BenchmarkHTTPRouted(b *testing.B) {
+	srv := channelstest.StartServer(b, channelstest.ServerConfig{
+		Consumer: echoRouter(),
+		Gateway: func(g *gateway.Server) {
+			g.WantsHTTPDisconnect = func(string, string) bool { return false }
+		},
+	})
+	client := srv.HTTP.Client()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := client.Get(srv.URL + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.Status)
+		}
+	}
+}

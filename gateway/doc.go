@@ -44,7 +44,10 @@
 // application gave one. Response headers keep the order of a repeated name;
 // net/http writes different names in sorted order. When the response is
 // complete (or the request ends otherwise: error page, timeout, client gone)
-// http.disconnect {reply_channel, path} is sent. HTTPTimeout bounds the
+// http.disconnect {reply_channel, path} is sent, as in Channels 1.0;
+// WantsHTTPDisconnect can leave it out after a complete response when the
+// application does not consume it (runserver and an App's gateway command
+// ask the application's router). HTTPTimeout bounds the
 // whole exchange; HTTPHandler serves plain HTTP in process instead, and
 // HTTPTimeout does not apply to it.
 //

@@ -33,7 +33,9 @@
 // The layer adds small keys that channels_redis ignores:
 // <prefix>:expired:<channel>, the time of the newest message that expired
 // unread on a channel, and <prefix>:expired:, a sorted set indexing those
-// channels by that time (see Groups); <prefix>:epoch, which tells the layer
+// channels by that time; <prefix>:gsnap:<group> and
+// <prefix>:glists:<group>, a group's member lists as its last group send
+// built them (see Groups); <prefix>:epoch, which tells the layer
 // that Redis lost its data (see Faults); and <prefix>:held:<channel>, the
 // messages taken by ReceiveHeld and not yet acknowledged. Every key the
 // layer writes has an expiry: channel keys twice the message expiry after
@@ -193,12 +195,21 @@
 // one message per Redis key that has room (for the process-specific
 // members of one process, one message listing them), counting the members
 // of full keys as skipped. Redis spends a fixed amount per Redis key
-// reached and very little per member: evictions are found in the index of
+// reached and very little per member. Evictions are found in the index of
 // expired-message markers (<prefix>:expired:), from the group's oldest
 // membership on, so a group send looks at the few channels whose messages
-// expired unread lately, not at every member's marker. Markers written
-// only as keys, without the index (by versions of this layer before it),
-// evict nobody. With several
+// expired unread lately, not at every member's marker (markers written
+// only as keys, without the index, by versions of this layer before it,
+// evict nobody). On Redis 7 the member lists, grouped by Redis key and
+// encoded, are kept in Redis between sends (<prefix>:glists:<group>, with
+// the members they were built from in <prefix>:gsnap:<group>, both
+// expiring with the group): a send uses them while the group has exactly
+// those members, which Redis checks in C (ZINTERCARD) whoever changed the
+// group, Python processes included, and rebuilds them otherwise. The lists
+// are kept in Redis rather than in each process because only Redis sees
+// every change: channels_redis adds and discards members with plain
+// commands that no process is told of, and a list cached in a process
+// could be stale without it knowing. With several
 // hosts it is one call to the group's host and one per host holding
 // members, in parallel (in Cluster mode, one per hash slot holding
 // members).
@@ -304,7 +315,8 @@
 // messages while waiting (ZMPOP, BZMPOP; before Redis 7 a blocking pop
 // takes one). Hosts may use TLS (rediss://, Config.TLSConfig) and ACL
 // users. A user needs the keys ~<prefix>* and the commands EVALSHA, EVAL,
-// MULTI, EXEC, ZADD, ZCARD, PEXPIRE, SET, GET, ZSCORE, ZREMRANGEBYSCORE, ZPOPMIN, ZMPOP, BZMPOP,
+// MULTI, EXEC, ZADD, ZCARD, PEXPIRE, SET, GET, DEL, ZSCORE, ZREMRANGEBYSCORE,
+// ZINTERCARD, ZRANGESTORE, HSET, HGETALL, ZPOPMIN, ZMPOP, BZMPOP,
 // BZPOPMIN, ZRANGE, ZRANGEBYSCORE, ZCOUNT, ZREM, EXISTS, SCAN, UNLINK,
 // INFO, PING, CLIENT ID and CLIENT UNBLOCK. A wrong password or an untrusted
 // certificate is a plain error, not ErrUnavailable: retrying will not

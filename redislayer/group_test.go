@@ -12,6 +12,7 @@ import (
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/internal/wire"
 	"github.com/gochannels/channels/redislayer"
+	"github.com/redis/rueidis"
 )
 
 // Group sends respect each member's capacity, also for process-specific
@@ -340,4 +341,54 @@ func TestEvictionFewOrManyExpiredChannels(t *testing.T) {
 			noneOn(t, l, dead)
 		})
 	}
+}
+
+// A group send reuses the member lists it built for the previous one only
+// while the group has exactly the same members, whoever changed it: here
+// another client (as channels_redis would) swaps one member for another,
+// with an older score and the group's size unchanged, between two sends.
+func TestGroupSendSeesOtherWritersChanges(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	prefix := testenv.Prefix("rl")
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Prefix: prefix})
+	raw := rawClient(t, url)
+	ctx := t.Context()
+	a, _ := l.NewChannel(ctx, "snap.gw!")
+	b, _ := l.NewChannel(ctx, "snap.gw!")
+	c, _ := l.NewChannel(ctx, "snap.gw!")
+	for _, ch := range []string{a, b} {
+		if err := l.GroupAdd(ctx, "snap", ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := int64(1); n <= 2; n++ { // the second send uses the stored lists
+		if err := l.GroupSend(ctx, "snap", channels.Content{"n": n}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range []string{a, b} {
+			if got := recvOne(t, l, ch); got["n"] != n {
+				t.Fatalf("%s got %v; want n=%d", ch, got, n)
+			}
+		}
+	}
+	gk := prefix + ":group:snap"
+	score := float64(time.Now().Add(-time.Second).UnixMicro()) / 1e6
+	for _, cmd := range []rueidis.Completed{
+		raw.B().Zrem().Key(gk).Member(b).Build(),
+		raw.B().Zadd().Key(gk).ScoreMember().ScoreMember(score, c).Build(),
+	} {
+		if err := raw.Do(ctx, cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.GroupSend(ctx, "snap", channels.Content{"n": int64(3)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{a, c} {
+		if got := recvOne(t, l, ch); got["n"] != int64(3) {
+			t.Fatalf("%s got %v; want n=3", ch, got)
+		}
+	}
+	noneOn(t, l, b)
 }

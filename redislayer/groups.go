@@ -41,6 +41,14 @@ func (l *Layer) GroupDiscard(ctx context.Context, group, channel string) error {
 	return l.failCtx(ctx, "group discard", err)
 }
 
+// A group's snapshot (see groupSendScript): the members its encoded
+// member lists were built from, <prefix>:gsnap:<group>, a sorted set, and
+// the lists, <prefix>:glists:<group>, a hash. Both expire with the group.
+const (
+	snapshotInfix = ":gsnap:"
+	listsInfix    = ":glists:"
+)
+
 type member struct {
 	channel string
 	added   string // score as Redis returned it
@@ -140,11 +148,13 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 			rueidis.BinaryString(rnd),
 			l.capStrs[l.s.caps.Default()],
 			l.capStrs[l.s.processCap],
+			l.groupTTL(),
 		}
 		args = append(args, l.luaCaps...)
+		keys := []string{l.groupKey(group), l.s.prefix + snapshotInfix + group, l.s.prefix + listsInfix + group}
 		cctx, cancel := l.s.withTimeout(ctx)
 		defer cancel()
-		res, err := groupSendScript.exec(cctx, sh.client, []string{l.groupKey(group)}, args).AsIntSlice()
+		res, err := groupSendScript.exec(cctx, sh.client, keys, args).AsIntSlice()
 		if err != nil {
 			return l.failCtx(ctx, what, err)
 		}

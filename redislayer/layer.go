@@ -788,6 +788,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	l.rmu.Unlock()
 	groupPrefix := l.s.prefix + ":group:"
 	heldPrefix := l.s.prefix + ":held:"
+	snapPrefix := l.s.prefix + snapshotInfix
 	markers := l.markerPrefix()
 	var seen map[string]bool // Cluster mode: keys met on several nodes (replicas)
 	if l.s.cluster {
@@ -805,7 +806,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 			switch {
 			case strings.HasPrefix(k, groupPrefix):
 				st.Groups++
-			case strings.HasPrefix(k, markers), strings.HasPrefix(k, heldPrefix):
+			case strings.HasPrefix(k, markers), strings.HasPrefix(k, heldPrefix), strings.HasPrefix(k, snapPrefix):
 			default:
 				keys = append(keys, k)
 			}

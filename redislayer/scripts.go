@@ -315,66 +315,133 @@ return out
 // does, with one capacity check for the key.
 //
 // Redis does a constant amount of work per Redis key reached and almost
-// none per member: members are read without their scores, and evictions
-// are found in the marker index (see evictions), which is empty, or holds
-// a few channels, unless many messages expire unread. The member lists
-// are encoded by cmsgpack.
+// none per member. Evictions are found in the marker index (see
+// evictions), which is empty, or holds a few channels, unless many
+// messages expire unread. On Redis 7 the member lists, bucketed by Redis
+// key and encoded, are kept between sends in the group's snapshot: a
+// sorted set holding the members they were built from (KEYS[2]) and a
+// hash of Redis key → msgpack array of its member channels (KEYS[3]). A
+// send uses them when the group still has exactly those members
+// (ZINTERCARD, in C: a change by any process, channels_redis's included,
+// is seen), and otherwise reads the members, rebuilds the lists with
+// cmsgpack and stores them again.
 //
-// KEYS[1] group key; ARGV: 1 score, 2 group cutoff, 3 message cutoff,
-// 4 key prefix, 5 marker prefix, 6 marker TTL, 7 key TTL, 8 map header,
-// 9 map entries, 10 random prefix, 11 default capacity, 12 process
-// capacity, then (Lua pattern, capacity) pairs, matched against the
-// channel name of an ordinary key and the process prefix of a process key.
-// Returns {sent, skipped, evicted, expired}.
+// KEYS: group key, snapshot members, snapshot lists; ARGV: 1 score, 2
+// group cutoff, 3 message cutoff, 4 key prefix, 5 marker prefix, 6 marker
+// TTL, 7 key TTL, 8 map header, 9 map entries, 10 random prefix, 11
+// default capacity, 12 process capacity, 13 group TTL, then (Lua pattern,
+// capacity) pairs, matched against the channel name of an ordinary key
+// and the process prefix of a process key. Returns {sent, skipped,
+// evicted, expired}.
 var groupSendScript = newScript(luaLib + `
 MP, MTTL, KTTL = ARGV[5], ARGV[6], ARGV[7]
 local score, mcut, kp = ARGV[1], ARGV[3], ARGV[4]
+local gk, snap, lists = KEYS[1], KEYS[2], KEYS[3]
 local head = ARGV[10] .. ARGV[8] .. '\176__asgi_channel__'
 local entries, defcap, pcap = ARGV[9], tonumber(ARGV[11]), tonumber(ARGV[12])
-local function msg_of(list) return head .. cmsgpack.pack(list) .. entries end
 local function capacity(name, def)
-  for i = 13, #ARGV, 2 do
+  for i = 14, #ARGV, 2 do
     if string.find(name, ARGV[i]) then return tonumber(ARGV[i + 1]) end
   end
   return def
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local sent, skipped, expired = 0, 0, 0
-local order, buckets, names = {}, {}, {}
-for i = 1, #members do
-  local ch = members[i]
-  local nl = nonlocal(ch)
-  local key = kp .. nl
-  local b = buckets[key]
-  if not b then
-    b = {}
-    buckets[key] = b
-    names[key] = nl
-    order[#order + 1] = key
+-- count reads the length of a msgpack array header.
+local function count(enc)
+  local t = string.byte(enc, 1)
+  if t < 0xdc then return t - 0x90 end
+  local n, w = 0, 2
+  if t == 0xdd then w = 4 end
+  for i = 2, 1 + w do n = n * 256 + string.byte(enc, i) end
+  return n
+end
+local snapOK = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
+redis.call('ZREMRANGEBYSCORE', gk, '-inf', ARGV[2])
+local n = redis.call('ZCARD', gk)
+local sent, skipped, evicted, expired = 0, 0, 0, 0
+local order, encs, trimmed = {}, {}, {}
+local function trimOnce(key, nl)
+  if not trimmed[key] then
+    trimmed[key] = true
     expired = expired + trim(key, mcut, nl)
   end
-  b[#b + 1] = ch
 end
-local gone, evicted = evictions(KEYS[1], ARGV[2], #members)
-if evicted > 0 then
-  for ch in pairs(gone) do redis.call('ZREM', KEYS[1], ch) end
-  for _, key in ipairs(order) do
-    local b, kept = buckets[key], {}
-    for _, ch in ipairs(b) do
-      if not gone[ch] then kept[#kept + 1] = ch end
+local cached = false
+if snapOK and n > 0 and redis.call('ZCARD', snap) == n and
+    redis.call('ZINTERCARD', 2, gk, snap) == n then
+  local h = redis.call('HGETALL', lists)
+  if #h > 0 then
+    cached = true
+    for i = 1, #h, 2 do
+      order[#order + 1] = h[i]
+      encs[h[i]] = h[i + 1]
+      trimOnce(h[i], string.sub(h[i], #kp + 1))
     end
-    buckets[key] = kept
+    local gone, e = evictions(gk, ARGV[2], n)
+    if e > 0 then
+      for ch in pairs(gone) do redis.call('ZREM', gk, ch) end
+      evicted = e
+      cached = false
+    end
+  end
+end
+if not cached then
+  order, encs = {}, {}
+  local members = redis.call('ZRANGE', gk, 0, -1)
+  local buckets = {}
+  for i = 1, #members do
+    local ch = members[i]
+    local key = kp .. nonlocal(ch)
+    local b = buckets[key]
+    if not b then
+      b = {}
+      buckets[key] = b
+      order[#order + 1] = key
+      trimOnce(key, string.sub(key, #kp + 1))
+    end
+    b[#b + 1] = ch
+  end
+  local gone, e = evictions(gk, ARGV[2], #members)
+  if e > 0 then
+    for ch in pairs(gone) do redis.call('ZREM', gk, ch) end
+    evicted = evicted + e
+  end
+  local kept = {}
+  for _, key in ipairs(order) do
+    local b = buckets[key]
+    if e > 0 then
+      local k = {}
+      for _, ch in ipairs(b) do
+        if not gone[ch] then k[#k + 1] = ch end
+      end
+      b = k
+    end
+    if #b > 0 then
+      kept[#kept + 1] = key
+      encs[key] = cmsgpack.pack(b)
+    end
+  end
+  order = kept
+  if snapOK then
+    redis.call('DEL', snap, lists)
+    if #order > 0 then
+      redis.call('ZRANGESTORE', snap, gk, 0, -1)
+      for _, key in ipairs(order) do redis.call('HSET', lists, key, encs[key]) end
+      redis.call('PEXPIRE', snap, ARGV[13])
+      redis.call('PEXPIRE', lists, ARGV[13])
+    end
   end
 end
 for _, key in ipairs(order) do
-  local b = buckets[key]
-  if #b > 0 then
-    local nl = names[key]
-    local cap
-    if string.sub(nl, -1) == '!' then cap = capacity(nl, pcap) else cap = capacity(nl, defcap) end
-    local s, k = deliver(key, b, cap, score, msg_of)
-    sent, skipped = sent + s, skipped + k
+  local nl = string.sub(key, #kp + 1)
+  local enc = encs[key]
+  local cap
+  if string.sub(nl, -1) == '!' then cap = capacity(nl, pcap) else cap = capacity(nl, defcap) end
+  if redis.call('ZCARD', key) >= cap then
+    skipped = skipped + count(enc)
+  else
+    redis.call('ZADD', key, score, head .. enc .. entries)
+    redis.call('PEXPIRE', key, KTTL)
+    sent = sent + count(enc)
   end
 end
 return {sent, skipped, evicted, expired}

@@ -313,6 +313,9 @@ func redactURL(u string) string {
 func runserverActions(log *slog.Logger) func(string, string, gateway.ActionDetails) {
 	log = log.With("component", "access")
 	return func(protocol, action string, d gateway.ActionDetails) {
+		if !log.Enabled(context.Background(), slog.LevelInfo) {
+			return // -v 0: nothing to format
+		}
 		client := d.Client
 		if client == "" {
 			client = "None"

@@ -72,6 +72,9 @@ type httpExchange struct {
 	status   int
 	size     int64
 	aborted  bool // the connection must be dropped
+	// writeDeadline: apply set a write deadline for the response it
+	// wrote, which also bounds net/http's final flush.
+	writeDeadline bool
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Time) {
@@ -101,7 +104,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Ti
 		x.deadline = start.Add(s.cfg.httpTimeout)
 	}
 	defer func() {
-		if s.cfg.writeTimeout > 0 { // bounds net/http's final flush
+		if s.cfg.writeTimeout > 0 && !x.writeDeadline { // bounds net/http's final flush
 			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
 		}
 		if s.OnAction != nil || s.AccessLog != nil {
@@ -127,7 +130,10 @@ func (x *httpExchange) run() {
 		}
 		r.Body = http.MaxBytesReader(x.w, r.Body, max)
 	}
-	if !x.deadline.IsZero() {
+	// A bodiless request reads nothing from the connection: no read
+	// deadline to set, nor to lift afterwards.
+	readDeadline := !x.deadline.IsZero() && r.Body != http.NoBody
+	if readDeadline {
 		_ = x.rc.SetReadDeadline(x.deadline)
 	}
 	x.body = chunkReader{r: r.Body, hint: int(min(max(r.ContentLength, 512), InlineBodySize))}
@@ -214,7 +220,9 @@ func (x *httpExchange) run() {
 	}
 	// The body is read: lift its deadline, which would otherwise make
 	// net/http report the client as gone when it passes.
-	_ = x.rc.SetReadDeadline(time.Time{})
+	if readDeadline {
+		_ = x.rc.SetReadDeadline(time.Time{})
+	}
 	x.relay()
 }
 
@@ -437,6 +445,7 @@ func (x *httpExchange) apply(m channels.Content) bool {
 	}
 	if s.cfg.writeTimeout > 0 {
 		_ = x.rc.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+		x.writeDeadline = true
 	}
 	if len(content) > 0 {
 		n, err := x.w.Write(content)

@@ -200,8 +200,9 @@
 // membership on, so a group send looks at the few channels whose messages
 // expired unread lately, not at every member's marker (markers written
 // only as keys, without the index, by versions of this layer before it,
-// evict nobody). On Redis 7 the member lists, grouped by Redis key and
-// encoded, are kept in Redis between sends (<prefix>:glists:<group>, with
+// evict nobody). On Redis 7 the member lists of a large group (one Redis
+// stores as a skip list: more than 128 members by default), grouped by
+// Redis key and encoded, are kept in Redis between sends (<prefix>:glists:<group>, with
 // the members they were built from in <prefix>:gsnap:<group>, both
 // expiring with the group): a send uses them while the group has exactly
 // those members, which Redis checks in C (ZINTERCARD) whoever changed the
@@ -316,7 +317,7 @@
 // takes one). Hosts may use TLS (rediss://, Config.TLSConfig) and ACL
 // users. A user needs the keys ~<prefix>* and the commands EVALSHA, EVAL,
 // MULTI, EXEC, ZADD, ZCARD, PEXPIRE, SET, GET, DEL, ZSCORE, ZREMRANGEBYSCORE,
-// ZINTERCARD, ZRANGESTORE, HSET, HGETALL, ZPOPMIN, ZMPOP, BZMPOP,
+// ZINTERCARD, ZRANGESTORE, OBJECT, HSET, HGETALL, ZPOPMIN, ZMPOP, BZMPOP,
 // BZPOPMIN, ZRANGE, ZRANGEBYSCORE, ZCOUNT, ZREM, EXISTS, SCAN, UNLINK,
 // INFO, PING, CLIENT ID and CLIENT UNBLOCK. A wrong password or an untrusted
 // certificate is a plain error, not ErrUnavailable: retrying will not

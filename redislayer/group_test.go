@@ -343,10 +343,11 @@ func TestEvictionFewOrManyExpiredChannels(t *testing.T) {
 	}
 }
 
-// A group send reuses the member lists it built for the previous one only
-// while the group has exactly the same members, whoever changed it: here
-// another client (as channels_redis would) swaps one member for another,
-// with an older score and the group's size unchanged, between two sends.
+// A group send reuses the member lists it built for the previous one (for
+// a large group: here 202 members) only while the group has exactly the
+// same members, whoever changed it: here another client (as
+// channels_redis would) swaps one member for another, with an older score
+// and the group's size unchanged, between two sends.
 func TestGroupSendSeesOtherWritersChanges(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
@@ -362,6 +363,11 @@ func TestGroupSendSeesOtherWritersChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for i := range 200 { // on a prefix nobody receives
+		if err := l.GroupAdd(ctx, "snap", fmt.Sprintf("snapfill.gw!m%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for n := int64(1); n <= 2; n++ { // the second send uses the stored lists
 		if err := l.GroupSend(ctx, "snap", channels.Content{"n": n}); err != nil {
 			t.Fatal(err)
@@ -371,6 +377,9 @@ func TestGroupSendSeesOtherWritersChanges(t *testing.T) {
 				t.Fatalf("%s got %v; want n=%d", ch, got, n)
 			}
 		}
+	}
+	if n, err := raw.Do(ctx, raw.B().Exists().Key(prefix+":gsnap:snap", prefix+":glists:snap").Build()).AsInt64(); err != nil || n != 2 {
+		t.Fatalf("the group's lists are not kept in Redis: EXISTS = %d, %v", n, err)
 	}
 	gk := prefix + ":group:snap"
 	score := float64(time.Now().Add(-time.Second).UnixMicro()) / 1e6

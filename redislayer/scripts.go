@@ -354,9 +354,13 @@ local function count(enc)
   for i = 2, 1 + w do n = n * 256 + string.byte(enc, i) end
   return n
 end
-local snapOK = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
+-- Only groups stored as skip lists (large ones) keep lists: ZINTERCARD
+-- looks members up in a hash table there, and in a list otherwise (a
+-- cost that grows with the square of the group's size).
+local function skiplist(k) return redis.call('OBJECT', 'ENCODING', k) == 'skiplist' end
 redis.call('ZREMRANGEBYSCORE', gk, '-inf', ARGV[2])
 local n = redis.call('ZCARD', gk)
+local snapOK = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and n > 0 and skiplist(gk)
 local sent, skipped, evicted, expired = 0, 0, 0, 0
 local order, encs, trimmed = {}, {}, {}
 local function trimOnce(key, nl)
@@ -366,7 +370,7 @@ local function trimOnce(key, nl)
   end
 end
 local cached = false
-if snapOK and n > 0 and redis.call('ZCARD', snap) == n and
+if snapOK and redis.call('ZCARD', snap) == n and skiplist(snap) and
     redis.call('ZINTERCARD', 2, gk, snap) == n then
   local h = redis.call('HGETALL', lists)
   if #h > 0 then
@@ -421,8 +425,8 @@ if not cached then
     end
   end
   order = kept
+  redis.call('DEL', snap, lists)
   if snapOK then
-    redis.call('DEL', snap, lists)
     if #order > 0 then
       redis.call('ZRANGESTORE', snap, gk, 0, -1)
       for _, key in ipairs(order) do redis.call('HSET', lists, key, encs[key]) end

@@ -3,6 +3,8 @@ package redislayer_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +113,58 @@ func BenchmarkGroupSend100(b *testing.B) {
 			}
 		}
 	}
+}
+
+// A group send to 1,000 members, the connections of four gateways whose
+// messages nobody receives (the keys are emptied every 100 sends, outside
+// the timing). Besides the client's cost it reports redis-server's CPU per
+// delivery (redis-µs/delivery, from INFO cpu): meaningful only on a Redis
+// nobody else uses, e.g. REDIS_URL=redis://127.0.0.1:PORT/0 of a private
+// redis-server.
+func BenchmarkGroupSend1000(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.RedisURL(b)
+	prefix := testenv.Prefix("rlb")
+	l := newLayer(b, redislayer.Config{Hosts: []string{url}, Prefix: prefix})
+	raw := rawClient(b, url)
+	var keys []string
+	for g := range 4 {
+		keys = append(keys, fmt.Sprintf("%swebsocket.send.gw%d!", prefix, g))
+	}
+	for i := range 1000 {
+		m := fmt.Sprintf("websocket.send.gw%d!%012d", i%4, i)
+		if err := l.GroupAdd(ctx, "room", m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := func() float64 {
+		info, err := raw.Do(ctx, raw.B().Info().Section("cpu").Build()).ToString()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var t float64
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_sys" || k == "used_cpu_user" {
+				f, _ := strconv.ParseFloat(v, 64)
+				t += f
+			}
+		}
+		return t
+	}
+	b.ReportAllocs()
+	start, n := cpu(), 0
+	for b.Loop() {
+		if err := l.GroupSend(ctx, "room", benchContent); err != nil {
+			b.Fatal(err)
+		}
+		if n++; n%100 == 0 {
+			b.StopTimer()
+			if err := raw.Do(ctx, raw.B().Del().Key(keys...).Build()).Error(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric((cpu()-start)*1e6/float64(n*1000), "redis-µs/delivery")
 }

@@ -22,6 +22,10 @@
 // every live reply channel, which costs O(open connections) per call. The
 // message is handed to the connection registered under its exact name;
 // replies for unknown or finished connections are dropped and counted.
+// With the in-memory and Redis layers, a group message for several
+// connections of the server comes once with their names: it is parsed and
+// its WebSocket frame built once, and that frame is queued on each member's
+// socket, under each socket's own outbound limit and slow-client policy.
 // The loop starts on first use (ServeHTTP or ServerID) and stops at the end
 // of Shutdown or Close.
 //

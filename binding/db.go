@@ -207,6 +207,50 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return res.RowsAffected()
 }
 
+// Query runs a query with '?' placeholders (rebound for PostgreSQL as in
+// Exec) and returns its rows, on SQLite and PostgreSQL alike. The rows hold
+// one of the DB's connections until they are closed: call Close when done
+// (Next closes them when it returns false). Scan converts the columns as the
+// database's driver does: database/sql (modernc.org/sqlite) for SQLite, pgx
+// for PostgreSQL.
+func (db *DB) Query(ctx context.Context, q string, args ...any) (*Rows, error) {
+	if db.isClosed() {
+		return nil, ErrClosed
+	}
+	q = db.rebind(q)
+	if db.pg {
+		rows, err := db.pool.Query(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		return &Rows{rows}, nil
+	}
+	rows, err := db.sqlDB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &Rows{sqldb.SQLRows{Rows: rows}}, nil
+}
+
+// Rows is the result of DB.Query: call Next before each row, Scan to read
+// it, Err after the last, and Close. Rows is not safe for concurrent use.
+type Rows struct{ r sqldb.Rows }
+
+// Next prepares the next row for Scan and reports whether there is one.
+// When it returns false the rows are closed; Err tells why they ended.
+func (r *Rows) Next() bool { return r.r.Next() }
+
+// Scan copies the columns of the current row into dest, one pointer a
+// column.
+func (r *Rows) Scan(dest ...any) error { return r.r.Scan(dest...) }
+
+// Err returns the error that ended the rows early, if any.
+func (r *Rows) Err() error { return r.r.Err() }
+
+// Close closes the rows and gives their connection back. It is safe to
+// call more than once.
+func (r *Rows) Close() { r.r.Close() }
+
 func (db *DB) isClosed() bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()

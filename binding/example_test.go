@@ -142,3 +142,42 @@ func ExampleBinding_Consumer() {
 	// Output:
 	// [websocket.connect websocket.disconnect websocket.receive]
 }
+
+// Query reads the application's rows through the same handle the binding
+// writes with, on SQLite and PostgreSQL alike: '?' placeholders, rows
+// closed when done.
+func ExampleDB_Query() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "binding-example")
+	defer os.RemoveAll(dir)
+	db, err := binding.Open(ctx, "sqlite://"+filepath.Join(dir, "app.db"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+	_, _ = db.Exec(ctx, "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, private INTEGER)")
+	_, _ = db.Exec(ctx, "INSERT INTO tasks (title, private) VALUES (?, ?), (?, ?)", "write docs", 0, "plan", 1)
+
+	rows, err := db.Query(ctx, "SELECT id, title FROM tasks WHERE private = ? ORDER BY id", 0)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id    int64
+			title string
+		)
+		if err := rows.Scan(&id, &title); err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(id, title)
+	}
+	fmt.Println(rows.Err())
+	// Output:
+	// 1 write docs
+	// <nil>
+}

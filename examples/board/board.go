@@ -93,11 +93,7 @@ func Open(ctx context.Context, dbURL string, store session.Store) (*App, error) 
 	if err != nil {
 		return nil, err
 	}
-	a := &App{DB: db}
-	if a.read, err = newReader(ctx, db, dbURL); err != nil {
-		db.Close()
-		return nil, err
-	}
+	a := &App{DB: db, read: reader{db}}
 	if err := a.createSchema(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -131,7 +127,6 @@ func Open(ctx context.Context, dbURL string, store session.Store) (*App, error) 
 
 // Close closes the database.
 func (a *App) Close() error {
-	a.read.close()
 	return a.DB.Close()
 }
 

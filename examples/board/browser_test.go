@@ -12,6 +12,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/gochannels/channels/internal/browsertest"
+	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/gochannels/channels/internal/testenv"
 )
 
@@ -74,7 +75,7 @@ func TestBoardMultiProcessInBrowsers(t *testing.T) {
 	// own: no part of the application is involved.
 	boardScenario(t, base, diag, func(q string, args ...any) {
 		t.Helper()
-		if _, err := conn.Exec(context.Background(), rebind(q), args...); err != nil {
+		if _, err := conn.Exec(context.Background(), sqldb.Rebind(q), args...); err != nil {
 			t.Fatalf("direct %s: %v", q, err)
 		}
 	})

@@ -244,17 +244,8 @@ func (s *Server) intake(ctx context.Context) error {
 	for {
 		_, c, err := s.Layer.Receive(ctx, Channel)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, channels.ErrLayerClosed) {
-				return fmt.Errorf("delay: %w", err)
-			}
-			s.receiveErrors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond) // receiving resumes soon after the layer answers again
-			cfg.log.Error("delay: receive failed; retrying", "error", err, "retry_in", backoff)
-			if sleep(ctx, backoff) != nil {
-				return nil
+			if stop, err := s.receiveFailed(ctx, cfg, err, &backoff); stop {
+				return err
 			}
 			continue
 		}
@@ -280,6 +271,26 @@ func (s *Server) intake(ctx context.Context) error {
 	}
 }
 
+// receiveFailed handles an intake receive error: it counts and logs it and
+// waits out a backoff that grows to 400 ms (so receiving resumes soon after
+// the layer answers again). stop is true when intake must end, with the
+// error to return (nil when ctx is done).
+func (s *Server) receiveFailed(ctx context.Context, cfg *serverConfig, err error, backoff *time.Duration) (stop bool, _ error) {
+	if ctx.Err() != nil {
+		return true, nil
+	}
+	if errors.Is(err, channels.ErrLayerClosed) {
+		return true, fmt.Errorf("delay: %w", err)
+	}
+	s.receiveErrors.Add(1)
+	*backoff = min(max(2**backoff, 50*time.Millisecond), 400*time.Millisecond)
+	cfg.log.Error("delay: receive failed; retrying", "error", err, "retry_in", *backoff)
+	if sleep(ctx, *backoff) != nil {
+		return true, nil
+	}
+	return false, nil
+}
+
 // intakeHeld is intake on a layer that holds what it hands out until it is
 // acknowledged: a batch is acknowledged once it is stored (or rejected),
 // so a server that dies, or cannot store it, leaves it to go back to the
@@ -293,17 +304,8 @@ func (s *Server) intakeHeld(ctx context.Context, hr heldReceiver) error {
 	for {
 		ids, batch, ack, err := hr.ReceiveHeld(ctx, Channel, cfg.intake, cfg.hold)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, channels.ErrLayerClosed) {
-				return fmt.Errorf("delay: %w", err)
-			}
-			s.receiveErrors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond) // receiving resumes soon after the layer answers again
-			cfg.log.Error("delay: receive failed; retrying", "error", err, "retry_in", backoff)
-			if sleep(ctx, backoff) != nil {
-				return nil
+			if stop, err := s.receiveFailed(ctx, cfg, err, &backoff); stop {
+				return err
 			}
 			continue
 		}

@@ -3,6 +3,9 @@ package channels
 import (
 	"errors"
 	"fmt"
+
+	"github.com/gochannels/channels/internal/naming"
+	"github.com/gochannels/channels/internal/normal"
 )
 
 // Sentinel errors. Layers and helpers wrap them with %w, so test with
@@ -18,11 +21,11 @@ var (
 
 	// ErrInvalidName is returned for a channel name, group name or
 	// NewChannel pattern that breaks the naming rules.
-	ErrInvalidName = errors.New("channels: invalid name")
+	ErrInvalidName = naming.ErrInvalidName
 
 	// ErrInvalidContent is returned when a message holds a value of a type
 	// that cannot travel over a layer.
-	ErrInvalidContent = errors.New("channels: invalid content")
+	ErrInvalidContent = normal.ErrInvalidContent
 
 	// ErrNoRoute is returned by Router.Consume when no route matches a
 	// message.

@@ -3,7 +3,6 @@ package channels
 import (
 	"context"
 	"errors"
-	"reflect"
 	"time"
 )
 
@@ -76,39 +75,6 @@ type Poller interface {
 	// Poll is Receive that does not wait: it returns "", nil, nil when no
 	// message is waiting on any of the channels.
 	Poll(ctx context.Context, channels ...string) (string, Content, error)
-}
-
-// OwnedSender is implemented by layers that can queue a message without the
-// deep copy Send makes. SendOwned is Send for a caller that hands the
-// message over: once the call has succeeded, the caller does not read,
-// change or keep c or anything in it (on an error, c is the caller's
-// again). Content that is not in normal form (see Normalize) is copied as
-// Send would. Interface servers and the Runner's outbox use it for the
-// messages they build and drop.
-type OwnedSender interface {
-	SendOwned(ctx context.Context, channel string, c Content) error
-	// OwnedSenderLayer returns the layer itself. The SendOwned function
-	// uses SendOwned only on that very layer, so that a type that wraps a
-	// layer by embedding it, and overrides Send, is never bypassed through
-	// the embedded layer's promoted SendOwned.
-	OwnedSenderLayer() Layer
-}
-
-// SendOwned sends c with l's SendOwned when l is itself an OwnedSender (not
-// a type embedding one), else with Send. The caller gives c up as
-// OwnedSender describes.
-func SendOwned(ctx context.Context, l Layer, channel string, c Content) error {
-	if o, ok := l.(OwnedSender); ok && sameLayer(o.OwnedSenderLayer(), l) {
-		return o.SendOwned(ctx, channel, c)
-	}
-	return l.Send(ctx, channel, c)
-}
-
-// sameLayer reports whether a and b are the same layer value, without
-// panicking on layer types that cannot be compared.
-func sameLayer(a, b Layer) bool {
-	ta := reflect.TypeOf(a)
-	return ta == reflect.TypeOf(b) && ta != nil && ta.Comparable() && a == b
 }
 
 // PrefixReceiver is implemented by layers that can receive, in one call, from

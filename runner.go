@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/gochannels/channels/internal/owned"
 )
 
 // Runner runs a consumer on one message the way a worker does, with consumer
@@ -220,7 +222,7 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 			} else {
 				// The outbox holds its own normalized copy (taken at Send):
 				// the layer need not copy it again.
-				err = SendOwned(ctx, p.layer, p.target, p.content)
+				err = owned.Send(ctx, p.layer, p.target, p.content)
 			}
 			if !errors.Is(err, ErrChannelFull) || time.Now().Add(interval).After(deadline) {
 				break

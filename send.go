@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/gochannels/channels/internal/normal"
+	"github.com/gochannels/channels/internal/owned"
 )
 
 // SendOption changes how Channel.Send, Group.Send and Message.Reply send.
@@ -49,14 +52,14 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 				return err
 			}
 		}
-		nc, _, err := Normalize(c)
+		nc, _, err := normal.Normalize(c)
 		if err != nil {
 			return fmt.Errorf("send to %q: %w", ch.Name, err)
 		}
 		if ob.add(pending{layer: l, target: ch.Name, content: nc}) {
 			return nil
 		}
-		return SendOwned(ctx, l, ch.Name, nc) // the consumer has returned: send the copy now
+		return owned.Send(ctx, l, ch.Name, Content(nc)) // the consumer has returned: send the copy now
 	}
 	if ob != nil {
 		ob.noteImmediate(ch.Name)
@@ -134,7 +137,7 @@ func (g Group) Send(ctx context.Context, c Content, opts ...SendOption) error {
 		if err := ValidateGroupName(g.Name); err != nil {
 			return err
 		}
-		nc, _, err := Normalize(c)
+		nc, _, err := normal.Normalize(c)
 		if err != nil {
 			return fmt.Errorf("send to group %q: %w", g.Name, err)
 		}

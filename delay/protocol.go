@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 )
 
 // Channel is the channel the delay server consumes: the ASGI Delay Protocol's
@@ -304,7 +305,7 @@ func SendConfirmed(ctx context.Context, layer channels.Layer, channel string, co
 		defer cancel()
 	}
 	// The request is normalised once: the retries send the same content.
-	msg, _, err = channels.Normalize(msg)
+	msg, _, err = normal.Normalize(msg)
 	if err != nil {
 		return "", fmt.Errorf("delay: %w", err)
 	}

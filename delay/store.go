@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 	"github.com/gochannels/channels/internal/sqldb"
 	"github.com/gochannels/channels/internal/wire"
 	"github.com/jackc/pgx/v5"
@@ -78,7 +79,7 @@ type Record struct {
 	// Channel is where the message goes when it is due.
 	Channel string
 	// Content is the message to deliver, in normal form (see
-	// channels.Normalize). The store keeps bytes as bytes and text as text.
+	// normal.Normalize). The store keeps bytes as bytes and text as text.
 	Content channels.Content
 	// Due is when the message is to be sent. The store keeps microseconds.
 	Due time.Time
@@ -350,7 +351,7 @@ func (s *Store) Add(ctx context.Context, recs ...Record) (int, error) {
 		if r.ID == "" {
 			return 0, fmt.Errorf("delay: add: record %d has no ID", i)
 		}
-		c, _, err := channels.Normalize(r.Content)
+		c, _, err := normal.Normalize(r.Content)
 		if err != nil {
 			return 0, fmt.Errorf("delay: add %s: %w", r.ID, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/owned"
 )
 
 // receiveRetry is how long a frame waits for room on a full
@@ -76,7 +77,7 @@ func (q *fullQueue) busy() bool {
 // full, for at most q.wait, and returns the outcome.
 func (q *fullQueue) send(msg channels.Content) error {
 	if !q.busy() {
-		err := channels.SendOwned(context.Background(), q.s.Layer, q.channel, msg)
+		err := owned.Send(context.Background(), q.s.Layer, q.channel, msg)
 		if !errors.Is(err, channels.ErrChannelFull) {
 			return err
 		}
@@ -91,7 +92,7 @@ func (q *fullQueue) send(msg channels.Content) error {
 // cannot be sent is logged and counted as a dropped disconnect.
 func (q *fullQueue) sendLater(ctx context.Context, msg channels.Content) {
 	if !q.busy() {
-		err := channels.SendOwned(ctx, q.s.Layer, q.channel, msg)
+		err := owned.Send(ctx, q.s.Layer, q.channel, msg)
 		if !errors.Is(err, channels.ErrChannelFull) {
 			if err != nil {
 				q.dropped(msg, err)
@@ -155,7 +156,7 @@ func (q *fullQueue) drain() {
 	for range fullRetryBatch {
 		go func() {
 			for j := range jobs {
-				errs[j.i] = channels.SendOwned(context.Background(), q.s.Layer, q.channel, j.msg)
+				errs[j.i] = owned.Send(context.Background(), q.s.Layer, q.channel, j.msg)
 				wg.Done()
 			}
 		}()
@@ -184,7 +185,7 @@ func (q *fullQueue) drain() {
 				continue
 			}
 			if len(batch) == 1 {
-				errs[i] = channels.SendOwned(context.Background(), q.s.Layer, q.channel, w.msg)
+				errs[i] = owned.Send(context.Background(), q.s.Layer, q.channel, w.msg)
 				continue
 			}
 			wg.Add(1)

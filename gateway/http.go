@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/owned"
 )
 
 // httpReq is a live HTTP request: the mailbox its reply messages are
@@ -199,7 +200,7 @@ func (x *httpExchange) run() {
 		"client":        orNull(x.ri.client),
 		"server":        orNull(x.ri.server),
 	}
-	if err := channels.SendOwned(ctx, s.Layer, "http.request", msg); err != nil {
+	if err := owned.Send(ctx, s.Layer, "http.request", msg); err != nil {
 		if errors.Is(err, channels.ErrChannelFull) {
 			s.stats.requestFull.Add(1)
 			x.errorPage(http.StatusServiceUnavailable, "Request queue full.")

@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/owned"
 )
 
 type wsState uint8
@@ -195,7 +196,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start ti
 	}
 	s.reg.add(reply, c)
 	s.stats.wsHandshaking.Add(1)
-	err = channels.SendOwned(ctx, s.Layer, "websocket.connect", channels.Content{
+	err = owned.Send(ctx, s.Layer, "websocket.connect", channels.Content{
 		"reply_channel": reply,
 		"scheme":        scheme,
 		"path":          path,

@@ -86,6 +86,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/owned"
 )
 
 // Defaults for the Consumer's zero fields.
@@ -405,7 +406,7 @@ func plainResponse(status int, body string) channels.Content {
 // send sends one response message at once (as with channels.Immediately),
 // retrying every RetryInterval while the reply channel is full, for at most
 // SendTimeout. The layer takes content over without copying it (see
-// channels.OwnedSender): content must be in normal form (int64, []byte,
+// owned.Sender): content must be in normal form (int64, []byte,
 // []any, ...), and neither it nor anything it holds may be changed or
 // reused once sent.
 func (c *Consumer) send(ctx context.Context, m *channels.Message, content channels.Content) error {
@@ -418,7 +419,7 @@ func (c *Consumer) send(ctx context.Context, m *channels.Message, content channe
 	for {
 		var err error
 		if m.Layer != nil && m.ReplyChannel != "" {
-			err = channels.SendOwned(ctx, m.Layer, m.ReplyChannel, content)
+			err = owned.Send(ctx, m.Layer, m.ReplyChannel, content)
 		} else {
 			err = m.Reply(ctx, content, channels.Immediately)
 		}

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 )
 
 // errBadRequest marks a message that cannot be decoded into a request.
@@ -387,7 +388,7 @@ func decodeAddr(key string, v any) (host string, port int64, ok bool, err error)
 	if !isText {
 		return "", 0, false, badRequest("%s host must be text, got %T", key, l[0])
 	}
-	port, isInt := channels.ToInt(l[1])
+	port, isInt := normal.ToInt(l[1])
 	if !isInt || port < 0 {
 		return "", 0, false, badRequest("%s port must be a non-negative integer, got %v", key, l[1])
 	}

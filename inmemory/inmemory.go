@@ -26,7 +26,11 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/capacities"
 	"github.com/gochannels/channels/internal/fanout"
+	"github.com/gochannels/channels/internal/naming"
+	"github.com/gochannels/channels/internal/normal"
+	"github.com/gochannels/channels/internal/owned"
 )
 
 // Defaults for Config's zero fields.
@@ -68,9 +72,9 @@ type Config struct {
 type Layer struct {
 	expiry, groupExpiry time.Duration
 	maxSize             int
-	caps                *channels.Capacities
+	caps                *capacities.Table
 	processCap          int
-	names               channels.NameRules
+	names               naming.Rules
 	now                 func() time.Time
 
 	mu        sync.Mutex
@@ -160,7 +164,7 @@ func New(cfg Config) (*Layer, error) {
 		expiry:      cfg.Expiry,
 		groupExpiry: cfg.GroupExpiry,
 		maxSize:     cfg.MaxMessageSize,
-		names:       channels.NameRules{MaxLength: cfg.MaxNameLength},
+		names:       naming.Rules{MaxLength: cfg.MaxNameLength},
 		now:         cfg.Now,
 		queues:      make(map[string]*queue),
 		groups:      make(map[string]map[string]time.Time),
@@ -184,7 +188,7 @@ func New(cfg Config) (*Layer, error) {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	caps, err := channels.NewCapacities(capacity, cfg.ChannelCapacity)
+	caps, err := capacities.New(capacity, cfg.ChannelCapacity)
 	if err != nil {
 		return nil, fmt.Errorf("inmemory: %w", err)
 	}
@@ -217,14 +221,19 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	return l.send(channel, c, false)
 }
 
-// SendOwned implements channels.OwnedSender: content already in normal
-// form is queued as it is, without a copy.
+// SendOwned is Send for a caller that hands c over and never touches it
+// again: content already in normal form (see channels.Content) is queued as
+// it is, without a copy. The module's interface servers and the Runner's
+// outbox use it for the messages they build.
 func (l *Layer) SendOwned(ctx context.Context, channel string, c channels.Content) error {
 	return l.send(channel, c, true)
 }
 
-// OwnedSenderLayer implements channels.OwnedSender.
-func (l *Layer) OwnedSenderLayer() channels.Layer { return l }
+// OwnedSenderLayer returns l: SendOwned is used only on the layer itself,
+// never through a type that embeds it.
+func (l *Layer) OwnedSenderLayer() any { return l }
+
+var _ owned.Sender[channels.Content] = (*Layer)(nil)
 
 func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	if err := l.names.CheckChannel(channel); err != nil {
@@ -232,11 +241,11 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	}
 	nc, size, ok := c, 0, false
 	if owned {
-		size, ok = channels.NormalSize(c)
+		size, ok = normal.Size(c)
 	}
 	if !ok {
 		var err error
-		if nc, size, err = channels.Normalize(c); err != nil {
+		if nc, size, err = normal.Normalize(c); err != nil {
 			return fmt.Errorf("inmemory: send to %q: %w", channel, err)
 		}
 	}
@@ -281,7 +290,7 @@ func (l *Layer) push(channel string, c channels.Content, now time.Time, shared b
 	for w := range l.waiters[channel] {
 		w.wake()
 	}
-	if p := channels.ProcessPrefix(channel); p != "" {
+	if p := naming.ProcessPrefix(channel); p != "" {
 		rl := l.ready[p]
 		if rl == nil {
 			rl = &readyList{in: make(map[string]bool)}
@@ -303,7 +312,7 @@ func (l *Layer) capacity(channel string) int {
 	if n, ok := l.caps.Rule(channel); ok {
 		return n
 	}
-	if channels.ProcessPrefix(channel) != "" {
+	if naming.ProcessPrefix(channel) != "" {
 		return l.processCap
 	}
 	return l.caps.Default()
@@ -736,7 +745,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	if err := l.names.CheckGroup(group); err != nil {
 		return err
 	}
-	nc, size, err := channels.Normalize(c)
+	nc, size, err := normal.Normalize(c)
 	if err != nil {
 		return fmt.Errorf("inmemory: send to group %q: %w", group, err)
 	}
@@ -787,7 +796,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 			}
 		}
 		var rec *groupRec
-		if p := channels.ProcessPrefix(ch); p != "" && shared {
+		if p := naming.ProcessPrefix(ch); p != "" && shared {
 			rec = recFor(p)
 		}
 		if !l.push(ch, nc, now, shared, rec) {

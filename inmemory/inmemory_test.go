@@ -7,6 +7,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/inmemory"
+	"github.com/gochannels/channels/internal/owned"
 	"github.com/gochannels/channels/layertest"
 )
 
@@ -79,7 +80,7 @@ func TestSendOwned(t *testing.T) {
 	defer l.Close()
 	ctx := t.Context()
 	body := []byte("owned")
-	if err := channels.SendOwned(ctx, l, "owned", channels.Content{"bytes": body}); err != nil {
+	if err := owned.Send(ctx, l, "owned", channels.Content{"bytes": body}); err != nil {
 		t.Fatal(err)
 	}
 	_, c, err := l.Receive(ctx, "owned")
@@ -90,7 +91,7 @@ func TestSendOwned(t *testing.T) {
 		t.Fatal("SendOwned copied content that was already in normal form")
 	}
 
-	if err := channels.SendOwned(ctx, l, "owned", channels.Content{"n": 7, "list": []string{"a"}}); err != nil {
+	if err := owned.Send(ctx, l, "owned", channels.Content{"n": 7, "list": []string{"a"}}); err != nil {
 		t.Fatal(err)
 	}
 	_, c, err = l.Receive(ctx, "owned")
@@ -107,7 +108,7 @@ func TestSendOwned(t *testing.T) {
 	// The size limit holds for owned sends too.
 	small := inmemory.MustNew(inmemory.Config{MaxMessageSize: 16})
 	defer small.Close()
-	err = channels.SendOwned(ctx, small, "owned", channels.Content{"text": "far more than sixteen bytes"})
+	err = owned.Send(ctx, small, "owned", channels.Content{"text": "far more than sixteen bytes"})
 	if !errors.Is(err, channels.ErrMessageTooLarge) {
 		t.Fatalf("oversized owned send: %v, want ErrMessageTooLarge", err)
 	}
@@ -125,11 +126,11 @@ func (c *countingLayer) Send(ctx context.Context, channel string, m channels.Con
 }
 
 // A wrapper that embeds the layer and overrides Send is not bypassed by
-// channels.SendOwned through the promoted SendOwned method.
+// owned.Send through the promoted SendOwned method.
 func TestSendOwnedRespectsWrappers(t *testing.T) {
 	w := &countingLayer{Layer: inmemory.MustNew(inmemory.Config{})}
 	defer w.Close()
-	if err := channels.SendOwned(t.Context(), w, "owned", channels.Content{"text": "x"}); err != nil {
+	if err := owned.Send(t.Context(), w, "owned", channels.Content{"text": "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if w.sends != 1 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/naming"
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/layertest"
 	"github.com/gochannels/channels/redislayer"
@@ -76,7 +77,7 @@ func TestClusterKeys(t *testing.T) {
 	if err := l.GroupAdd(ctx, "ckeys-room", "ckeys.work"); err != nil {
 		t.Fatal(err)
 	}
-	pp := channels.ProcessPrefix(proc)
+	pp := naming.ProcessPrefix(proc)
 	slot := func(key string) int64 {
 		t.Helper()
 		n, err := raw.Do(ctx, raw.B().ClusterKeyslot().Key(key).Build()).AsInt64()

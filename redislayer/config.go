@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/capacities"
+	"github.com/gochannels/channels/internal/naming"
 )
 
 // Defaults for Config's zero fields.
@@ -190,10 +192,10 @@ type settings struct {
 	prefix        string
 	expiry        time.Duration
 	groupExpiry   time.Duration
-	caps          *channels.Capacities
+	caps          *capacities.Table
 	rules         []channels.CapacityRule
 	maxSize       int
-	names         channels.NameRules
+	names         naming.Rules
 	sentinels     []string
 	masterName    string
 	cluster       bool
@@ -219,7 +221,7 @@ func (cfg Config) settings() (settings, error) {
 		groupExpiry:   cfg.GroupExpiry,
 		rules:         cfg.ChannelCapacity,
 		maxSize:       cfg.MaxMessageSize,
-		names:         channels.NameRules{MaxLength: cfg.MaxNameLength},
+		names:         naming.Rules{MaxLength: cfg.MaxNameLength},
 		sentinels:     cfg.Sentinels,
 		masterName:    cfg.MasterName,
 		timeout:       cfg.Timeout,
@@ -270,7 +272,7 @@ func (cfg Config) settings() (settings, error) {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	caps, err := channels.NewCapacities(capacity, cfg.ChannelCapacity)
+	caps, err := capacities.New(capacity, cfg.ChannelCapacity)
 	if err != nil {
 		return s, fmt.Errorf("redislayer: %w", err)
 	}

@@ -16,11 +16,11 @@ import (
 
 // Sends encode content straight from the caller's values into msgpack, in
 // one pass that also validates them and measures their JSON size, with
-// the rules of channels.Normalize: the same accepted types, the same
+// the rules of normal.Normalize: the same accepted types, the same
 // conversions (every integer becomes int64, float32 float64, typed slices
 // and maps lists and maps), the same errors and the same size. Encoding is
 // what copies the message, so no normalised copy is built first.
-// encode_test.go checks the agreement with channels.Normalize.
+// encode_test.go checks the agreement with normal.Normalize.
 
 // appendEntries appends the msgpack encoding of c's entries (without a map
 // header) to b and, when measure is set, returns the JSON size of c as a
@@ -138,7 +138,7 @@ func appendValue(b []byte, v any, measure bool) ([]byte, int, error) {
 	return appendReflect(b, reflect.ValueOf(v), measure)
 }
 
-// appendReflect handles the values channels.Normalize converts by
+// appendReflect handles the values normal.Normalize converts by
 // reflection: named types, other integer and float widths, typed slices,
 // arrays and maps with string keys.
 func appendReflect(b []byte, rv reflect.Value, measure bool) ([]byte, int, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 	"github.com/gochannels/channels/internal/wire"
 	"github.com/google/go-cmp/cmp"
 )
@@ -20,7 +21,7 @@ type (
 )
 
 // The one-pass encoder accepts, converts, measures and refuses exactly
-// what channels.Normalize does.
+// what normal.Normalize does.
 func TestEncoderAgreesWithNormalize(t *testing.T) {
 	var nilSlice []int
 	var nilMap map[string]any
@@ -46,7 +47,7 @@ func TestEncoderAgreesWithNormalize(t *testing.T) {
 		{"": nil},
 	}
 	for i, c := range cases {
-		want, wantSize, wantErr := channels.Normalize(c)
+		want, wantSize, wantErr := normal.Normalize(c)
 		b, size, err := appendMap(nil, c, true)
 		if (err != nil) != (wantErr != nil) {
 			t.Fatalf("case %d: encoder error %v, Normalize error %v", i, err, wantErr)
@@ -64,7 +65,7 @@ func TestEncoderAgreesWithNormalize(t *testing.T) {
 		if err != nil {
 			t.Fatalf("case %d: decode: %v", i, err)
 		}
-		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b float64) bool {
+		if diff := cmp.Diff(channels.Content(want), got, cmp.Comparer(func(a, b float64) bool {
 			return a == b || (math.IsNaN(a) && math.IsNaN(b))
 		})); diff != "" {
 			t.Errorf("case %d: encoder and Normalize disagree (-Normalize +encoder):\n%s", i, diff)
@@ -89,7 +90,7 @@ func TestEncoderRefusesLikeNormalize(t *testing.T) {
 		new(int),
 	} {
 		c := channels.Content{"v": v}
-		_, _, wantErr := channels.Normalize(c)
+		_, _, wantErr := normal.Normalize(c)
 		_, _, err := appendMap(nil, c, true)
 		if !errors.Is(err, channels.ErrInvalidContent) || wantErr == nil || err.Error() != wantErr.Error() {
 			t.Errorf("value %T: encoder error %v; Normalize error %v", v, err, wantErr)
@@ -101,7 +102,7 @@ func FuzzEncoderAgreesWithNormalize(f *testing.F) {
 	f.Add("key", "value", int64(3), 1.5, []byte{1, 2}, true)
 	f.Fuzz(func(t *testing.T, k, s string, i int64, fl float64, b []byte, flag bool) {
 		c := channels.Content{k: s, k + "i": i, k + "f": fl, k + "b": b, k + "l": []any{s, flag, []string{k}}}
-		want, wantSize, wantErr := channels.Normalize(c)
+		want, wantSize, wantErr := normal.Normalize(c)
 		enc, size, err := appendMap(nil, c, true)
 		if (err == nil) != (wantErr == nil) || size != wantSize && err == nil {
 			t.Fatalf("encoder %d, %v; Normalize %d, %v", size, err, wantSize, wantErr)
@@ -113,7 +114,7 @@ func FuzzEncoderAgreesWithNormalize(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b float64) bool {
+		if diff := cmp.Diff(channels.Content(want), got, cmp.Comparer(func(a, b float64) bool {
 			return a == b || (math.IsNaN(a) && math.IsNaN(b))
 		})); diff != "" {
 			t.Fatalf("(-Normalize +encoder):\n%s", diff)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/naming"
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/layertest"
 	"github.com/gochannels/channels/redislayer"
@@ -90,7 +91,7 @@ func TestShardPlacement(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		key := prefix + channels.ProcessPrefix(tc.channel)
+		key := prefix + naming.ProcessPrefix(tc.channel)
 		if key == prefix {
 			key = prefix + tc.channel
 			if on := where(key); len(on) != 2 {

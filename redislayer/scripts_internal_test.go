@@ -4,13 +4,13 @@ import (
 	"context"
 	"testing"
 
-	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/naming"
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/redis/rueidis"
 )
 
 // The capacity globs the group send script evaluates in Lua match exactly
-// the names channels.Glob matches.
+// the names naming.Glob matches.
 func TestGlobToLuaAgreesWithGlob(t *testing.T) {
 	url := testenv.RedisURL(t)
 	opt, err := rueidis.ParseURL(url)
@@ -41,7 +41,7 @@ func TestGlobToLuaAgreesWithGlob(t *testing.T) {
 			continue
 		}
 		converted++
-		glob, err := channels.CompileGlob(g)
+		glob, err := naming.CompileGlob(g)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 )
 
 // Ordering selects how a consumer's WebSocket messages are ordered.
@@ -316,7 +317,7 @@ func (m *Manager) refresh(ctx context.Context, s *Session) (int64, error) {
 		}
 	}
 	s.replace(values)
-	n, _ := channels.ToInt(values[NextOrderKey])
+	n, _ := normal.ToInt(values[NextOrderKey])
 	return n, nil
 }
 

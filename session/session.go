@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 )
 
 // Session is one session's data: a map from text keys to values, loaded
@@ -68,7 +68,7 @@ func (s *Session) GetBool(key string) bool {
 // GetInt returns the integer value of key and whether there is one. Every
 // Go integer type is accepted, and float64 values that are whole numbers.
 func (s *Session) GetInt(key string) (int64, bool) {
-	return channels.ToInt(s.Get(key))
+	return normal.ToInt(s.Get(key))
 }
 
 // Put sets key to value and marks the session modified.

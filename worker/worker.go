@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/naming"
 )
 
 // Worker receives messages from a layer and runs a consumer on each.
@@ -109,10 +110,10 @@ func (w *Worker) ListenChannels() ([]string, error) {
 // when only is empty), then drops those matching any pattern of exclude.
 // Patterns are case-sensitive shell globs.
 func FilterChannels(names, only, exclude []string) ([]string, error) {
-	compile := func(ps []string) ([]channels.Glob, error) {
-		var gs []channels.Glob
+	compile := func(ps []string) ([]naming.Glob, error) {
+		var gs []naming.Glob
 		for _, p := range ps {
-			g, err := channels.CompileGlob(p)
+			g, err := naming.CompileGlob(p)
 			if err != nil {
 				return nil, fmt.Errorf("worker: %w", err)
 			}
@@ -128,8 +129,8 @@ func FilterChannels(names, only, exclude []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	matches := func(gs []channels.Glob, n string) bool {
-		return slices.ContainsFunc(gs, func(g channels.Glob) bool { return g.Match(n) })
+	matches := func(gs []naming.Glob, n string) bool {
+		return slices.ContainsFunc(gs, func(g naming.Glob) bool { return g.Match(n) })
 	}
 	var out []string
 	for _, n := range names {

@@ -20,7 +20,7 @@ const maxDepth = 64
 var ErrDecode = errors.New("wire: cannot decode message")
 
 // Append appends the msgpack encoding of c to b. c must be in normal form
-// (see channels.Normalize); values of other types are an error.
+// (see normal.Normalize); values of other types are an error.
 func Append(b []byte, c channels.Content) ([]byte, error) {
 	b = msgp.AppendMapHeader(b, uint32(len(c)))
 	for k, v := range c {

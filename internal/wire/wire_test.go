@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/normal"
 	"github.com/gochannels/channels/internal/wire"
 	"github.com/google/go-cmp/cmp"
 	"github.com/tinylib/msgp/msgp"
@@ -75,7 +76,7 @@ func FuzzUnmarshal(f *testing.F) {
 			return
 		}
 		// Whatever decodes must be in normal form and encode again.
-		if _, _, err := channels.Normalize(c); err != nil {
+		if _, _, err := normal.Normalize(c); err != nil {
 			t.Fatalf("decoded content is not normal: %v", err)
 		}
 		if _, err := wire.Marshal(c); err != nil {

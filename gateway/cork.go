@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -29,8 +30,9 @@ const corkLimit = 64 << 10
 // and a timer per frame.
 type corkWriter struct {
 	conn    net.Conn
-	timeout time.Duration // the most a write may go without progress; none when not positive
-	onStall func()        // called when a write fails on the deadline; may be nil
+	raw     syscall.RawConn // conn's socket when writes reach it unchanged (see plainSocket), else nil
+	timeout time.Duration   // the most a write may go without progress; none when not positive
+	onStall func()          // called when a write fails on the deadline; may be nil
 
 	mu        sync.Mutex
 	corked    bool

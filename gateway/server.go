@@ -355,6 +355,7 @@ func (s *Server) init() {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.loopStop = cancel
 		go s.receiveLoop(ctx)
+		s.attachLocal()
 		s.watchDataLoss()
 	})
 }

@@ -959,7 +959,7 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// age is seen, not in megabytes of kernel buffer.
 		_ = tc.SetWriteBuffer(wsSendBuffer)
 	}
-	h.cork = &corkWriter{conn: conn, timeout: h.writeTimeout, onStall: h.onStall}
+	h.cork = &corkWriter{conn: conn, raw: plainSocket(conn), timeout: h.writeTimeout, onStall: h.onStall}
 	r := brw.Reader
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, socketBufferSize)

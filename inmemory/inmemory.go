@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -87,6 +88,9 @@ type Layer struct {
 	rot       uint32
 	lastSweep time.Time
 	stats     channels.Stats
+
+	sinks     atomic.Pointer[sinkMap] // attached interface servers (see AttachLocal)
+	localSent localCounter
 }
 
 type queue struct {
@@ -248,6 +252,10 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 		if nc, size, err = normal.Normalize(c); err != nil {
 			return fmt.Errorf("inmemory: send to %q: %w", channel, err)
 		}
+	}
+	if s := l.sinkFor(channel); s != nil && size <= l.maxSize {
+		l.sendLocal(s, channel, nc)
+		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -749,8 +757,14 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	if err != nil {
 		return fmt.Errorf("inmemory: send to group %q: %w", group, err)
 	}
+	var local localBatch
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer func() {
+		l.mu.Unlock()
+		if local.sinks != nil {
+			l.deliverBatch(&local, nc)
+		}
+	}()
 	if l.closed {
 		return channels.ErrLayerClosed
 	}
@@ -761,6 +775,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	now := l.now()
 	l.maybeSweep(now)
 	members := l.members(group, now)
+	sinks := l.sinks.Load()
 	shared := len(members) > 1
 	// The members under one process prefix share a record of the
 	// message, through which a multi receive takes it for all of them.
@@ -793,6 +808,14 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 			l.dropExpired(ch, q, now)
 			if _, still := l.groups[group][ch]; !still {
 				continue
+			}
+		}
+		if sinks != nil && len(*sinks) > 0 {
+			if sk := (*sinks)[naming.ProcessPrefix(ch)]; sk != nil {
+				if q := l.queues[ch]; q == nil || q.len() == 0 {
+					local.add(sk, ch) // delivered once l.mu is released
+					continue
+				}
 			}
 		}
 		var rec *groupRec
@@ -844,6 +867,7 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
+	s.Sent += l.localSent.Load()
 	for _, q := range l.queues {
 		if n := q.len(); n > 0 {
 			s.Messages += int64(n)
@@ -886,6 +910,7 @@ func (l *Layer) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true
+	l.sinks.Store(nil) // later sends fail with ErrLayerClosed
 	for _, ws := range l.waiters {
 		for w := range ws {
 			w.wake()

@@ -175,13 +175,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	log.Info("Listening on channels", "channels", names, "concurrency", conc, "layer", fmt.Sprint(w.Layer))
 
 	var (
-		wg      sync.WaitGroup
-		jobs    = make(chan *channels.Message)
-		started int // goroutines running consume, at most conc
-		hold    = make(chan struct{}, conc+backlog)
-		mu      sync.Mutex
-		lanes   = make(map[string][]*channels.Message) // reply channel → messages waiting behind the running one
+		wg     sync.WaitGroup
+		recvMu sync.Mutex // held by the one goroutine receiving
+		hold   = make(chan struct{}, conc+backlog)
+		mu     sync.Mutex
+		lanes  = make(map[string][]*channels.Message) // reply channel → messages waiting behind the running one
+		fatal  error                                  // the error that stops every goroutine (layer closed); under recvMu
 	)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
 	cctx := context.WithoutCancel(ctx)
 	debug := log.Enabled(ctx, slog.LevelDebug)
 	// process runs m, then the messages queued behind it on its lane.
@@ -210,83 +212,95 @@ func (w *Worker) Run(ctx context.Context) error {
 			mu.Unlock()
 		}
 	}
-	// Messages run on up to conc goroutines that stay for the whole Run
-	// (started as the load needs them): a goroutine per message would pay
-	// for its creation and for growing its stack every time.
-	consume := func(m *channels.Message) {
-		defer wg.Done()
-		for ; m != nil; m = <-jobs {
-			process(m)
-		}
-	}
-	dispatch := func(m *channels.Message) {
-		select {
-		case jobs <- m:
-			return
-		default:
-		}
-		if started < conc {
-			started++
-			wg.Add(1)
-			go consume(m)
-			return
-		}
-		jobs <- m
-	}
-
-	backoff := time.Duration(0)
-	for {
+	// next receives one message, under recvMu, and returns it to run, or
+	// nil when it joined the lane of a busy connection (or nothing came);
+	// ok is false when the goroutine must stop.
+	var backoff time.Duration
+	next := func() (m *channels.Message, ok bool) {
 		select {
 		case hold <- struct{}{}:
-		case <-ctx.Done():
+		case <-rctx.Done():
+			return nil, false
 		}
-		if ctx.Err() != nil {
-			break
+		recvMu.Lock()
+		defer recvMu.Unlock()
+		if rctx.Err() != nil {
+			<-hold
+			return nil, false
 		}
-		ch, c, err := w.Layer.Receive(ctx, names...)
+		ch, c, err := w.Layer.Receive(rctx, names...)
 		if err != nil {
 			<-hold
-			if ctx.Err() != nil {
-				break
+			if rctx.Err() != nil {
+				return nil, false
 			}
 			if errors.Is(err, channels.ErrLayerClosed) {
-				close(jobs)
-				wg.Wait()
-				return err
+				fatal = err
+				stop()
+				return nil, false
 			}
 			w.receiveErrors.Add(1)
 			// At most 400 ms apart: receiving resumes within about half a
-			// second of the layer answering again.
+			// second of the layer answering again. The other goroutines
+			// wait for recvMu meanwhile.
 			backoff = min(max(2*backoff, 50*time.Millisecond), 400*time.Millisecond)
 			log.Error("receive failed; retrying", "error", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
 			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
+			case <-t.C:
+			case <-rctx.Done():
+				t.Stop()
 			}
-			continue
+			return nil, true
 		}
 		backoff = 0
 		if c == nil { // a layer may return nothing (no channels, or an internal timeout)
 			<-hold
-			continue
+			return nil, true
 		}
 		w.received.Add(1)
 		w.inFlight.Add(1)
-		m := channels.NewMessage(w.Layer, ch, c)
+		m = channels.NewMessage(w.Layer, ch, c)
 		if key := m.ReplyChannel; key != "" {
 			mu.Lock()
 			if q, busy := lanes[key]; busy {
-				lanes[key] = append(q, m)
+				lanes[key] = append(q, m) // run by the goroutine running its connection
 				mu.Unlock()
-				continue
+				return nil, true
 			}
 			lanes[key] = nil
 			mu.Unlock()
 		}
-		dispatch(m)
+		return m, true
+	}
+	// Every goroutine receives for itself and runs what it received: a
+	// message goes from the layer to its consumer without a hand-off
+	// between goroutines. One receives at a time (recvMu), so that a
+	// connection's messages join its lane in the order they came.
+	wg.Add(conc)
+	for range conc {
+		go func() {
+			defer wg.Done()
+			for {
+				m, ok := next()
+				if !ok {
+					return
+				}
+				if m != nil {
+					process(m)
+				}
+			}
+		}()
+	}
+	<-rctx.Done()
+	recvMu.Lock()
+	err = fatal
+	recvMu.Unlock()
+	if err != nil {
+		wg.Wait()
+		return err
 	}
 	log.Info("worker stopping; waiting for messages in progress", "in_flight", w.inFlight.Load())
-	close(jobs)
 	wg.Wait()
 	return nil
 }

@@ -169,12 +169,12 @@
 // only processes of this layer receive: the messages of an ordinary
 // channel then go to the host of its hash, which keeps one sender's
 // messages in order and the capacity exact across hosts, and channel keys
-// live twice the expiry (see Differences from channels_redis). It is wrong when a
-// channels_redis process receives from the same channels: it could wait
-// forever for messages on another host, and, since it does not look at a
-// message's age, get a message up to one expiry after it expired.
-// Receivers of this layer never deliver an expired message, whatever the
-// setting.
+// live twice the expiry (see Differences from channels_redis). It is
+// wrong when a channels_redis process receives from the same channels: it
+// could wait forever for messages on another host, and, since it does not
+// look at a message's age, get a message up to one expiry after it
+// expired. Receivers of this layer never deliver an expired message,
+// whatever the setting.
 //
 // # Receiving
 //

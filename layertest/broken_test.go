@@ -3,8 +3,10 @@ package layertest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,20 +28,25 @@ func TestSuiteReportsBrokenLayers(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		broken   string
+		shards   int      // Options.NormalShards declared
 		wantFail []string // subtests that must fail
 	}{
-		{"capacity", []string{"L14_Capacity", "L18_CapacityRules"}},
-		{"expiry", []string{"L3_MessageExpiry", "L17_ExpiryEvictsFromGroups"}},
-		{"cancel", []string{"CancelledReceiveLosesNothing"}},
-		{"reorder", []string{"L1_SendReceiveFIFO", "FIFOPerChannel"}},
-		{"groupexpiry", []string{"L13_GroupExpiry"}},
-		{"shared", []string{"L15_SendCopiesContent"}},
-		{"starve", []string{"FairReceive"}},
+		{"capacity", 0, []string{"L14_Capacity", "L18_CapacityRules"}},
+		{"expiry", 0, []string{"L3_MessageExpiry", "L17_ExpiryEvictsFromGroups"}},
+		{"cancel", 0, []string{"CancelledReceiveLosesNothing"}},
+		{"reorder", 0, []string{"L1_SendReceiveFIFO", "FIFOPerChannel"}},
+		{"groupexpiry", 0, []string{"L13_GroupExpiry"}},
+		{"shared", 0, []string{"L15_SendCopiesContent"}},
+		{"starve", 0, []string{"FairReceive"}},
+		// A sharded layer still keeps '?' and '!' channels in order, and
+		// a normal channel's capacity per store.
+		{"reorder", 2, []string{"FIFOPerChannel"}},
+		{"capacity", 2, []string{"L14_Capacity", "L18_CapacityRules"}},
 	} {
-		t.Run(tc.broken, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/shards=%d", tc.broken, tc.shards), func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenLayer$", "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), "LAYERTEST_BROKEN="+tc.broken)
+			cmd.Env = append(os.Environ(), "LAYERTEST_BROKEN="+tc.broken, fmt.Sprintf("LAYERTEST_SHARDS=%d", tc.shards))
 			out, err := cmd.CombinedOutput()
 			if err == nil {
 				t.Fatalf("the suite passed a layer that breaks %q:\n%s", tc.broken, tail(out))
@@ -73,6 +80,7 @@ func TestBrokenLayer(t *testing.T) {
 	if kind == "" {
 		t.Skip("run by TestSuiteReportsBrokenLayers")
 	}
+	shards, _ := strconv.Atoi(os.Getenv("LAYERTEST_SHARDS"))
 	var clocks layertest.Clocks
 	layertest.Run(t, func(t *testing.T, s layertest.Settings) channels.Layer {
 		cfg := inmemory.Config{
@@ -106,7 +114,7 @@ func TestBrokenLayer(t *testing.T) {
 		}
 		clocks.Bind(l, clock)
 		return l
-	}, layertest.Options{Advance: clocks.Advance})
+	}, layertest.Options{Advance: clocks.Advance, NormalShards: shards})
 }
 
 // dropsOnCancel takes the next message in the background and, if its caller

@@ -10,7 +10,6 @@ import (
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/naming"
 	"github.com/gochannels/channels/internal/testenv"
-	"github.com/gochannels/channels/layertest"
 	"github.com/gochannels/channels/redislayer"
 	"github.com/redis/rueidis"
 )
@@ -20,16 +19,7 @@ import (
 func TestConformanceCluster(t *testing.T) {
 	t.Parallel()
 	cluster := testenv.StartRedisCluster(t, 3)
-	layertest.Run(t, func(t *testing.T, s layertest.Settings) channels.Layer {
-		return newLayer(t, redislayer.Config{
-			Hosts:           cluster.URLs(),
-			Cluster:         true,
-			Expiry:          s.Expiry,
-			GroupExpiry:     s.GroupExpiry,
-			Capacity:        s.Capacity,
-			ChannelCapacity: s.ChannelCapacity,
-		})
-	}, layertest.Options{})
+	conformance(t, redislayer.Config{Hosts: cluster.URLs(), Cluster: true})
 }
 
 // clusterClient is a plain cluster client for looking at what the layer

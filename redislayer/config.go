@@ -163,23 +163,26 @@ type Config struct {
 	// connections gather more commands per write. Zero means 2.
 	PipelineConns int
 
-	// MatchChannelsRedis stores channels exactly as channels_redis 4
-	// does, for Python processes (channels_redis) that receive from the
-	// same channels; see the package documentation, Differences from
-	// channels_redis. With several hosts, the messages of ordinary and
-	// single-reader channels go to the hosts in turn instead of to the
-	// host of the channel's hash: a channels_redis receive reads one host,
-	// the next one in turn, until a message arrives there, so it would
-	// wait forever for messages stored on another host (receivers of this
-	// layer read every host either way). And a channel key expires one
-	// Expiry after its last message (not twice that), so that a Python
-	// receiver, which does not look at the messages' age, cannot get a
-	// message that sat there alone past its expiry. The costs: a channel's
-	// messages are no longer received in the order they were sent across
-	// hosts, each host holds up to the channel's capacity, and a group
-	// member whose only message expired unread is not evicted (its key is
-	// gone with the message; it leaves at the group expiry instead).
-	MatchChannelsRedis bool
+	// GoReceiversOnly stores channels for deployments where every process
+	// that receives from the layer's channels is a process of this layer
+	// (Python processes may still send to them). It is wrong when a
+	// channels_redis process receives from the same channels: with
+	// several hosts, a channels_redis receive reads one host, the next in
+	// turn, and waits there until a message comes, so it can wait forever
+	// for a message this layer stored on another host; and a Python
+	// receiver, which does not look at a message's age, can get a message
+	// up to one Expiry after it expired.
+	//
+	// With it, the messages of an ordinary channel go to the host of the
+	// channel's hash (not to the hosts in turn), which keeps one
+	// sender's messages in order and the channel's capacity exact across
+	// hosts; and channel keys outlive their last message by twice Expiry
+	// (not once), so that a message that expired unread is still seen and
+	// its channel evicted from its groups (spec L17). See the package
+	// documentation, Differences from channels_redis. In Cluster mode,
+	// where channels_redis cannot share the storage, the layer always
+	// stores this way.
+	GoReceiversOnly bool
 
 	// Logger receives the layer's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -208,7 +211,7 @@ type settings struct {
 	connBuffer    int
 	flushDelay    time.Duration
 	pipelineConns int
-	matchPython   bool
+	goOnly        bool
 	log           *slog.Logger
 }
 
@@ -230,7 +233,7 @@ func (cfg Config) settings() (settings, error) {
 		processBuffer: cfg.ProcessBuffer,
 		processCap:    cfg.ProcessCapacity,
 		receiveBuffer: cfg.ReceiveBuffer,
-		matchPython:   cfg.MatchChannelsRedis,
+		goOnly:        cfg.GoReceiversOnly,
 		connBuffer:    cfg.ConnBuffer,
 		flushDelay:    cfg.FlushDelay,
 		pipelineConns: cfg.PipelineConns,
@@ -241,6 +244,7 @@ func (cfg Config) settings() (settings, error) {
 	}
 	s.log = s.log.With("component", "redislayer")
 	s.cluster = cfg.Cluster
+	s.goOnly = s.goOnly || s.cluster // channels_redis has no Cluster support
 	if s.cluster && len(cfg.Sentinels) > 0 {
 		return s, fmt.Errorf("redislayer: Cluster and Sentinels cannot be used together")
 	}
@@ -347,7 +351,7 @@ var layerParams = map[string]bool{
 	"timeout": true, "block_timeout": true, "receive_conns": true,
 	"process_buffer": true, "process_capacity": true, "conn_buffer": true,
 	"receive_buffer": true,
-	"flush_delay":    true, "pipeline_conns": true, "match_channels_redis": true,
+	"flush_delay":    true, "pipeline_conns": true, "go_receivers_only": true,
 }
 
 // ParseURL turns the URL form that Open accepts into a Config.
@@ -369,7 +373,7 @@ var layerParams = map[string]bool{
 //	sentinel=host:26379            a Sentinel address (repeatable); needs master_name
 //	master_name=mymaster           the Sentinel master set
 //	cluster=true                   Redis Cluster mode (see Config.Cluster)
-//	match_channels_redis=true      store channels exactly as channels_redis (Config.MatchChannelsRedis)
+//	go_receivers_only=true         no channels_redis process receives (Config.GoReceiversOnly)
 //
 // A Redis Cluster can also be written with the scheme redis+cluster (or
 // rediss+cluster for TLS) and some of its nodes, comma-separated:
@@ -483,12 +487,12 @@ func ParseURL(rawURL string) (Config, error) {
 	}
 	cfg.Sentinels = params["sentinel"]
 	cfg.MasterName = params.Get("master_name")
-	if v := params.Get("match_channels_redis"); v != "" {
+	if v := params.Get("go_receivers_only"); v != "" {
 		b, e := strconv.ParseBool(v)
 		if e != nil {
-			return cfg, fmt.Errorf("redislayer: URL parameter match_channels_redis=%q: want true or false", v)
+			return cfg, fmt.Errorf("redislayer: URL parameter go_receivers_only=%q: want true or false", v)
 		}
-		cfg.MatchChannelsRedis = b
+		cfg.GoReceiversOnly = b
 	}
 	if v := params.Get("cluster"); v != "" {
 		b, e := strconv.ParseBool(v)

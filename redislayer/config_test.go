@@ -177,13 +177,22 @@ func TestConsistentHash(t *testing.T) {
 	}
 }
 
-// match_channels_redis sets Config.MatchChannelsRedis.
-func TestParseURLMatchChannelsRedis(t *testing.T) {
-	cfg, err := redislayer.ParseURL("redis://a:6379/0,redis://b:6379/0?match_channels_redis=true")
-	if err != nil || !cfg.MatchChannelsRedis {
-		t.Fatalf("ParseURL = %+v, %v; want MatchChannelsRedis", cfg, err)
+// go_receivers_only sets Config.GoReceiversOnly; it is off by default.
+func TestParseURLGoReceiversOnly(t *testing.T) {
+	cfg, err := redislayer.ParseURL("redis://a:6379/0,redis://b:6379/0?go_receivers_only=true")
+	if err != nil || !cfg.GoReceiversOnly {
+		t.Fatalf("ParseURL = %+v, %v; want GoReceiversOnly", cfg, err)
 	}
-	if _, err := redislayer.ParseURL("redis://a/0?match_channels_redis=often"); err == nil {
-		t.Fatal("match_channels_redis=often accepted")
+	for _, h := range cfg.Hosts {
+		if strings.Contains(h, "go_receivers_only") {
+			t.Errorf("host URL %q keeps the layer parameter", h)
+		}
+	}
+	cfg, err = redislayer.ParseURL("redis://a:6379/0,redis://b:6379/0")
+	if err != nil || cfg.GoReceiversOnly {
+		t.Fatalf("ParseURL without go_receivers_only = %+v, %v; want it off", cfg, err)
+	}
+	if _, err := redislayer.ParseURL("redis://a/0?go_receivers_only=often"); err == nil {
+		t.Fatal("go_receivers_only=often accepted")
 	}
 }

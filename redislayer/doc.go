@@ -20,7 +20,9 @@
 //
 //   - a channel is a sorted set <prefix><channel name> whose members are 12
 //     random bytes followed by the msgpack message (text as str, bytes as
-//     bin), scored by the Unix time of the send;
+//     bin), scored by the Unix time of the send; with several hosts, the
+//     messages of an ordinary channel go to the hosts in turn, as
+//     channels_redis 4 sends them (see Sharding);
 //   - the process-specific channels of one process ("name!suffix") share
 //     one sorted set keyed by their process prefix (<prefix>name!); each
 //     message names its channel in "__asgi_channel__" (a list of names when
@@ -38,11 +40,12 @@
 // built them (see Groups); <prefix>:epoch, which tells the layer
 // that Redis lost its data (see Faults); and <prefix>:held:<channel>, the
 // messages taken by ReceiveHeld and not yet acknowledged. Every key the
-// layer writes has an expiry: channel keys twice the message expiry after
-// their last message (once with Config.MatchChannelsRedis), groups the group expiry after their last add,
-// markers likewise, the epoch the group expiry (at least a minute) after
-// a layer last read it. Flush deletes every key under the prefix but the
-// epoch.
+// layer writes has an expiry: channel keys the message expiry after their
+// last message, as channels_redis sets it (twice that, plus a second, with
+// Config.GoReceiversOnly and in Cluster mode), groups the group expiry
+// after their last add, markers likewise, the epoch the group expiry (at
+// least a minute) after a layer last read it. Flush deletes every key
+// under the prefix but the epoch.
 //
 // Keys are the prefix followed by a name, so a prefix that starts another
 // one ("chat" and "chat2") shares its keyspace: give layers that must not
@@ -89,12 +92,31 @@
 // before each send); a pop that takes one discards it.
 //
 // Group members are evicted when a message expires unread on their
-// channel after they joined (spec L17; channels_redis never does this).
-// That applies to members Python added too: a group send of this layer
-// delivers to every member, whoever added it, and evicts those whose
-// channel has a message that expired unread since they joined; a
-// membership older than the group expiry is dropped, as channels_redis
-// drops it.
+// channel after they joined (spec L17; channels_redis never does this),
+// as far as the layer sees the message: an expired message is seen by the
+// pop or the group send that meets it, which records it in a marker, and
+// is gone unseen when its channel key expires with it. Channel keys
+// expire one message expiry after their last message, as channels_redis
+// sets them, so a message is seen only while a later one keeps its key
+// alive: the member of a group that sends to it more often than once per
+// expiry (a chat room whose interface server died) is evicted at the
+// group send after its first message expired; the member whose only
+// message expired is usually not, and leaves at the group expiry. With
+// Config.GoReceiversOnly (and in Cluster mode) keys live twice the expiry
+// and every member whose message expired unread is evicted by the next
+// group send within that time.
+//
+// Group members added by Python processes are treated as those added by
+// Go: a group send of this layer delivers to every member, whoever added
+// it; drops the memberships older than the group expiry, as
+// channels_redis drops them; and removes from the group, for good, the
+// members whose channel had a message expire unread (as seen above)
+// since they last joined, wherever that message came from. A Python
+// consumer is not told: it stops getting the group's messages until it
+// joins again (Django Channels' consumers join when they connect). Group
+// sends of channels_redis remove expired messages without a marker, so
+// they evict nobody. GroupChannels lists Python's members too, and
+// GroupDiscard removes them.
 //
 // Values: text that is not valid UTF-8 is refused at Send and GroupSend
 // with channels.ErrInvalidContent (channels_redis cannot decode it, and
@@ -102,28 +124,57 @@
 // sends, are received as uint64 (not in normal form: convert before
 // sending them on).
 //
-// Sharding over several hosts fixes a channels_redis bug. channels_redis
-// 4.0 places a process-specific channel by the consistent hash of its full
-// name when it sends, but of its process prefix when it receives and when
-// it sends to a group, so with more than one host most direct replies land
-// on a host nobody reads. This layer uses the process prefix on every path.
-// It also places ordinary channels by the hash of their name (channels_redis
-// sends them to the hosts in turn), which keeps capacity exact and one
-// sender's messages in order. Receivers read every host, so they still get
-// what channels_redis processes send anywhere, including process-specific
-// messages misplaced by the bug. A channels_redis receiver, though, reads
-// one host per receive call, the next in turn, and waits there until a
-// message comes. Channel keys outlive their last message by twice the
-// expiry (channels_redis: once), so that expired messages are seen and
-// their channels evicted from groups; a Python receiver, which does not
-// look at a message's age, could then get a Go message up to one expiry
-// after it expired (receivers of this layer never deliver an expired
-// message). With Python receivers on the same channels, set
-// Config.MatchChannelsRedis (match_channels_redis=true): ordinary channels'
-// messages then go to the hosts in turn and channel keys expire one
-// expiry after their last message, as channels_redis does, at the cost of
-// the order and exact capacity across hosts and of evicting a group member
-// whose only message expired unread.
+// # Sharding
+//
+// Over several hosts, channels and groups are placed as channels_redis 4
+// places them, by default:
+//
+//   - the messages of an ordinary channel go to the hosts in turn, because
+//     a channels_redis receiver reads one host per receive call, the next
+//     in turn, and waits there until a message comes: were all of a
+//     channel's messages stored on the host of its hash, that receiver
+//     would wait forever on another host at every other call. Each Layer
+//     counts the turn per channel, starting with the first host, as a new
+//     channels_redis process starts receiving (channels_redis counts one
+//     turn for all channels, so sends to several channels that interleave
+//     can leave one channel's messages on one host). Nothing can promise
+//     a channels_redis receiver every message, though: a receiver that
+//     waits on one host while the next message goes to another (two
+//     senders, or a receive given up) waits until one arrives there;
+//   - a process-specific channel goes to the host of its process prefix's
+//     consistent hash, and so does a group send to it;
+//   - a group lives on the host of its name's hash, and a group send
+//     reaches an ordinary member on the host of the member's hash (as
+//     channels_redis's group send does).
+//
+// Receivers of this layer read every host (all of them at once while they
+// wait), so they get every message wherever it is, including those sent
+// by Python. The cost of sending in turn: a channel's messages are not
+// received in the order they were sent once they are on different hosts,
+// and each host holds up to the channel's capacity, so one sender can
+// store the capacity times the number of hosts before Send fails with
+// ErrChannelFull (channels_redis behaves the same). Single-reader ('?')
+// channels, which channels_redis cannot name, stay on the host of their
+// hash and keep their order.
+//
+// Sharding also fixes a channels_redis bug. channels_redis 4.0 places a
+// process-specific channel by the consistent hash of its full name when
+// it sends, but of its process prefix when it receives and when it sends
+// to a group, so with more than one host most direct replies land on a
+// host nobody reads. This layer uses the process prefix on every path,
+// and its receive loops read every host, so they still get the
+// process-specific messages that Python misplaced.
+//
+// Config.GoReceiversOnly (go_receivers_only=true) is for deployments where
+// only processes of this layer receive: the messages of an ordinary
+// channel then go to the host of its hash, which keeps one sender's
+// messages in order and the capacity exact across hosts, and channel keys
+// live twice the expiry (see Differences from channels_redis). It is
+// wrong when a channels_redis process receives from the same channels: it
+// could wait forever for messages on another host, and, since it does not
+// look at a message's age, get a message up to one expiry after it
+// expired. Receivers of this layer never deliver an expired message,
+// whatever the setting.
 //
 // # Receiving
 //

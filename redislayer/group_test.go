@@ -220,11 +220,12 @@ func TestMixedReceiveFairness(t *testing.T) {
 // A process-specific member is evicted from its groups when a message
 // expires unread on its channel: in Redis (its process is gone) or in this
 // process's buffer (its process is alive but nobody reads that channel).
-// A later GroupAdd brings it back.
+// A later GroupAdd brings it back. (With GoReceiversOnly: by default the
+// key of the dead process goes with its only message, unseen.)
 func TestProcessMemberEvictedOnExpiry(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Expiry: time.Second, GroupExpiry: time.Minute})
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Expiry: time.Second, GroupExpiry: time.Minute, GoReceiversOnly: true})
 	ctx := t.Context()
 	gone := "evict.dead!conn" // nobody ever receives this prefix
 	unread, _ := l.NewChannel(ctx, "evict.gw!")
@@ -272,11 +273,12 @@ func TestProcessMemberEvictedOnExpiry(t *testing.T) {
 // are fewer than a group's members (the group send looks those channels
 // up in the group) or more (it looks every member up among them): in
 // both, exactly the members with a message that expired after they
-// joined leave the group.
+// joined leave the group. (With GoReceiversOnly, so that the keys of the
+// channels whose only message expired are still there.)
 func TestEvictionFewOrManyExpiredChannels(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Expiry: time.Second, GroupExpiry: time.Minute})
+	l := newLayer(t, redislayer.Config{Hosts: []string{url}, Expiry: time.Second, GroupExpiry: time.Minute, GoReceiversOnly: true})
 	ctx := t.Context()
 	for _, tc := range []struct {
 		name  string

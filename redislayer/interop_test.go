@@ -16,6 +16,7 @@ import (
 	"github.com/gochannels/channels/internal/testenv"
 	"github.com/gochannels/channels/redislayer"
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/rueidis"
 )
 
 // reference is the message testdata/interop.py holds as REFERENCE.
@@ -82,6 +83,9 @@ func startPython(t *testing.T, url, prefix string, capacity ...int) *python {
 	})
 	return &python{t: t, in: in, out: bufio.NewScanner(out)}
 }
+
+// on returns p reporting failures to t (a subtest).
+func (p *python) on(t *testing.T) *python { return &python{t: t, in: p.in, out: p.out} }
 
 // do sends one command and returns the answer after "ok".
 func (p *python) do(format string, args ...any) string {
@@ -269,24 +273,30 @@ func TestInteropTwoHosts(t *testing.T) {
 	py.do("quit")
 }
 
-// Two hosts, both ways, as a mixed Go and Python deployment runs them
-// (MatchChannelsRedis): Go sends ordinary channels' messages to the hosts in turn so
-// that channels_redis receivers, which read one host per receive, get
-// every one; group sends reach the members of the other language; both
-// count a channel's capacity the same way; and the values one side can
-// write but the other could not read are handled: text that is not UTF-8
-// is refused at Go's Send, integers above 2^63-1 from Python arrive as
-// uint64. Expired messages are delivered to neither side.
+// Two hosts, both ways, as a mixed Go and Python deployment runs them,
+// with the default configuration: Go sends ordinary channels' messages to
+// the hosts in turn so that channels_redis receivers, which read one host
+// per receive, get every one; group sends reach the members of the other
+// language, and Go evicts a member Python added whose message expired
+// unread; both count a channel's capacity the same way; and the values
+// one side can write but the other could not read are handled: text that
+// is not UTF-8 is refused at Go's Send, integers above 2^63-1 from Python
+// arrive as uint64. Go's channel keys expire with their messages, as
+// channels_redis's do, and expired messages are delivered to neither side.
 func TestInteropTwoHostsBothWays(t *testing.T) {
 	t.Parallel()
 	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
 	prefix := testenv.Prefix("interop2w")
-	const capacity = 4
-	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, MatchChannelsRedis: true, Capacity: capacity, Expiry: 2 * time.Second})
+	const (
+		capacity = 4
+		expiry   = 2 * time.Second
+	)
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Prefix: prefix, Capacity: capacity, Expiry: expiry})
+	raws := []rueidis.Client{rawClient(t, a.URL), rawClient(t, b.URL)}
 	py := startPython(t, a.URL+","+b.URL, prefix, capacity)
 	ctx := t.Context()
 	want := reference()
-	recv := func(name string) channels.Content {
+	recv := func(t *testing.T, name string) channels.Content {
 		t.Helper()
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -298,6 +308,7 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 	}
 
 	t.Run("GoToPythonOrdinary", func(t *testing.T) {
+		py := py.on(t)
 		// channels_redis receives each message from the next host in
 		// turn, waiting there until one comes.
 		for range 4 {
@@ -310,7 +321,53 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 		}
 	})
 
+	t.Run("GoToNewPythonReceivers", func(t *testing.T) {
+		py := py.on(t)
+		// One message to each of several channels, each received by a
+		// new channels_redis layer, whose first receive waits on the
+		// first host: the message must be there. The channels' names hash
+		// to either host, four of each (placed by hash, half of the
+		// messages would be on the host nobody reads).
+		var names []string
+		perHost := [2]int{}
+		for i := 0; len(names) < 8; i++ {
+			n := fmt.Sprintf("interop.fresh%d", i)
+			if h := redislayer.ConsistentHash(n, 2); perHost[h] < 4 {
+				perHost[h]++
+				names = append(names, n)
+			}
+		}
+		for _, n := range names {
+			if err := l.Send(ctx, n, want); err != nil {
+				t.Fatal(err)
+			}
+			if got := py.do("receive_fresh %s 1", n); got != "" {
+				t.Errorf("a new channels_redis receiver of %s (hashed to host %d) got no message within 1 s (%q)", n, redislayer.ConsistentHash(n, 2), got)
+			}
+		}
+	})
+
+	t.Run("GoToPythonInterleaved", func(t *testing.T) {
+		py := py.on(t)
+		// Sends to two channels interleave; each channel's messages still
+		// alternate between the hosts, so the Python receiver, reading
+		// the hosts in turn, finds one at every receive.
+		for range 4 {
+			for _, n := range []string{"interop.il.a", "interop.il.b"} {
+				if err := l.Send(ctx, n, want); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, n := range []string{"interop.il.a", "interop.il.b"} {
+			for range 4 {
+				py.do("receive %s", n)
+			}
+		}
+	})
+
 	t.Run("GroupsAcrossLanguages", func(t *testing.T) {
+		py := py.on(t)
 		pyCh := py.do("new_channel interop.py")
 		goCh, err := l.NewChannel(ctx, "interop.go!")
 		if err != nil {
@@ -325,17 +382,51 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 			t.Fatal(err)
 		}
 		py.do("receive %s", pyCh)
-		if diff := cmp.Diff(want, recv(goCh)); diff != "" {
+		if diff := cmp.Diff(want, recv(t, goCh)); diff != "" {
 			t.Errorf("Go group send to a Go member (-sent +received):\n%s", diff)
 		}
 		py.do("group_send mixed")
 		py.do("receive %s", pyCh)
-		if diff := cmp.Diff(want, recv(goCh)); diff != "" {
+		if diff := cmp.Diff(want, recv(t, goCh)); diff != "" {
 			t.Errorf("Python group send to a Go member (-sent +received):\n%s", diff)
 		}
 	})
 
+	t.Run("EvictsPythonMember", func(t *testing.T) {
+		py := py.on(t)
+		// A member Python added whose channel had a message expire
+		// unread is evicted by Go's group send, as Go's own members are,
+		// when the channel's key is still there (a later message kept it
+		// alive); a member Python reads stays.
+		gone := py.do("new_channel interop.pygone")
+		live := py.do("new_channel interop.pylive")
+		py.do("group_add pyevict %s", gone)
+		py.do("group_add pyevict %s", live)
+		send := func(n int64) {
+			t.Helper()
+			if err := l.GroupSend(ctx, "pyevict", channels.Content{"n": n}); err != nil {
+				t.Fatal(err)
+			}
+			if got := py.do("receive_none %s 2", live); got != "got" {
+				t.Fatalf("Python's member got no group message %d: %q", n, got)
+			}
+		}
+		send(1)
+		time.Sleep(expiry * 6 / 10)
+		send(2)
+		time.Sleep(expiry / 2) // the first message has expired, the second not
+		send(3)
+		members, err := l.GroupChannels(ctx, "pyevict")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(members) != 1 || members[0] != live {
+			t.Fatalf("members after %s's first message expired unread = %v; want only %s", gone, members, live)
+		}
+	})
+
 	t.Run("Capacity", func(t *testing.T) {
+		py := py.on(t)
 		// Go fills the channel on both hosts; Python finds it full on
 		// each; Go receives everything that was accepted.
 		sent := 0
@@ -357,17 +448,18 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 			}
 		}
 		for range sent {
-			if diff := cmp.Diff(want, recv("interop.cap")); diff != "" {
+			if diff := cmp.Diff(want, recv(t, "interop.cap")); diff != "" {
 				t.Fatalf("(-sent +received):\n%s", diff)
 			}
 		}
 		if got := py.do("try_send interop.cap"); got != "sent" {
 			t.Fatalf("Python's send once Go emptied the channel: %q; want sent", got)
 		}
-		recv("interop.cap")
+		recv(t, "interop.cap")
 	})
 
 	t.Run("EdgeValues", func(t *testing.T) {
+		py := py.on(t)
 		err := l.Send(ctx, "interop.edge", channels.Content{"text": "caf\xe9"})
 		if !errors.Is(err, channels.ErrInvalidContent) {
 			t.Fatalf("Send of text that is not UTF-8 = %v; want ErrInvalidContent", err)
@@ -377,7 +469,7 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 			t.Fatalf("GroupSend of text that is not UTF-8 = %v; want ErrInvalidContent", err)
 		}
 		py.do("send_big interop.edge")
-		got := recv("interop.edge")
+		got := recv(t, "interop.edge")
 		wantBig := channels.Content{"big": uint64(math.MaxUint64), "edge": uint64(1 << 63), "low": int64(math.MinInt64)}
 		if diff := cmp.Diff(wantBig, got); diff != "" {
 			t.Fatalf("Python's big integers (-sent +received):\n%s", diff)
@@ -385,6 +477,7 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 	})
 
 	t.Run("ExpiredNotDelivered", func(t *testing.T) {
+		py := py.on(t)
 		py.do("send interop.old")
 		// One message on each host: the channel keys expire with them,
 		// as channels_redis's do, so a Python receiver (which does not
@@ -394,7 +487,15 @@ func TestInteropTwoHostsBothWays(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(2100 * time.Millisecond)
+		// Their keys expire with them, after Expiry, as channels_redis
+		// sets them.
+		for h, c := range raws {
+			ttl, err := c.Do(ctx, c.B().Pttl().Key(prefix+"interop.goold").Build()).AsInt64()
+			if err != nil || ttl <= 0 || ttl > expiry.Milliseconds() {
+				t.Errorf("PTTL of the Go channel key on host %d = %d ms (%v); want at most the expiry, %v", h, ttl, err, expiry)
+			}
+		}
+		time.Sleep(expiry + 100*time.Millisecond)
 		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		if _, c, err := l.Receive(rctx, "interop.old"); err == nil {

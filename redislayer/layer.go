@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"slices"
@@ -46,9 +47,14 @@ type Layer struct {
 	luaCaps   []string
 	luaCapsOK bool
 
-	rot     atomic.Uint32 // rotates receive order
-	sendRot atomic.Uint32 // rotates the hosts of ordinary channels' sends
-	mixRot  atomic.Uint32 // alternates the kind a mixed Receive serves first
+	rot atomic.Uint32 // rotates receive order
+	// turns counts the sends of each ordinary channel, to send its
+	// messages to the hosts in turn (nil with one host or
+	// Config.GoReceiversOnly). Channels whose names hash to the same slot
+	// share a counter.
+	turns    *[turnSlots]atomic.Uint32
+	turnSeed maphash.Seed
+	mixRot   atomic.Uint32 // alternates the kind a mixed Receive serves first
 
 	// Arguments that never change, formatted once.
 	keyTTLArg, markerTTLArg, groupTTLArg string
@@ -118,9 +124,13 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	l.closeCtx, l.closeFn = context.WithCancel(context.Background())
 	l.local.init()
 	l.ord.init()
-	l.keyTTLms = 2*s.expiry.Milliseconds() + 1000
-	if s.matchPython {
-		l.keyTTLms = max(s.expiry.Milliseconds(), 1) // channels_redis's
+	if !s.goOnly && len(s.hosts) > 1 {
+		l.turns = new([turnSlots]atomic.Uint32)
+		l.turnSeed = maphash.MakeSeed()
+	}
+	l.keyTTLms = max(s.expiry.Milliseconds(), 1) // channels_redis's
+	if s.goOnly {
+		l.keyTTLms = 2*s.expiry.Milliseconds() + 1000
 	}
 	l.keyTTLArg = strconv.FormatInt(l.keyTTLms, 10)
 	l.epochTTLms = max(s.groupExpiry, time.Minute).Milliseconds()
@@ -387,15 +397,31 @@ func (l *Layer) shardFor(name string) *shard {
 	return l.shards[ConsistentHash(nonLocal(name), len(l.shards))]
 }
 
-// sendShard returns the host a message to channel goes to: with
-// Config.MatchChannelsRedis, for an ordinary or single-reader channel, the
-// hosts in turn, as channels_redis 4 does; otherwise shardFor's host.
-// Receivers of ordinary channels read every host either way.
+// turnSlots is the number of send counters of a layer over several hosts
+// (see Layer.turns).
+const turnSlots = 4096
+
+// sendShard returns the host a message to channel goes to: for an
+// ordinary channel, the hosts in turn, as channels_redis 4 sends them (its
+// receivers read the hosts in turn, waiting on each until a message
+// comes); with Config.GoReceiversOnly, and for single-reader and
+// process-specific channels, shardFor's host. Single-reader channels keep
+// their order that way: no channels_redis process can name them (its
+// channel names have no '?'). Receivers of ordinary channels read every
+// host either way.
+//
+// The turn is counted per channel, from the first host: a channel's
+// messages then alternate between the hosts however sends to several
+// channels interleave, as a channels_redis receiver of that channel
+// alternates (starting, in a new process, with the first host).
+// channels_redis counts one turn for all channels, so that interleaved
+// sends can leave all of one channel's messages on one host.
 func (l *Layer) sendShard(channel string) *shard {
-	if !l.s.matchPython || len(l.shards) == 1 || strings.IndexByte(channel, '!') >= 0 {
+	if l.turns == nil || len(l.shards) == 1 || strings.IndexAny(channel, "!?") >= 0 {
 		return l.shardFor(channel)
 	}
-	return l.shards[int(l.sendRot.Add(1)-1)%len(l.shards)]
+	c := &l.turns[maphash.String(l.turnSeed, channel)%turnSlots]
+	return l.shards[int(c.Add(1)-1)%len(l.shards)]
 }
 
 // key returns the Redis key of a channel (of its process prefix for a
@@ -464,9 +490,12 @@ func (l *Layer) markerKey(channel string) string {
 	return l.markerPfx + channel
 }
 
-// keyTTL is how long a channel key outlives its last message: twice the
-// expiry, so that expired messages stay long enough to be seen (and their
-// channels evicted from groups) before the key goes.
+// keyTTL is how long a channel key outlives its last message: the
+// expiry, as channels_redis sets it, so that no Python receiver gets a
+// message of this layer after it expired; with Config.GoReceiversOnly
+// twice the expiry (plus a second), so that expired messages stay long
+// enough to be seen (and their channels evicted from groups) before the
+// key goes.
 func (l *Layer) keyTTL() string { return l.keyTTLArg }
 
 func (l *Layer) markerTTL() string { return l.markerTTLArg }
@@ -581,7 +610,7 @@ func (l *Layer) NewChannel(ctx context.Context, pattern string) (string, error) 
 		if pattern[len(pattern)-1] == '!' {
 			return name, nil
 		}
-		// Its messages may be on any host (Config.MatchChannelsRedis).
+		// Its messages may be on any host (sent in turn).
 		found := false
 		for _, sh := range l.shards {
 			cctx, cancel := l.s.withTimeout(ctx)
@@ -851,7 +880,7 @@ func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.Chan
 	key := l.key(channel)
 	hosts := []*shard{l.shardFor(channel)}
 	if nonLocal(channel) == channel {
-		hosts = l.shards // Config.MatchChannelsRedis, or sent by Python
+		hosts = l.shards // sent to the hosts in turn
 	}
 	oldest := math.Inf(1)
 	for _, sh := range hosts {

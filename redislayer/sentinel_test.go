@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/testenv"
-	"github.com/gochannels/channels/layertest"
 	"github.com/gochannels/channels/redislayer"
 )
 
@@ -58,14 +56,5 @@ func TestConformanceSentinel(t *testing.T) {
 	t.Parallel()
 	master := testenv.StartRedis(t)
 	sentinel := startSentinel(t, master)
-	layertest.Run(t, func(t *testing.T, s layertest.Settings) channels.Layer {
-		return newLayer(t, redislayer.Config{
-			Sentinels:       []string{sentinel},
-			MasterName:      "mymaster",
-			Expiry:          s.Expiry,
-			GroupExpiry:     s.GroupExpiry,
-			Capacity:        s.Capacity,
-			ChannelCapacity: s.ChannelCapacity,
-		})
-	}, layertest.Options{})
+	conformance(t, redislayer.Config{Sentinels: []string{sentinel}, MasterName: "mymaster"})
 }

@@ -14,6 +14,11 @@ Reads one command per line on stdin and answers one line on stdout:
                           wait SECONDS for a message: "ok none" or "ok got"
     receive CHANNEL       receive one message and compare it with the
                           reference, types included: "ok" or "mismatch ..."
+    receive_fresh CHANNEL SECONDS
+                          the same with a new layer, as a new process
+                          receives (its turn starts at the first host),
+                          waiting at most SECONDS: "ok", "ok none" or
+                          "mismatch ..."
     quit
 
 Answers start with "ok" or "error".
@@ -113,6 +118,20 @@ async def main():
                     print("ok got", flush=True)
                 except asyncio.TimeoutError:
                     print("ok none", flush=True)
+            elif cmd == "receive_fresh":
+                fresh = RedisChannelLayer(hosts=url.split(","), prefix=prefix, expiry=expiry, capacity=capacity)
+                try:
+                    msg = await asyncio.wait_for(fresh.receive(args[0]), float(args[1]))
+                except asyncio.TimeoutError:
+                    print("ok none", flush=True)
+                else:
+                    diff = same(msg, REFERENCE)
+                    if diff:
+                        print("mismatch", diff, flush=True)
+                    else:
+                        print("ok", flush=True)
+                finally:
+                    await fresh.close_pools()
             elif cmd == "receive":
                 msg = await asyncio.wait_for(layer.receive(args[0]), 10)
                 diff = same(msg, REFERENCE)

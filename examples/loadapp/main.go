@@ -19,15 +19,14 @@
 // session.EnforceOrdering, so that a publisher's frames are broadcast in
 // the order it sent them even when several worker processes consume them.
 // The channel sessions it needs live in Redis when the layer does (the
-// layer's host and database, keys under "loadapp:session:"), in memory
-// otherwise.
+// layer's first host and database, keys under "loadapp:session:"), in
+// memory otherwise.
 package main
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/cli"
+	"github.com/gochannels/channels/redislayer"
 	"github.com/gochannels/channels/session"
 )
 
@@ -148,18 +148,21 @@ func layerURL(args []string) string {
 }
 
 // openStore keeps the channel sessions where every worker process of the
-// deployment finds them: in the layer's Redis database, or in memory for
+// deployment finds them: in the Redis server of the layer (its first host,
+// with the Redis client's URL options but not the layer's), or in memory for
 // a single process.
 func openStore(ctx context.Context, layer string) (session.Store, error) {
-	if !strings.HasPrefix(layer, "redis://") && !strings.HasPrefix(layer, "rediss://") {
+	if !strings.HasPrefix(layer, "redis") && !strings.HasPrefix(layer, "unix://") {
 		return session.NewMemoryStore(), nil
 	}
-	u, err := url.Parse(layer)
+	cfg, err := redislayer.ParseURL(layer)
 	if err != nil {
 		return nil, fmt.Errorf("loadapp: layer URL: %w", err)
 	}
-	u.RawQuery = "" // the layer's own options
-	s, err := session.OpenRedis(ctx, u.String(), "loadapp:session:")
+	if len(cfg.Hosts) == 0 {
+		return nil, fmt.Errorf("loadapp: --enforce-ordering needs the layer's Redis host in its URL, got %q", layer)
+	}
+	s, err := session.OpenRedis(ctx, cfg.Hosts[0], "loadapp:session:")
 	if err != nil {
 		return nil, fmt.Errorf("loadapp: session store for --enforce-ordering: %w", err)
 	}

@@ -105,8 +105,8 @@ func TestOrderingSessionsLiveWithTheLayer(t *testing.T) {
 	if _, ok := mem.(*session.MemoryStore); !ok || err != nil {
 		t.Errorf("openStore(memory://) = %T, %v; want a memory store", mem, err)
 	}
-	// The layer's own options (its key prefix) are not the store's.
-	store, err := openStore(ctx, testenv.RedisURL(t)+"?prefix="+strings.TrimSuffix(testenv.Prefix("loadapp"), ":"))
+	// A layer URL, with the layer's own options, as compare.sh passes it.
+	store, err := openStore(ctx, testenv.RedisURL(t)+"?prefix="+strings.TrimSuffix(testenv.Prefix("loadapp"), ":")+"&capacity=100")
 	if err != nil {
 		t.Fatal(err)
 	}

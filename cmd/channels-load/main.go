@@ -7,6 +7,7 @@
 //	channels-load fanout    -url ws://127.0.0.1:8000/fanout/ -s 500 -m 1000 [-rate R] [-size 64]
 //	channels-load idle      -url ws://127.0.0.1:8000/echo/ -c 5000 -pid <server PID> [-hold 10s]
 //	channels-load http      -url http://127.0.0.1:8000/http/ -c 50 -n 20000
+//	channels-load connect   -url ws://127.0.0.1:8000/echo/ -n 5000 -c 32
 //	channels-load reference -addr 127.0.0.1:9000
 //	channels-load compare   -a <url> -b <url> <mode> [mode flags]
 //
@@ -27,7 +28,7 @@
 // reached, some connections could not be opened (the report is printed
 // first), or the run was interrupted; 2 for a usage error. Errors, timeouts
 // and lost messages are measurements: they are in the report, not in the
-// exit status.
+// exit status; so are failed handshakes in connect mode, which measures them.
 package main
 
 import (
@@ -119,6 +120,17 @@ var modes = []mode{
 					cfg.Ramp = -1 // no pause, as asked
 				}
 				return loadtest.RunIdle(ctx, cfg)
+			}
+		},
+	},
+	{
+		name: "connect", defaultURL: "ws://127.0.0.1:8000/echo/",
+		usage: "open N WebSocket connections, C handshakes in flight, closing each once open: connects/s",
+		flags: func(fs *flag.FlagSet) runner {
+			n := fs.Int("n", 5000, "connections to open and close in all")
+			c := fs.Int("c", 32, "handshakes in flight at once")
+			return func(ctx context.Context, cm loadtest.Common) (loadtest.Report, error) {
+				return loadtest.RunConnect(ctx, loadtest.ConnectConfig{Common: cm, Conns: *n, Concurrency: *c})
 			}
 		},
 	},

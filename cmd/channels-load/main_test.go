@@ -47,6 +47,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"echo", "-url", "http://127.0.0.1:1/"}, exitUsage, "scheme must be ws or wss"},
 		{[]string{"fanout", "-s", "0"}, exitUsage, "subscribers (-s) must be at least 1"},
 		{[]string{"http", "-url", "ws://x/"}, exitUsage, "scheme must be http or https"},
+		{[]string{"connect", "-n", "0", "-c", "-1"}, exitUsage, "connections (-n) must be at least 1, got 0; handshakes in flight (-c)"},
 		{[]string{"idle", "-c", "10"}, exitUsage, "process ID (-pid) is required"},
 		{[]string{"compare", "echo"}, exitUsage, "-a, -b and a mode are required"},
 		{[]string{"compare", "-a", "ws://x/", "-b", "ws://y/", "bogus"}, exitUsage, `unknown mode "bogus"`},
@@ -76,6 +77,7 @@ func TestUnreachableServerFailsClearly(t *testing.T) {
 		{"echo", "-url", "ws://" + addr + "/echo/"},
 		{"fanout", "-url", "ws://" + addr + "/fanout/"},
 		{"http", "-url", "http://" + addr + "/http/"},
+		{"connect", "-url", "ws://" + addr + "/echo/"},
 		{"idle", "-url", "ws://" + addr + "/echo/", "-pid", strconv.Itoa(os.Getpid())},
 	} {
 		code, stdout, stderr := cli(t, args...)
@@ -129,6 +131,8 @@ func TestModesAgainstTheReferenceMode(t *testing.T) {
 			map[string]float64{"received": 100, "lost": 0, "reordered": 0, "duplicates": 0}},
 		{[]string{"http", "-url", "http://" + addr + "/http/", "-c", "2", "-n", "100"},
 			map[string]float64{"completed": 100, "ok": 100, "errors": 0}},
+		{[]string{"connect", "-url", "ws://" + addr + "/echo/", "-n", "40", "-c", "4", "-pid", pid},
+			map[string]float64{"completed": 40, "failed": 0, "timeouts": 0, "concurrency": 4}},
 		{[]string{"idle", "-url", "ws://" + addr + "/echo/", "-c", "10", "-pid", pid, "-hold", "50ms", "-ramp", "0"},
 			map[string]float64{"connected": 10, "open_at_end": 10, "dropped": 0}},
 	} {

@@ -67,6 +67,10 @@ func TestInvalidConfigurations(t *testing.T) {
 			_, err := loadtest.RunIdle(ctx, loadtest.IdleConfig{Common: withPID("ws://127.0.0.1/echo/", os.Getpid())})
 			return err
 		}, []string{"connections (-c) must be at least 1, got 0"}},
+		{"connect with an http URL and zero counts", func() error {
+			_, err := loadtest.RunConnect(ctx, loadtest.ConnectConfig{Common: ws("http://127.0.0.1/echo/"), Concurrency: -1})
+			return err
+		}, []string{"scheme must be ws or wss", "connections (-n) must be at least 1, got 0", "handshakes in flight (-c) must be at least 1, got -1"}},
 		{"http with a ws URL and zero counts", func() error {
 			_, err := loadtest.RunHTTP(ctx, loadtest.HTTPConfig{Common: ws("ws://127.0.0.1/http/")})
 			return err
@@ -102,6 +106,10 @@ func TestUnreachableTargetIsAnError(t *testing.T) {
 			c := quick("ws://" + addr + "/echo/")
 			c.ServerPID = os.Getpid()
 			_, err := loadtest.RunIdle(ctx, loadtest.IdleConfig{Common: c, Conns: 5})
+			return err
+		},
+		"connect": func() error {
+			_, err := loadtest.RunConnect(ctx, loadtest.ConnectConfig{Common: quick("ws://" + addr + "/echo/"), Conns: 5})
 			return err
 		},
 		"http": func() error {

@@ -13,7 +13,7 @@
 // {"seq":n,"t":<unix ns when sent>,"src":<client id>,"pad":"xxx…"}, padded to
 // the requested size (see AppendFrame and ParseFrame).
 //
-// Each generator (RunEcho, RunFanout, RunIdle, RunHTTP) is bounded in count and
+// Each generator (RunEcho, RunFanout, RunIdle, RunHTTP, RunConnect) is bounded in count and
 // in time, writes progress lines to a writer while it runs, and returns a
 // report whose numbers are consistent with each other: what was expected, what
 // arrived, what failed and how. Reference is a plain net/http +

@@ -330,3 +330,85 @@ func TestHTTPCountsStatusesReconnectsAndTimeouts(t *testing.T) {
 		t.Errorf("hang: completed %d timeouts %d errors %d (%q); want 0 4 0", rep.Completed, rep.Timeouts, rep.Errors, rep.FirstError)
 	}
 }
+
+func TestConnectCountsFailuresTimeoutsAndCloseErrors(t *testing.T) {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mixed/", func(w http.ResponseWriter, r *http.Request) {
+		switch i := n.Add(1); {
+		case i%5 == 0:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		case i%7 == 0:
+			<-r.Context().Done() // never answers: the client gives up
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return // the client's close, answered by Read
+			}
+		}
+	})
+	mux.HandleFunc("/deaf/", func(w http.ResponseWriter, r *http.Request) {
+		// Counted before the handshake answers, so that the test's
+		// cleanup, which follows the last answer, waits for it.
+		wg.Add(1)
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			wg.Done()
+			return
+		}
+		// Never reads, so the client's close frame goes unanswered.
+		go func() { defer wg.Done(); time.Sleep(time.Second); c.CloseNow() }()
+	})
+	ws, _ := startServer(t, mux)
+
+	cm := quick(ws + "/mixed/")
+	cm.Timeout = 300 * time.Millisecond
+	rep, err := loadtest.RunConnect(context.Background(), loadtest.ConnectConfig{Common: cm, Conns: 30, Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests 5, 10, …, 30 are refused; 7, 14, 21, 28 hang.
+	if rep.Completed != 20 || rep.Failed != 6 || rep.Timeouts != 4 || rep.CloseErrors != 0 {
+		t.Errorf("completed %d failed %d timeouts %d close errors %d; want 20 6 4 0", rep.Completed, rep.Failed, rep.Timeouts, rep.CloseErrors)
+	}
+	if !strings.Contains(rep.FirstError, "503") || rep.Handshake.Count != 20 {
+		t.Errorf("first error %q, %d handshake samples; want the 503 named and 20 samples", rep.FirstError, rep.Handshake.Count)
+	}
+	if rep.Failure() != nil {
+		t.Errorf("Failure() = %v; failed handshakes are measurements in this mode", rep.Failure())
+	}
+
+	cm = quick(ws + "/deaf/")
+	cm.Timeout = 200 * time.Millisecond
+	rep, err = loadtest.RunConnect(context.Background(), loadtest.ConnectConfig{Common: cm, Conns: 4, Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Completed != 4 || rep.CloseErrors != 4 || rep.Close.Count != 0 || rep.FirstCloseError == "" {
+		t.Errorf("deaf server: completed %d, close errors %d (%q), %d close samples; want 4, 4, 0", rep.Completed, rep.CloseErrors, rep.FirstCloseError, rep.Close.Count)
+	}
+}
+
+func TestConnectStopsAtTheCeiling(t *testing.T) {
+	ref := &loadtest.Reference{}
+	ws, _ := startReference(t, ref)
+	cm := quick(ws + "/echo/")
+	cm.Duration = 300 * time.Millisecond
+	rep, err := loadtest.RunConnect(context.Background(), loadtest.ConnectConfig{Common: cm, Conns: 1 << 30, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Completed == 0 || rep.Failed != 0 || rep.Timeouts != 0 || !strings.Contains(rep.StoppedEarly, "-duration ceiling (300ms)") {
+		t.Errorf("completed %d failed %d timeouts %d stopped early %q; want some completed, no failures and the ceiling named",
+			rep.Completed, rep.Failed, rep.Timeouts, rep.StoppedEarly)
+	}
+}

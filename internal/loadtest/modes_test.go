@@ -85,6 +85,38 @@ func TestFanoutRateIsPaced(t *testing.T) {
 	}
 }
 
+func TestConnectAgainstReference(t *testing.T) {
+	ref := &loadtest.Reference{}
+	ws, _ := startReference(t, ref)
+	cm := quick(ws + "/echo/")
+	cm.ServerPID = os.Getpid()
+	rep, err := loadtest.RunConnect(context.Background(), loadtest.ConnectConfig{Common: cm, Conns: 300, Concurrency: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Completed != 300 || rep.Failed != 0 || rep.Timeouts != 0 || rep.CloseErrors != 0 {
+		t.Errorf("completed %d failed %d timeouts %d close errors %d (%q, %q); want 300 0 0 0",
+			rep.Completed, rep.Failed, rep.Timeouts, rep.CloseErrors, rep.FirstError, rep.FirstCloseError)
+	}
+	if rep.Handshake.Count != 300 || rep.Close.Count != 300 || rep.ConnectsPerSec <= 0 || rep.StoppedEarly != "" {
+		t.Errorf("%d handshake samples, %d close samples, %v connects/s, stopped early %q",
+			rep.Handshake.Count, rep.Close.Count, rep.ConnectsPerSec, rep.StoppedEarly)
+	}
+	if rep.Server == nil || rep.Server.PID != os.Getpid() {
+		t.Errorf("server usage %+v, want this process's", rep.Server)
+	}
+	if m := rep.Metrics(); m[0].Name != "connects_per_sec" || m[len(m)-1].Name != "server_cpu_us_per_connect" {
+		t.Errorf("Metrics() = %+v, want connects/s first and the server's CPU per connect last", m)
+	}
+	// Every connection was closed, not left open: the server lets go of
+	// all of them.
+	for deadline := time.Now().Add(5 * time.Second); ref.Stats().Conns != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reference still holds %d connections after the run", ref.Stats().Conns)
+		}
+	}
+}
+
 func TestHTTPAgainstReference(t *testing.T) {
 	_, base := startReference(t, &loadtest.Reference{})
 	rep, err := loadtest.RunHTTP(context.Background(), loadtest.HTTPConfig{
@@ -151,6 +183,10 @@ func TestReportsTextAndJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	conn, err := loadtest.RunConnect(context.Background(), loadtest.ConnectConfig{Common: quick(ws + "/echo/"), Conns: 7, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		rep  loadtest.Report
 		text []string
@@ -159,6 +195,8 @@ func TestReportsTextAndJSON(t *testing.T) {
 		{echo, []string{"echo ws://", "30/30", "msgs/s", "3/3 open"}, []string{`"mode":"echo"`, `"completed":30`, `"msgs_per_sec":`, `"p99_ms":`}},
 		{fan, []string{"fanout ws://", "10/10", "deliveries/s", "lost          0"}, []string{`"mode":"fanout"`, `"received":10`, `"lost":0`, `"deliveries_per_sec":`}},
 		{h, []string{"http http://", "10/10", "req/s", "200×10"}, []string{`"mode":"http"`, `"status":{"200":10}`, `"requests_per_sec":`}},
+		{conn, []string{"connect ws://", "connects      7/7", "connects/s", "2 handshakes in flight", "0 failed, 0 timeouts"},
+			[]string{`"mode":"connect"`, `"completed":7`, `"connects_per_sec":`, `"handshake":{`}},
 	} {
 		var text bytes.Buffer
 		if err := tc.rep.WriteText(&text); err != nil {

@@ -35,6 +35,7 @@ var (
 	_ Report = (*FanoutReport)(nil)
 	_ Report = (*IdleReport)(nil)
 	_ Report = (*HTTPReport)(nil)
+	_ Report = (*ConnectReport)(nil)
 )
 
 // fmtMS formats milliseconds with three significant digits or so.
@@ -247,11 +248,42 @@ func (r *HTTPReport) Metrics() []Metric {
 	}, serverCost(r.Server, r.Completed, "server_cpu_us_per_request")...)
 }
 
+// WriteText writes the report for a person.
+func (r *ConnectReport) WriteText(w io.Writer) error {
+	var t textWriter
+	fmt.Fprintf(&t.buf, "connect %s\n", r.URL)
+	t.line("connects", "%d/%d in %s = %.0f connects/s  (%d handshakes in flight, each connection closed once open)", r.Completed, r.Conns, fmtSeconds(r.ElapsedSec), r.ConnectsPerSec, r.Concurrency)
+	t.line("handshake", "%s", fmtLatency(r.Handshake))
+	t.line("close", "%s", fmtLatency(r.Close))
+	t.line("failures", "%d failed, %d timeouts, %d close errors", r.Failed, r.Timeouts, r.CloseErrors)
+	t.usage(r.Client, r.Server)
+	t.notes(r.StoppedEarly, r.FirstError, "")
+	if r.FirstCloseError != "" {
+		t.line("close error", "%s", r.FirstCloseError)
+	}
+	return t.flush(w)
+}
+
+// Failure returns nil: in this mode failed handshakes are the measurement,
+// counted in the report. (A target that refuses the very first connection
+// makes RunConnect return ErrConnect instead of a report.)
+func (r *ConnectReport) Failure() error { return nil }
+
+// Metrics returns connects/s, handshake latency and failures.
+func (r *ConnectReport) Metrics() []Metric {
+	return append([]Metric{
+		{"connects_per_sec", r.ConnectsPerSec, "higher"},
+		{"handshake_p50_ms", r.Handshake.P50, "lower"},
+		{"handshake_p99_ms", r.Handshake.P99, "lower"},
+		{"failed", float64(r.Failed + r.Timeouts), "lower"},
+	}, serverCost(r.Server, r.Completed, "server_cpu_us_per_connect")...)
+}
+
 // Comparison is the same run against two targets, A and B, with the ratio
 // A/B of every headline figure both have.
 type Comparison struct {
 	Mode   string  `json:"mode"` // always "compare"
-	Run    string  `json:"run"`  // echo, fanout, idle or http
+	Run    string  `json:"run"`  // echo, fanout, idle, http or connect
 	A      Side    `json:"a"`
 	B      Side    `json:"b"`
 	Ratios []Ratio `json:"ratios"`

@@ -174,7 +174,15 @@ func (s *Server) receiveLoop(ctx context.Context) {
 			clear(eps)
 			continue
 		}
-		if e := s.reg.get(name); e != nil {
+		switch e := s.reg.get(name).(type) {
+		case *wsConn:
+			// A plain frame to an idle socket is written here, without
+			// blocking (see deliverDirect): one system call instead of
+			// waking a writer goroutine.
+			e.deliverDirect(msg)
+			continue
+		case nil:
+		default:
 			e.deliver(msg)
 			continue
 		}

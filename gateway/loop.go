@@ -170,7 +170,7 @@ func (s *Server) receiveLoop(ctx context.Context) {
 		}
 		if names != nil {
 			eps = s.reg.getAll(names, eps[:0])
-			s.broadcast(names, eps, msg)
+			s.broadcast(names, eps, msg, time.Time{})
 			clear(eps)
 			continue
 		}
@@ -179,7 +179,7 @@ func (s *Server) receiveLoop(ctx context.Context) {
 			// A plain frame to an idle socket is written here, without
 			// blocking (see deliverDirect): one system call instead of
 			// waking a writer goroutine.
-			e.deliverDirect(msg)
+			e.deliverDirect(msg, time.Time{})
 			continue
 		case nil:
 		default:
@@ -194,7 +194,10 @@ func (s *Server) receiveLoop(ctx context.Context) {
 // broadcast delivers msg, shared by the endpoints eps registered under
 // names (nil where none is), to each of them: WebSockets get one prepared
 // frame, parsed and built here once; other endpoints a copy each.
-func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content) {
+//
+// A non-zero until lets a sender's goroutine wait until then for room in
+// full queues (see waitRoomLocked); the receive loop passes zero.
+func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content, until time.Time) {
 	p := prepare(msg)
 	for i, e := range eps {
 		switch e := e.(type) {
@@ -202,7 +205,7 @@ func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content)
 			s.stats.droppedReplies.Add(1)
 			s.log.Debug("reply for an unknown or finished connection dropped", "channel", names[i])
 		case *wsConn:
-			e.deliverPrepared(p)
+			e.deliverPrepared(p, until)
 		default:
 			e.deliver(msg.Clone())
 		}

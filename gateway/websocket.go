@@ -61,6 +61,7 @@ type wsConn struct {
 	closing  bool // a close is queued or sent: later replies are dropped
 	sentCode int  // close code the server sent, 0 if none
 	notify   chan struct{}
+	room     chan struct{} // closed when the writer takes frames, for senders waiting for room; nil when none waits
 	ws       *websocket.Conn
 	nc       net.Conn
 	cork     *corkWriter
@@ -80,15 +81,56 @@ func (c *wsConn) deliver(m channels.Content) {
 }
 
 // deliverPrepared queues a group message prepared once for all its members
-// on this server; an open socket is written its prepared frame.
-func (c *wsConn) deliverPrepared(p *prepared) {
+// on this server; an open socket is written its prepared frame. A non-zero
+// until lets the caller, a sender's goroutine, wait until then for room
+// (see waitRoomLocked).
+func (c *wsConn) deliverPrepared(p *prepared, until time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	it := outItem{msg: p.msg}
 	if c.state == wsOpen && p.frame != nil && c.cork != nil {
 		it.pre = p
 	}
+	c.waitRoomLocked(until)
 	c.enqueueLocked(it)
+}
+
+// senderWait is the longest a sender's goroutine handing a message to a
+// connection in its own process waits, per send, for room in the
+// connection's outbound queue.
+const senderWait = 100 * time.Millisecond
+
+// waitRoomLocked holds back a sender that hands its message over in its
+// own goroutine (a consumer in the same process as the gateway) while the
+// outbound queue is full and its writer is at work, until the writer has
+// taken frames or until passes. A burst produced faster than the writer
+// gets the CPU is then absorbed the way a channel layer's queue absorbed
+// it, instead of closing a client that reads; a client that does not read
+// still has a full queue at until, and is closed as too slow. The receive
+// loop never waits (zero until). c.mu is held, and released while waiting.
+func (c *wsConn) waitRoomLocked(until time.Time) {
+	lim := c.s.cfg.outbound
+	if until.IsZero() || lim <= 0 {
+		return
+	}
+	for len(c.queue) >= lim && c.writing && c.state == wsOpen && !c.closing {
+		d := time.Until(until)
+		if d <= 0 {
+			return
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-room:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+	}
 }
 
 // enqueueLocked queues a reply under the slow-client policy. c.mu is held.
@@ -493,6 +535,10 @@ func (c *wsConn) drain() {
 		}
 		n := min(len(c.queue), maxWriteBatch)
 		batch = append(batch[:0], c.queue[:n]...)
+		if c.room != nil {
+			close(c.room) // senders waiting for room (see waitRoomLocked)
+			c.room = nil
+		}
 		clear(c.queue[:n])
 		switch {
 		case n < len(c.queue):

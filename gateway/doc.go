@@ -29,6 +29,20 @@
 // The loop starts on first use (ServeHTTP or ServerID) and stops at the end
 // of Shutdown or Close.
 //
+// A reply that is a plain frame, for a socket with nothing queued or being
+// written, is written by the goroutine that has it, with one non-blocking
+// system call; only what the socket does not take at once, closes, and
+// frames queued behind others go to the socket's writer goroutine, which
+// exists only while its queue is not empty.
+//
+// With a layer in the server's own process (the in-memory layer, as
+// runserver uses), the loop is bypassed: the layer hands every message for
+// the server's prefixes to the server in the sender's goroutine, so a
+// consumer's reply is written to its socket by the worker goroutine that
+// ran the consumer. Such a sender waits up to 100 ms for room when the
+// socket's outbound queue is full while its writer works, as it would wait
+// for a full channel, before the slow-client policy applies.
+//
 // # HTTP
 //
 // A request becomes an http.request message with every key of the ASGI 1.0

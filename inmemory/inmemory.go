@@ -15,6 +15,12 @@
 // once into a bounded per-connection queue with its own slow-client policy,
 // so the layer's bound there only has to absorb bursts, such as a group
 // broadcast produced faster than sockets can be written.
+//
+// An interface server in the same process (the gateway of runserver)
+// attaches itself to the layer for its process prefixes: messages sent to
+// its reply channels then go straight to it in the sender's goroutine and
+// never wait in a queue here. A reply channel whose connection has ended is
+// removed from its groups at once, since nothing can receive on it again.
 package inmemory
 
 import (

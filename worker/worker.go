@@ -25,7 +25,9 @@ import (
 //
 // Messages run concurrently, up to Concurrency at once, except that messages
 // sharing a reply_channel (one connection's messages) run one at a time in
-// the order they arrived. Set the fields before calling Run; a Worker must
+// the order they arrived. Each of the Concurrency goroutines receives for
+// itself, one at a time, and runs what it received: a message goes from the
+// layer to its consumer without a hand-off between goroutines. Set the fields before calling Run; a Worker must
 // not be copied after first use.
 type Worker struct {
 	// Layer is the channel layer to receive from. Required.

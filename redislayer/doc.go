@@ -360,6 +360,16 @@
 // messages per round trip). cmd/channels-layerbench measures it against
 // redis-benchmark on the same server and reports where the CPU goes.
 //
+// A WebSocket echo over this layer is four Redis operations, the fewest
+// the protocol allows, each shared with other connections' traffic: the
+// interface server's Send of websocket.receive (a place in a batched ZADD),
+// the worker's pop (a place in a BZMPOP ... COUNT n), the consumer's Send
+// of the reply to the server's process prefix (a batched ZADD), and the
+// server's pop under its prefix. channels_redis spends the same four per
+// echo, each its own round trip, plus a ZREMRANGEBYSCORE and an EXPIRE per
+// send. A group send to members on several interface servers is one
+// message per server (see Groups), not one per member.
+//
 // # Redis servers and users
 //
 // Redis 6.0 or later is needed (fractional blocking timeouts, SCAN TYPE);

@@ -1010,12 +1010,17 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, socketBufferSize)
 	}
-	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.cork, socketBufferSize)), nil
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.cork, writeBufferSize)), nil
 }
 
-// socketBufferSize is the size of an open WebSocket's read and write
-// buffers.
+// socketBufferSize is the size of an open WebSocket's read buffer.
 const socketBufferSize = 1024
+
+// writeBufferSize is the size of an open WebSocket's write buffer. Data
+// frames go past it (corkWriter.writeData, writeFrame); it holds the
+// library's control frames, each whole (at most 14 bytes of header and 125
+// of payload), which corkWriter.Write relies on to recognise a close.
+const writeBufferSize = 256
 
 // wsSendBuffer is the kernel send buffer (SO_SNDBUF) asked for an open
 // WebSocket's TCP connection; Linux doubles it for its bookkeeping. It

@@ -215,7 +215,7 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 			r.logger().Error("dropped a message the consumer sent: its channel stayed full", "channel", m.Channel, "consumer", m.consumer, "to", p.target)
 			continue
 		}
-		deadline := time.Now().Add(timeout)
+		var deadline time.Time // set at the first full channel
 		for {
 			if p.group {
 				err = p.layer.(GroupLayer).GroupSend(ctx, p.target, p.content)
@@ -224,7 +224,13 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 				// the layer need not copy it again.
 				err = owned.Send(ctx, p.layer, p.target, p.content)
 			}
-			if !errors.Is(err, ErrChannelFull) || time.Now().Add(interval).After(deadline) {
+			if !errors.Is(err, ErrChannelFull) {
+				break
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(timeout)
+			}
+			if time.Now().Add(interval).After(deadline) {
 				break
 			}
 			if sleep(ctx, interval) != nil {

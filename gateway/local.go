@@ -41,7 +41,7 @@ func (k localSink) Deliver(name string, c channels.Content) bool {
 		k.s.log.Debug("reply for an unknown or finished connection dropped", "channel", name)
 		return false
 	case *wsConn:
-		e.deliverDirect(c, time.Now().Add(senderWait))
+		e.deliverDirect(c, &roomWait{})
 	default:
 		e.deliver(c)
 	}
@@ -51,7 +51,7 @@ func (k localSink) Deliver(name string, c channels.Content) bool {
 // DeliverGroup implements fanout.Sink.
 func (k localSink) DeliverGroup(names []string, c channels.Content) (gone []string) {
 	eps := k.s.reg.getAll(names, make([]endpoint, 0, len(names)))
-	k.s.broadcast(names, eps, c, time.Now().Add(senderWait))
+	k.s.broadcast(names, eps, c, &roomWait{})
 	for i, e := range eps {
 		if e == nil {
 			gone = append(gone, names[i])
@@ -68,12 +68,12 @@ func (k localSink) DeliverGroup(names []string, c channels.Content) (gone []stri
 // (a close, an invalid reply), goes to the writer goroutine as deliver
 // sends it, in order.
 //
-// A non-zero until lets the caller, a sender's goroutine, wait until then
-// for room in a full queue (see waitRoomLocked).
-func (c *wsConn) deliverDirect(m channels.Content, until time.Time) {
+// A non-nil w lets the caller, a sender's goroutine, wait for room in a
+// full queue (see waitRoomLocked).
+func (c *wsConn) deliverDirect(m channels.Content, w *roomWait) {
 	c.mu.Lock()
 	if c.state != wsOpen || c.closing || c.writing || len(c.queue) > 0 || c.cork == nil {
-		c.waitRoomLocked(until)
+		c.waitRoomLocked(w)
 		c.enqueueLocked(outItem{msg: m})
 		c.mu.Unlock()
 		return

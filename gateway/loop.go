@@ -170,7 +170,7 @@ func (s *Server) receiveLoop(ctx context.Context) {
 		}
 		if names != nil {
 			eps = s.reg.getAll(names, eps[:0])
-			s.broadcast(names, eps, msg, time.Time{})
+			s.broadcast(names, eps, msg, nil)
 			clear(eps)
 			continue
 		}
@@ -179,7 +179,7 @@ func (s *Server) receiveLoop(ctx context.Context) {
 			// A plain frame to an idle socket is written here, without
 			// blocking (see deliverDirect): one system call instead of
 			// waking a writer goroutine.
-			e.deliverDirect(msg, time.Time{})
+			e.deliverDirect(msg, nil)
 			continue
 		case nil:
 		default:
@@ -195,9 +195,9 @@ func (s *Server) receiveLoop(ctx context.Context) {
 // names (nil where none is), to each of them: WebSockets get one prepared
 // frame, parsed and built here once; other endpoints a copy each.
 //
-// A non-zero until lets a sender's goroutine wait until then for room in
-// full queues (see waitRoomLocked); the receive loop passes zero.
-func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content, until time.Time) {
+// A non-nil w lets a sender's goroutine wait for room in full queues (see
+// waitRoomLocked); the receive loop passes nil.
+func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content, w *roomWait) {
 	p := prepare(msg)
 	for i, e := range eps {
 		switch e := e.(type) {
@@ -205,7 +205,7 @@ func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content,
 			s.stats.droppedReplies.Add(1)
 			s.log.Debug("reply for an unknown or finished connection dropped", "channel", names[i])
 		case *wsConn:
-			e.deliverPrepared(p, until)
+			e.deliverPrepared(p, w)
 		default:
 			e.deliver(msg.Clone())
 		}

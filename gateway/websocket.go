@@ -81,40 +81,54 @@ func (c *wsConn) deliver(m channels.Content) {
 }
 
 // deliverPrepared queues a group message prepared once for all its members
-// on this server; an open socket is written its prepared frame. A non-zero
-// until lets the caller, a sender's goroutine, wait until then for room
-// (see waitRoomLocked).
-func (c *wsConn) deliverPrepared(p *prepared, until time.Time) {
+// on this server; an open socket is written its prepared frame. A non-nil
+// w lets the caller, a sender's goroutine, wait for room (see
+// waitRoomLocked).
+func (c *wsConn) deliverPrepared(p *prepared, w *roomWait) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	it := outItem{msg: p.msg}
 	if c.state == wsOpen && p.frame != nil && c.cork != nil {
 		it.pre = p
 	}
-	c.waitRoomLocked(until)
+	c.waitRoomLocked(w)
 	c.enqueueLocked(it)
 }
 
-// senderWait is the longest a sender's goroutine handing a message to a
-// connection in its own process waits, per send, for room in the
-// connection's outbound queue.
+// senderWait is the longest a sender's goroutine handing a message to
+// connections in its own process waits, per send, for room in their
+// outbound queues.
 const senderWait = 100 * time.Millisecond
+
+// roomWait is one send's allowance for waiting for room (senderWait from
+// the first wait), shared by the connections a group message goes to.
+type roomWait struct{ until time.Time }
+
+// deadline returns the end of the allowance, which starts at the first
+// call.
+func (w *roomWait) deadline() time.Time {
+	if w.until.IsZero() {
+		w.until = time.Now().Add(senderWait)
+	}
+	return w.until
+}
 
 // waitRoomLocked holds back a sender that hands its message over in its
 // own goroutine (a consumer in the same process as the gateway) while the
 // outbound queue is full and its writer is at work, until the writer has
-// taken frames or until passes. A burst produced faster than the writer
-// gets the CPU is then absorbed the way a channel layer's queue absorbed
-// it, instead of closing a client that reads; a client that does not read
-// still has a full queue at until, and is closed as too slow. The receive
-// loop never waits (zero until). c.mu is held, and released while waiting.
-func (c *wsConn) waitRoomLocked(until time.Time) {
+// taken frames or w's allowance has passed. A burst produced faster than
+// the writer gets the CPU is then absorbed the way a channel layer's queue
+// absorbed it, instead of closing a client that reads; a client that does
+// not read still has a full queue at the end, and is closed as too slow.
+// The receive loop never waits (nil w). c.mu is held, and released while
+// waiting.
+func (c *wsConn) waitRoomLocked(w *roomWait) {
 	lim := c.s.cfg.outbound
-	if until.IsZero() || lim <= 0 {
+	if w == nil || lim <= 0 {
 		return
 	}
 	for len(c.queue) >= lim && c.writing && c.state == wsOpen && !c.closing {
-		d := time.Until(until)
+		d := time.Until(w.deadline())
 		if d <= 0 {
 			return
 		}

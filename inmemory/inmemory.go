@@ -249,17 +249,24 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	if err := l.names.CheckChannel(channel); err != nil {
 		return err
 	}
-	nc, size, ok := c, 0, false
+	// Content handed over in normal form is only checked against the
+	// size limit (normal.Fits); other content is copied into normal form,
+	// which measures it.
+	nc, size, fits, ok := c, 0, false, false
 	if owned {
-		size, ok = normal.Size(c)
+		fits, ok = normal.Fits(c, l.maxSize)
+		if ok && !fits {
+			size, _ = normal.Size(c) // for the error
+		}
 	}
 	if !ok {
 		var err error
 		if nc, size, err = normal.Normalize(c); err != nil {
 			return fmt.Errorf("inmemory: send to %q: %w", channel, err)
 		}
+		fits = size <= l.maxSize
 	}
-	if s := l.sinkFor(channel); s != nil && size <= l.maxSize {
+	if s := l.sinkFor(channel); s != nil && fits {
 		l.sendLocal(s, channel, nc)
 		return nil
 	}
@@ -268,7 +275,7 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 	if l.closed {
 		return channels.ErrLayerClosed
 	}
-	if size > l.maxSize {
+	if !fits {
 		l.stats.TooLarge++
 		return fmt.Errorf("inmemory: send to %q: %w (%d bytes, limit %d)", channel, channels.ErrMessageTooLarge, size, l.maxSize)
 	}

@@ -313,3 +313,68 @@ func copyBytes(b []byte) []byte {
 	copy(out, b)
 	return out
 }
+
+// Fits is Size for a caller that only compares the size with limit: it
+// reports whether c is in normal form and, when it is, whether its size is
+// at most limit. It does not scan text for the characters JSON escapes
+// unless a bound that assumes the worst (six bytes per byte of text) is
+// over limit: a message far below the limit is checked at the cost of
+// walking its values.
+func Fits(c map[string]any, limit int) (fits, normal bool) {
+	if c == nil {
+		return false, false
+	}
+	bound, ok := mapBound(c)
+	if !ok {
+		return false, false
+	}
+	if bound <= limit {
+		return true, true
+	}
+	size, _ := normalMapSize(c)
+	return size <= limit, true
+}
+
+// mapBound is normalMapSize with each text's size bounded by the worst
+// case instead of measured.
+func mapBound(m map[string]any) (int, bool) {
+	size := 2
+	for k, v := range m {
+		n, ok := valueBound(v)
+		if !ok {
+			return 0, false
+		}
+		size += stringBound(k) + 2 + n
+	}
+	return size, true
+}
+
+// stringBound is at least jsonsize.String(s): quotes, and at most six
+// bytes (\u00XX) for each byte.
+func stringBound(s string) int { return 6*len(s) + 2 }
+
+func valueBound(val any) (int, bool) {
+	switch v := val.(type) {
+	case string:
+		return stringBound(v), true
+	case []any:
+		if v == nil {
+			return 0, false
+		}
+		size := 2
+		for _, e := range v {
+			n, ok := valueBound(e)
+			if !ok {
+				return 0, false
+			}
+			size += n + 1
+		}
+		return size, true
+	case map[string]any:
+		if v == nil {
+			return 0, false
+		}
+		return mapBound(v)
+	}
+	return normalValueSize(val)
+}

@@ -190,3 +190,27 @@ func TestToInt(t *testing.T) {
 		}
 	}
 }
+
+// Fits agrees with Size at every limit around a message's exact size,
+// for text that JSON escapes heavily and text it does not escape at all.
+func TestFitsAgreesWithSize(t *testing.T) {
+	for _, c := range []map[string]any{
+		{"text": strings.Repeat("a", 1000), "n": int64(12)},
+		{"text": strings.Repeat("\x01\"\\\n", 250), "list": []any{"x", []byte("yy"), map[string]any{"k": "\u2028"}}},
+		{"empty": map[string]any{}, "b": true, "f": 1.5, "nil": nil},
+	} {
+		size, ok := normal.Size(c)
+		if !ok {
+			t.Fatalf("%v not in normal form", c)
+		}
+		for _, limit := range []int{0, size - 1, size, size + 1, 6*size + 100} {
+			fits, ok := normal.Fits(c, limit)
+			if !ok || fits != (size <= limit) {
+				t.Errorf("Fits(limit %d) = %v, %v for a message of %d bytes", limit, fits, ok, size)
+			}
+		}
+	}
+	if _, ok := normal.Fits(map[string]any{"t": time.Now()}, 1<<20); ok {
+		t.Error("Fits took a time.Time for normal form")
+	}
+}

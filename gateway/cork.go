@@ -31,6 +31,7 @@ const corkLimit = 64 << 10
 type corkWriter struct {
 	conn    net.Conn
 	raw     syscall.RawConn // conn's socket when writes reach it unchanged (see plainSocket), else nil
+	rw      *rawWriter      // writes to raw, made at the first tryData
 	timeout time.Duration   // the most a write may go without progress; none when not positive
 	onStall func()          // called when a write fails on the deadline; may be nil
 

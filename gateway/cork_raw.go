@@ -44,7 +44,10 @@ func (w *corkWriter) tryData(binaryFrame bool, payload []byte) (whole bool, err 
 	}
 	bp := framePool.Get().(*[]byte)
 	b := appendFrame((*bp)[:0], binaryFrame, payload)
-	n, err := rawWrite(w.raw, b)
+	if w.rw == nil {
+		w.rw = newRawWriter(w.raw)
+	}
+	n, err := w.rw.write(b)
 	if err == nil && n < len(b) {
 		w.buf = append(w.buf, b[n:]...)
 	}

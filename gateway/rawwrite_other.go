@@ -4,6 +4,10 @@ package gateway
 
 import "syscall"
 
-// rawWrite takes nothing where non-blocking writes are not available: the
+// rawWriter takes nothing where non-blocking writes are not available: the
 // frame waits for the writer goroutine.
-func rawWrite(rc syscall.RawConn, b []byte) (int, error) { return 0, nil }
+type rawWriter struct{}
+
+func newRawWriter(rc syscall.RawConn) *rawWriter { return &rawWriter{} }
+
+func (r *rawWriter) write(b []byte) (int, error) { return 0, nil }

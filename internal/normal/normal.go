@@ -103,22 +103,11 @@ func cloneValue(v any) any {
 // error wrapping [ErrInvalidContent] that names the key where it was found. A
 // nil map normalizes to an empty one.
 func Normalize(c map[string]any) (map[string]any, int, error) {
-	out := make(map[string]any, len(c))
-	size := 2
-	first := true
-	for k, v := range c {
-		nv, n, err := normalizeValue(v)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%w: key %s", err, strconv.Quote(k))
-		}
-		out[k] = nv
-		size += jsonsize.String(k) + 1 + n
-		if !first {
-			size++
-		}
-		first = false
+	out, size, err := normalizeMap(c)
+	if err != nil {
+		return nil, 0, err
 	}
-	return out, size, nil
+	return out.(map[string]any), size, nil
 }
 
 // Size reports whether c is already in the normal form Normalize produces

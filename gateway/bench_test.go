@@ -66,7 +66,11 @@ func BenchmarkEchoParallel(b *testing.B) {
 // One HTTP request and response over a keep-alive connection, through the
 // layer and a worker.
 func BenchmarkHTTP(b *testing.B) {
-	srv := channelstest.NewServer(b, echoRouter())
+	benchGet(b, channelstest.NewServer(b, echoRouter()))
+}
+
+// benchGet times GET / on srv over one keep-alive connection.
+func benchGet(b *testing.B, srv *channelstest.Server) {
 	client := srv.HTTP.Client()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"io"
 	"testing"
 
 	"github.com/gochannels/channels/channelstest"
@@ -19,17 +18,5 @@ func BenchmarkHTTPRouted(b *testing.B) {
 			g.WantsHTTPDisconnect = func(string, string) bool { return false }
 		},
 	})
-	client := srv.HTTP.Client()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := client.Get(srv.URL + "/")
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatal(resp.Status)
-		}
-	}
+	benchGet(b, srv)
 }

@@ -34,18 +34,7 @@ func (s *Server) attachLocal() {
 
 // Deliver implements fanout.Sink.
 func (k localSink) Deliver(name string, c channels.Content) bool {
-	e := k.s.reg.get(name)
-	switch e := e.(type) {
-	case nil:
-		k.s.stats.droppedReplies.Add(1)
-		k.s.log.Debug("reply for an unknown or finished connection dropped", "channel", name)
-		return false
-	case *wsConn:
-		e.deliverDirect(c, &roomWait{})
-	default:
-		e.deliver(c)
-	}
-	return true
+	return k.s.deliverOne(name, c, &roomWait{})
 }
 
 // DeliverGroup implements fanout.Sink.

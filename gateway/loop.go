@@ -174,21 +174,34 @@ func (s *Server) receiveLoop(ctx context.Context) {
 			clear(eps)
 			continue
 		}
-		switch e := s.reg.get(name).(type) {
-		case *wsConn:
-			// A plain frame to an idle socket is written here, without
-			// blocking (see deliverDirect): one system call instead of
-			// waking a writer goroutine.
-			e.deliverDirect(msg, nil)
-			continue
-		case nil:
-		default:
-			e.deliver(msg)
-			continue
-		}
-		s.stats.droppedReplies.Add(1)
-		s.log.Debug("reply for an unknown or finished connection dropped", "channel", name)
+		s.deliverOne(name, msg, nil)
 	}
+}
+
+// deliverOne hands msg to the endpoint registered under name, and reports
+// false when there is none (the reply is dropped and counted). A plain
+// frame for an idle socket is written by the calling goroutine without
+// blocking (see deliverDirect): one system call instead of waking a writer
+// goroutine. A non-nil w lets a sender's goroutine wait for room in a full
+// queue (see waitRoomLocked); the receive loop passes nil.
+func (s *Server) deliverOne(name string, msg channels.Content, w *roomWait) bool {
+	switch e := s.reg.get(name).(type) {
+	case nil:
+		s.droppedReply(name)
+		return false
+	case *wsConn:
+		e.deliverDirect(msg, w)
+	default:
+		e.deliver(msg)
+	}
+	return true
+}
+
+// droppedReply counts and logs a reply for an unknown or finished
+// connection.
+func (s *Server) droppedReply(name string) {
+	s.stats.droppedReplies.Add(1)
+	s.log.Debug("reply for an unknown or finished connection dropped", "channel", name)
 }
 
 // broadcast delivers msg, shared by the endpoints eps registered under
@@ -202,8 +215,7 @@ func (s *Server) broadcast(names []string, eps []endpoint, msg channels.Content,
 	for i, e := range eps {
 		switch e := e.(type) {
 		case nil:
-			s.stats.droppedReplies.Add(1)
-			s.log.Debug("reply for an unknown or finished connection dropped", "channel", names[i])
+			s.droppedReply(names[i])
 		case *wsConn:
 			e.deliverPrepared(p, w)
 		default:

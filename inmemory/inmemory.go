@@ -96,7 +96,7 @@ type Layer struct {
 	stats     channels.Stats
 
 	sinks     atomic.Pointer[sinkMap] // attached interface servers (see AttachLocal)
-	localSent localCounter
+	localSent atomic.Uint64           // messages handed to attached sinks, counted as sent
 }
 
 type queue struct {
@@ -788,7 +788,6 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 	now := l.now()
 	l.maybeSweep(now)
 	members := l.members(group, now)
-	sinks := l.sinks.Load()
 	shared := len(members) > 1
 	// The members under one process prefix share a record of the
 	// message, through which a multi receive takes it for all of them.
@@ -823,12 +822,10 @@ func (l *Layer) GroupSend(ctx context.Context, group string, c channels.Content)
 				continue
 			}
 		}
-		if sinks != nil && len(*sinks) > 0 {
-			if sk := (*sinks)[naming.ProcessPrefix(ch)]; sk != nil {
-				if q := l.queues[ch]; q == nil || q.len() == 0 {
-					local.add(sk, ch) // delivered once l.mu is released
-					continue
-				}
+		if sk := l.sinkFor(ch); sk != nil {
+			if q := l.queues[ch]; q == nil || q.len() == 0 {
+				local.add(sk, ch) // delivered once l.mu is released
+				continue
 			}
 		}
 		var rec *groupRec

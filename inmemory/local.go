@@ -2,7 +2,6 @@ package inmemory
 
 import (
 	"maps"
-	"sync/atomic"
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/fanout"
@@ -100,7 +99,7 @@ func (b *localBatch) add(s fanout.Sink, ch string) {
 	b.names = append(b.names, []string{ch})
 }
 
-// deliver hands c, shared, to every sink of the batch, outside l.mu.
+// deliverBatch hands c, shared, to every sink of the batch, outside l.mu.
 func (l *Layer) deliverBatch(b *localBatch, c channels.Content) {
 	for i, s := range b.sinks {
 		l.localSent.Add(uint64(len(b.names[i])))
@@ -111,7 +110,3 @@ func (l *Layer) deliverBatch(b *localBatch, c channels.Content) {
 }
 
 var _ fanout.Local = (*Layer)(nil)
-
-// localCounter counts the messages delivered to attached sinks, which
-// Stats reports as sent.
-type localCounter = atomic.Uint64

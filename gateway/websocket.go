@@ -66,6 +66,8 @@ type wsConn struct {
 	nc       net.Conn
 	cork     *corkWriter
 	timer    *time.Timer
+	in       *idleConn     // set before readLoop starts; nil unless a plain TCP socket
+	br       *bufio.Reader // the WebSocket library's read buffer over in
 
 	opened   time.Time
 	lastData atomic.Int64 // unix nanoseconds of the last data frame either way
@@ -408,6 +410,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 
 	c.mu.Lock()
 	c.ws, c.nc, c.cork = ws, hw.conn, hw.cork
+	c.in, c.br = hw.in, hw.br
 	c.state = wsOpen
 	c.notify = nil
 	if a, _ := parseReply(first); a.frame != nil || a.close {
@@ -434,61 +437,73 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 // readLoop turns incoming frames into websocket.receive messages until the
 // connection ends, then sends websocket.disconnect.
 func (c *wsConn) readLoop() {
-	s := c.s
-	defer s.wg.Done()
-	ctx := context.Background()
-	var code int
+	defer c.s.wg.Done()
 	var p payload
 	for {
-		typ, rd, err := c.ws.Reader(ctx)
-		if err != nil {
-			code = c.endCode(err)
-			break
+		if c.in != nil && c.in.shouldWait(c.br) {
+			// Wait for the client here, holding no read buffer, with
+			// nothing but this small frame below the wait, so that an idle
+			// socket's stack can shrink (see idleConn); readOne's frame is
+			// on the stack only while a message is read.
+			c.in.await()
 		}
-		if err := p.readFrom(rd); err != nil {
-			p.release()
-			code = c.endCode(err)
-			break
-		}
-		c.lastData.Store(time.Now().UnixNano())
-		s.stats.framesIn.Add(1)
-		if c.muted.Load() {
-			p.release()
-			continue
-		}
-		msg := channels.Content{"reply_channel": c.replyV, "path": c.pathV, "order": c.order + 1}
-		if typ == websocket.MessageText {
-			text, ok := p.text()
-			if !ok {
-				p.release()
-				s.log.Info("closing a WebSocket that sent invalid UTF-8 text", "path", c.path)
-				c.serverClose(int(websocket.StatusInvalidFramePayloadData), "invalid UTF-8")
-				continue
-			}
-			msg["text"] = text
-		} else {
-			msg["bytes"] = p.bytes() // a copy: the message is handed over, the chunks go back to the pool
-		}
-		p.release()
-		err = s.receiveQ.send(msg)
-		switch {
-		case err == nil:
-			c.order++
-		case errors.Is(err, channels.ErrChannelFull):
-			s.stats.receiveFull.Add(1)
-			s.log.Warn("websocket.receive is full: closing the socket with 1013 and muting it", "path", c.path, "client", c.client)
-			c.muted.Store(true)
-			c.serverClose(int(websocket.StatusTryAgainLater), "try again later")
-		case errors.Is(err, channels.ErrMessageTooLarge):
-			s.stats.tooLarge.Add(1)
-			s.log.Warn("WebSocket message too large for the channel layer: closing with 1009", "path", c.path, "error", err)
-			c.serverClose(int(websocket.StatusMessageTooBig), "message too big")
-		default:
-			s.log.Error("sending websocket.receive failed: closing with 1011", "path", c.path, "error", err)
-			c.serverClose(int(websocket.StatusInternalError), "")
+		if code, ended := c.readOne(&p); ended {
+			c.finish(code)
+			return
 		}
 	}
-	c.finish(code)
+}
+
+// readOne reads one message and sends it as websocket.receive. When the
+// connection has ended it returns the websocket.disconnect code.
+func (c *wsConn) readOne(p *payload) (code int, ended bool) {
+	s := c.s
+	typ, rd, err := c.ws.Reader(context.Background())
+	if err != nil {
+		return c.endCode(err), true
+	}
+	if err := p.readFrom(rd); err != nil {
+		p.release()
+		return c.endCode(err), true
+	}
+	c.lastData.Store(time.Now().UnixNano())
+	s.stats.framesIn.Add(1)
+	if c.muted.Load() {
+		p.release()
+		return 0, false
+	}
+	msg := channels.Content{"reply_channel": c.replyV, "path": c.pathV, "order": c.order + 1}
+	if typ == websocket.MessageText {
+		text, ok := p.text()
+		if !ok {
+			p.release()
+			s.log.Info("closing a WebSocket that sent invalid UTF-8 text", "path", c.path)
+			c.serverClose(int(websocket.StatusInvalidFramePayloadData), "invalid UTF-8")
+			return 0, false
+		}
+		msg["text"] = text
+	} else {
+		msg["bytes"] = p.bytes() // a copy: the message is handed over, the chunks go back to the pool
+	}
+	p.release()
+	err = s.receiveQ.send(msg)
+	switch {
+	case err == nil:
+		c.order++
+	case errors.Is(err, channels.ErrChannelFull):
+		s.stats.receiveFull.Add(1)
+		s.log.Warn("websocket.receive is full: closing the socket with 1013 and muting it", "path", c.path, "client", c.client)
+		c.muted.Store(true)
+		c.serverClose(int(websocket.StatusTryAgainLater), "try again later")
+	case errors.Is(err, channels.ErrMessageTooLarge):
+		s.stats.tooLarge.Add(1)
+		s.log.Warn("WebSocket message too large for the channel layer: closing with 1009", "path", c.path, "error", err)
+		c.serverClose(int(websocket.StatusMessageTooBig), "message too big")
+	default:
+		s.log.Error("sending websocket.receive failed: closing with 1011", "path", c.path, "error", err)
+		c.serverClose(int(websocket.StatusInternalError), "")
+	}
+	return 0, false
 }
 
 // endCode is the websocket.disconnect code for a connection whose reader
@@ -759,6 +774,9 @@ func (c *wsConn) closeWith(code int, reason string) {
 		c.sentCode = code
 	}
 	c.mu.Unlock()
+	if c.in != nil {
+		c.in.closeStarts()
+	}
 	_ = c.ws.Close(websocket.StatusCode(code), reason)
 }
 
@@ -1003,6 +1021,8 @@ type hijackCapture struct {
 	onStall      func()        // called when it does
 	conn         net.Conn
 	cork         *corkWriter
+	in           *idleConn     // what the library reads, on a plain TCP socket (else nil)
+	br           *bufio.Reader // the library's buffer over in
 }
 
 // Hijack hands the connection to the WebSocket library with buffers smaller
@@ -1013,13 +1033,23 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return conn, brw, err
 	}
+	if f, ok := conn.(*framingConn); ok {
+		// No HTTP request follows on a WebSocket: its framing check is
+		// over, and the socket need not keep it.
+		conn = f.Conn
+	}
 	h.conn = conn
 	if tc := tcpConn(conn); tc != nil {
 		// Bytes the client has not taken wait in our queue, where their
 		// age is seen, not in megabytes of kernel buffer.
 		_ = tc.SetWriteBuffer(wsSendBuffer)
 	}
-	h.cork = &corkWriter{conn: conn, raw: plainSocket(conn), timeout: h.writeTimeout, onStall: h.onStall}
+	raw := plainSocket(conn)
+	h.cork = &corkWriter{conn: conn, raw: raw, timeout: h.writeTimeout, onStall: h.onStall}
+	if in, br := newIdleReader(conn, raw, brw.Reader); in != nil {
+		h.in, h.br = in, br
+		return in, bufio.NewReadWriter(br, bufio.NewWriterSize(h.cork, writeBufferSize)), nil
+	}
 	r := brw.Reader
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, socketBufferSize)

@@ -1057,14 +1057,16 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.cork, writeBufferSize)), nil
 }
 
-// socketBufferSize is the size of an open WebSocket's read buffer.
+// socketBufferSize is the size of an open WebSocket's read buffer when
+// the socket cannot be read through idleConn (TLS).
 const socketBufferSize = 1024
 
 // writeBufferSize is the size of an open WebSocket's write buffer. Data
 // frames go past it (corkWriter.writeData, writeFrame); it holds the
-// library's control frames, each whole (at most 14 bytes of header and 125
-// of payload), which corkWriter.Write relies on to recognise a close.
-const writeBufferSize = 256
+// library's control frames, each whole (a server's control frame is at
+// most 2 bytes of header and 125 of payload), which corkWriter.Write relies
+// on to recognise a close.
+const writeBufferSize = 144
 
 // wsSendBuffer is the kernel send buffer (SO_SNDBUF) asked for an open
 // WebSocket's TCP connection; Linux doubles it for its bookkeeping. It

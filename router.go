@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -30,6 +32,42 @@ type compiledFilter struct {
 	key   string
 	re    *regexp.Regexp
 	names []string
+	// lit is set when the pattern is a literal string: the value must
+	// equal it (exact) or start with it, which is checked without the
+	// regexp engine.
+	lit   string
+	isLit bool
+	exact bool
+}
+
+// literalPattern reports whether pattern, anchored at the start, matches
+// exactly the strings equal to lit (exact) or starting with it: a run of
+// literal characters, optionally between ^ and $, with no groups and no
+// case folding.
+func literalPattern(pattern string) (lit string, exact, ok bool) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return "", false, false
+	}
+	re = re.Simplify()
+	parts := []*syntax.Regexp{re}
+	if re.Op == syntax.OpConcat {
+		parts = re.Sub
+	}
+	var b strings.Builder
+	for i, p := range parts {
+		switch {
+		case p.Op == syntax.OpBeginText && b.Len() == 0:
+		case p.Op == syntax.OpLiteral && p.Flags&syntax.FoldCase == 0 && !exact:
+			b.WriteString(string(p.Rune))
+		case p.Op == syntax.OpEndText && i == len(parts)-1:
+			exact = true
+		case p.Op == syntax.OpEmptyMatch:
+		default:
+			return "", false, false
+		}
+	}
+	return b.String(), exact, true
 }
 
 func compileFilters(filters []Filter) ([]compiledFilter, error) {
@@ -45,7 +83,9 @@ func compileFilters(filters []Filter) ([]compiledFilter, error) {
 				return nil, fmt.Errorf("channels: route filter %s=%q has an unnamed group; use (?P<name>...) or (?:...)", f.Key, f.Pattern)
 			}
 		}
-		out = append(out, compiledFilter{key: f.Key, re: re, names: names})
+		cf := compiledFilter{key: f.Key, re: re, names: names}
+		cf.lit, cf.exact, cf.isLit = literalPattern(f.Pattern)
+		out = append(out, cf)
 	}
 	return out, nil
 }
@@ -237,7 +277,13 @@ func matchFilters(filters []compiledFilter, m *Message, overrides map[string]str
 				return nil, nil, false
 			}
 		}
-		loc := f.re.FindStringSubmatchIndex(s)
+		var loc []int
+		switch {
+		case !f.isLit:
+			loc = f.re.FindStringSubmatchIndex(s)
+		case f.exact && s == f.lit, !f.exact && strings.HasPrefix(s, f.lit):
+			loc = []int{0, len(f.lit)}
+		}
 		if loc == nil {
 			return nil, nil, false
 		}

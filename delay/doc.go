@@ -40,8 +40,9 @@
 // instead of at the next poll; the database is also polled every
 // Server.PollInterval (5 s) as a safety net. A due message whose channel is
 // full is rescheduled Server.RetryFull (1 s) later, as often as needed; it
-// is never dropped and never stops the server. Messages to one channel that
-// are due together are sent in due order.
+// is never dropped and never stops the server. Messages to one channel are
+// sent in due order: those that fall due while earlier ones wait for a
+// retry wait behind them, even when the channel has room by then.
 //
 // # Guarantees
 //

@@ -98,6 +98,14 @@ type Server struct {
 	plannedWake                                   atomic.Int64 // Unix µs the dispatcher sleeps until
 	cfgOnce                                       sync.Once
 	cfg                                           serverConfig
+
+	// held maps a channel whose due messages were rescheduled (full, or
+	// a failed send) to the times they were rescheduled to: messages for
+	// it that fall due before the first of them is retried wait behind the
+	// last, so that one channel's messages go out in due order across
+	// rounds too.
+	heldMu sync.Mutex
+	held   map[string]retrySpan
 }
 
 type serverConfig struct {
@@ -525,6 +533,51 @@ func closedErr(err error) error {
 	return nil
 }
 
+// errHeld stops a channel's sends in a round when earlier messages of the
+// channel wait for a retry.
+var errHeld = errors.New("delay: earlier messages of the channel wait for a retry")
+
+// retrySpan is when a channel's rescheduled messages are retried: the
+// first of them, and the last.
+type retrySpan struct{ first, last time.Time }
+
+// heldUntil reports the retry time of channel's last rescheduled message
+// while the first of them is still to be retried.
+func (s *Server) heldUntil(channel string) (time.Time, bool) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	span, ok := s.held[channel]
+	if ok && !time.Now().Before(span.first) {
+		delete(s.held, channel)
+		return time.Time{}, false
+	}
+	return span.last, ok
+}
+
+// hold records that channel's messages were rescheduled to times from
+// first to last, and forgets channels whose first retry has come.
+func (s *Server) hold(channel string, first, last time.Time) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.held == nil {
+		s.held = make(map[string]retrySpan)
+	}
+	now := time.Now()
+	for ch, span := range s.held {
+		if !now.Before(span.first) {
+			delete(s.held, ch)
+		}
+	}
+	span, ok := s.held[channel]
+	if !ok {
+		span.first = first
+	}
+	if last.After(span.last) {
+		span.last = last
+	}
+	s.held[channel] = span
+}
+
 // permanent reports whether a send error will never go away by retrying.
 func permanent(err error) bool {
 	return errors.Is(err, channels.ErrMessageTooLarge) || errors.Is(err, channels.ErrInvalidName) || errors.Is(err, channels.ErrInvalidContent)
@@ -543,14 +596,24 @@ func (s *Server) sendDue(ctx context.Context, recs []Record) []time.Time {
 		}
 		byChannel[r.Channel] = append(byChannel[r.Channel], i)
 	}
-	sendChannel := func(idx []int) {
+	sendChannel := func(ch string, idx []int) {
 		var stopped error // after a failure the rest wait, to keep their order
 		base := time.Now().Add(cfg.retryFull)
+		if until, ok := s.heldUntil(ch); ok {
+			// Earlier messages of this channel wait for a retry: these go
+			// after them.
+			stopped, base = errHeld, until.Add(time.Microsecond)
+		}
+		var first, last time.Time
 		for k, i := range idx {
 			r := recs[i]
 			if stopped != nil {
 				retry[i] = base.Add(time.Duration(k) * time.Microsecond)
-				if errors.Is(stopped, channels.ErrChannelFull) {
+				if first.IsZero() {
+					first = retry[i]
+				}
+				last = retry[i]
+				if errors.Is(stopped, channels.ErrChannelFull) || stopped == errHeld {
 					s.rescheduled.Add(1)
 				} else {
 					s.sendFailures.Add(1)
@@ -570,6 +633,7 @@ func (s *Server) sendDue(ctx context.Context, recs []Record) []time.Time {
 			default:
 				stopped = err
 				retry[i] = base.Add(time.Duration(k) * time.Microsecond)
+				first, last = retry[i], retry[i]
 				if errors.Is(err, channels.ErrChannelFull) {
 					s.rescheduled.Add(1)
 					cfg.log.Warn("delay: channel full; due messages rescheduled", "channel", r.Channel, "count", len(idx)-k, "retry_in", cfg.retryFull, "attempts", r.Attempts+1)
@@ -579,10 +643,13 @@ func (s *Server) sendDue(ctx context.Context, recs []Record) []time.Time {
 				}
 			}
 		}
+		if !last.IsZero() {
+			s.hold(ch, first, last)
+		}
 	}
 	if len(order) == 1 || cfg.conc == 1 {
 		for _, ch := range order {
-			sendChannel(byChannel[ch])
+			sendChannel(ch, byChannel[ch])
 		}
 		return retry
 	}
@@ -592,7 +659,7 @@ func (s *Server) sendDue(ctx context.Context, recs []Record) []time.Time {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			sendChannel(byChannel[ch])
+			sendChannel(ch, byChannel[ch])
 		})
 	}
 	wg.Wait()

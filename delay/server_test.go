@@ -238,6 +238,39 @@ func TestFullChannelIsRescheduled(t *testing.T) {
 	})
 }
 
+// A message that falls due while an earlier one to the same channel waits
+// for a retry (the channel was full) goes after it, even when the channel
+// has room by then: one channel's messages leave in due order across
+// rounds, not only within one.
+func TestLaterMessageWaitsBehindRescheduled(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cfg func(*testing.T) delay.StoreConfig) {
+		l := newLayer(t, inmemory.Config{ChannelCapacity: []channels.CapacityRule{{Pattern: "narrow", Capacity: 1}}})
+		store := openStore(t, cfg(t))
+		srv := startServer(t, &delay.Server{Layer: l, Store: store, RetryFull: 300 * time.Millisecond})
+
+		send := func(name string) {
+			t.Helper()
+			if err := delay.Send(t.Context(), l, "narrow", channels.Content{"name": name}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send("a") // fills the channel
+		eventually(t, "a to be sent", func() bool { return srv.Stats().Sent == 1 })
+		send("b") // refused as full, rescheduled
+		eventually(t, "b to be rescheduled", func() bool { return srv.Stats().Rescheduled == 1 })
+		if got := receive(t, l, "narrow", 5*time.Second).String("name"); got != "a" {
+			t.Fatalf("first message %q, want a", got)
+		}
+		send("c") // the channel has room now, but b is due first
+		for _, want := range []string{"b", "c"} {
+			if got := receive(t, l, "narrow", 5*time.Second).String("name"); got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
+		eventually(t, "the records to be removed", func() bool { return pending(t, store) == 0 })
+	})
+}
+
 // The timer is moved earlier when a message due sooner arrives: with the
 // safety poll at one hour, a short delay stored after a long one is still
 // delivered on time.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/gochannels/channels"
@@ -89,16 +88,6 @@ func BenchmarkBroadcast1000(b *testing.B) {
 	// CPU time of the whole process (server and the clients' readers)
 	// per delivery: steadier than wall time on a shared machine.
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N*members), "cpu-ns/delivery")
-}
-
-// processCPU returns the user and system CPU time of the process, in
-// nanoseconds.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // readFrames reads server frames (unmasked, payload under 64 KiB) until the

@@ -49,7 +49,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -139,15 +138,6 @@ type snapshot struct {
 type cmdStat struct {
 	calls int64
 	usec  int64
-}
-
-// processCPU returns the user and system CPU time of this process.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // takeSnapshot reads this process's CPU time and the server's INFO cpu and

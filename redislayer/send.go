@@ -139,6 +139,7 @@ func (b *batcher) takeLocked() []*sendReq {
 // run executes a batch, hands the next one (if any) to one of its senders
 // and wakes the senders of this one.
 func (b *batcher) run(batch []*sendReq) {
+	b.sh.l.st.batches.Add(1)
 	b.sh.l.execSends(b.sh, batch)
 	b.mu.Lock()
 	b.inFlight -= len(batch)

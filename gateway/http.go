@@ -129,7 +129,7 @@ func (x *httpExchange) run() {
 			x.errorPage(http.StatusRequestEntityTooLarge, "Request body too large.")
 			return
 		}
-		if r.Body != http.NoBody { // NoBody stays itself: the test below
+		if r.Body != http.NoBody { // kept as is: noBody below tests for it
 			r.Body = http.MaxBytesReader(x.w, r.Body, max)
 		}
 	}

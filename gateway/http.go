@@ -129,11 +129,14 @@ func (x *httpExchange) run() {
 			x.errorPage(http.StatusRequestEntityTooLarge, "Request body too large.")
 			return
 		}
-		r.Body = http.MaxBytesReader(x.w, r.Body, max)
+		if r.Body != http.NoBody { // kept as is: noBody below tests for it
+			r.Body = http.MaxBytesReader(x.w, r.Body, max)
+		}
 	}
 	// A bodiless request reads nothing from the connection: no read
-	// deadline to set, nor to lift afterwards.
-	readDeadline := !x.deadline.IsZero() && r.Body != http.NoBody
+	// deadline to set, nor to lift afterwards, and no chunk to read.
+	noBody := r.Body == http.NoBody
+	readDeadline := !x.deadline.IsZero() && !noBody
 	if readDeadline {
 		_ = x.rc.SetReadDeadline(x.deadline)
 	}
@@ -142,7 +145,16 @@ func (x *httpExchange) run() {
 	if r.ContentLength == 0 {
 		body.hint = 0
 	}
-	first, eof, err := body.next()
+	var (
+		first []byte
+		eof   bool
+		err   error
+	)
+	if noBody {
+		first, eof, body.done = []byte{}, true, true
+	} else {
+		first, eof, err = body.next()
+	}
 	if err != nil {
 		switch {
 		case isMaxBytes(err):

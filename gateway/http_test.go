@@ -95,6 +95,27 @@ func TestHTTPRequestMessage(t *testing.T) {
 	}
 }
 
+// A request without a body (a GET, or Content-Length: 0) says so with an
+// empty byte string, not null, and no body channel.
+func TestBodilessRequestMessage(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, nil)
+	raw := dialRaw(t, srv.URL)
+	for _, head := range []string{"GET /a HTTP/1.1\r\n", "POST /b HTTP/1.1\r\nContent-Length: 0\r\n"} {
+		raw.write(head + "Host: example.com\r\n\r\n")
+		req := layerMessage(t, l, "http.request")
+		reply(t, l, req, channels.Content{"status": 204})
+		if resp := raw.response(nil); resp.StatusCode != 204 {
+			t.Fatalf("%q: status %d", head, resp.StatusCode)
+		}
+		got := channels.Content{"body": req["body"], "body_channel": req["body_channel"]}
+		want := channels.Content{"body": []byte{}, "body_channel": nil}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%q: http.request (-want +got):\n%s", head, diff)
+		}
+	}
+}
+
 // http_version is the real version; root_path is RootPath unless the
 // Daphne-Root-Path header overrides it.
 func TestHTTPVersionAndRootPath(t *testing.T) {

@@ -333,9 +333,11 @@
 // # Throughput
 //
 // Sends are batched: concurrent Sends to one host share one round trip.
-// A Send that finds no batch under way runs one at once, so an idle layer
-// adds no delay; Sends that arrive while one is under way go out together
-// in the next, run by one of their goroutines.
+// A Send that finds no batch under way runs one at once, after yielding
+// the processor while other Sends ready to run (the frames of one network
+// poll, the messages of one pop) keep joining it, so an idle layer adds no
+// delay; Sends that arrive while one is under way go out together in the
+// next, run by one of their goroutines.
 // A batch is one MULTI holding, per Redis key (a channel, or a process
 // prefix), one ZADD of all its messages, which share a score, and a ZCARD
 // that checks capacity; only a key found over capacity costs a second

@@ -747,6 +747,7 @@ type counters struct {
 	sent, received, expired, full, groupSkipped, tooLarge atomic.Uint64
 	unavailable, errors, reconnects, pushedBack, lost     atomic.Uint64
 	undeliverable, evicted, retried, dataLosses, returned atomic.Uint64
+	batches                                               atomic.Uint64 // send batches run (see batcher.run), for benchmarks
 }
 
 // Counters are figures of the layer's own health, beyond channels.Stats.

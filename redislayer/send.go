@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -16,9 +17,10 @@ import (
 // Sends are batched: concurrent Sends to one host (one hash slot in
 // Cluster mode) share one round trip: one MULTI holding, per Redis key,
 // one ZADD of all its messages and what checks capacity (see execAdd). A
-// Send that finds no batch under way runs its own at
-// once, so an idle layer adds no delay; while batches are under way, the
-// Sends that arrive meanwhile queue and go out together in the next one.
+// Send that finds no batch under way runs its own once the Sends ready to
+// run with it have joined (see batcher.send), so an idle layer adds no
+// delay; while batches are under way, the Sends that arrive meanwhile
+// queue and go out together in the next one.
 // Under load a batch holds about as many messages as arrive during one
 // round trip, which is what makes Redis spend a fraction of a call per
 // message.
@@ -35,6 +37,9 @@ const (
 	// maxBatchMessages and maxBatchBytes bound one batch.
 	maxBatchMessages = 256
 	maxBatchBytes    = 256 << 10
+	// maxYields bounds how many times a Send that starts a batch yields
+	// while other Sends keep joining it (see batcher.send).
+	maxYields = 8
 )
 
 // sendReq is one message in a send batch.
@@ -62,25 +67,47 @@ type batcher struct {
 }
 
 // send adds r to a batch and returns when its batch has run.
+//
+// A Send that starts a batch yields first, for as long as other Sends keep
+// joining it (at most maxYields times): Sends made ready by one event (the
+// frames of one network poll, the messages of one pop handed to a
+// worker's goroutines) then share its round trip instead of the first of
+// them going alone and the rest waiting for the next one. With nothing
+// else to run, runtime.Gosched returns at once, so an idle layer adds no
+// delay.
 func (b *batcher) send(r *sendReq) {
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
-	var batch []*sendReq
 	if b.running == 0 || b.running < maxRunningBatches && b.inFlight < smallBatch {
 		b.running++
-		batch = b.takeLocked()
+		for range maxYields {
+			n := len(b.pending)
+			b.mu.Unlock()
+			runtime.Gosched()
+			b.mu.Lock()
+			if len(b.pending) == n {
+				break
+			}
+		}
+		batch := b.takeLocked()
+		if batch == nil { // taken meanwhile by a batch that ended
+			b.running--
+		}
 		b.inFlight += len(batch)
-	}
-	b.mu.Unlock()
-	if batch != nil {
-		b.run(batch)
+		b.mu.Unlock()
+		if batch != nil {
+			b.run(batch)
+		}
+	} else {
+		b.mu.Unlock()
 	}
 	for {
 		<-r.done
 		if r.lead == nil {
 			return
 		}
-		batch, r.lead = r.lead, nil
+		batch := r.lead
+		r.lead = nil
 		b.run(batch)
 	}
 }
@@ -112,6 +139,7 @@ func (b *batcher) takeLocked() []*sendReq {
 // run executes a batch, hands the next one (if any) to one of its senders
 // and wakes the senders of this one.
 func (b *batcher) run(batch []*sendReq) {
+	b.sh.l.st.batches.Add(1)
 	b.sh.l.execSends(b.sh, batch)
 	b.mu.Lock()
 	b.inFlight -= len(batch)

@@ -399,6 +399,12 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 		return
 	}
 	ws.SetReadLimit(s.cfg.maxMessage)
+	if hw.in != nil {
+		// The library points its buffer at a reader of what net/http had
+		// buffered followed by the socket; that was nothing (newIdleReader
+		// took it), so read the socket directly and let the two readers go.
+		hw.br.Reset(hw.in)
+	}
 	now := time.Now()
 	c.opened = now
 	c.lastData.Store(now.UnixNano())

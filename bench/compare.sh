@@ -29,6 +29,8 @@
 # Environment: ECHO_ARGS, FANOUT_ARGS, PACED_ARGS, CONNECT_ARGS, HTTP_ARGS,
 # IDLE_ARGS override the load shapes;
 # WORKERS (default 2 runworker processes) and THREADS (default 16 each);
+# WORKER_PROCS, GOMAXPROCS of each runworker process (default Go's: one per
+# CPU; README, "Running over Redis", says when 1 is better);
 # APP_ARGS, extra flags for loadapp's runserver and runworker (for example
 # --enforce-ordering);
 # RUNS (default 1) repeats every comparison and ends with the median ratios;
@@ -83,12 +85,12 @@ layer="redis://127.0.0.1:$rp/0?prefix=bench"
 "$tmp/loadapp" gateway --layer "$layer" -p "$gw" -v 0 >"$tmp/gw.log" 2>&1 & pids+=($!); gwpid=$!
 wpids=()
 for _ in $(seq "$WORKERS"); do
-  "$tmp/loadapp" runworker --layer "$layer" --threads "$THREADS" -v 0 $APP_ARGS >>"$tmp/worker.log" 2>&1 & pids+=($!); wpids+=($!)
+  GOMAXPROCS=${WORKER_PROCS:-${GOMAXPROCS:-}} "$tmp/loadapp" runworker --layer "$layer" --threads "$THREADS" -v 0 $APP_ARGS >>"$tmp/worker.log" 2>&1 & pids+=($!); wpids+=($!)
 done
 waitport "$ref"; waitport "$rs"; waitport "$gw"
 redisname="redis-${WORKERS}w"
 echo "== loadapp flags: ${APP_ARGS:-none}"
-echo "== reference :$ref (pid $refpid), runserver :$rs (pid $rspid), redis gateway :$gw (pid $gwpid) + $WORKERS worker processes x $THREADS threads (pids ${wpids[*]}), redis-server :$rp (pid $redispid); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== reference :$ref (pid $refpid), runserver :$rs (pid $rspid), redis gateway :$gw (pid $gwpid) + $WORKERS worker processes x $THREADS threads, GOMAXPROCS ${WORKER_PROCS:-default} (pids ${wpids[*]}), redis-server :$rp (pid $redispid); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ratio_line FILE [METRIC]: "metric ratio A B" of METRIC in a comparison,
 # of its first metric (throughput) when METRIC is empty.

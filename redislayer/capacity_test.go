@@ -145,3 +145,38 @@ func TestGroupSendProcessCapacity(t *testing.T) {
 		})
 	}
 }
+
+// Over two hosts an ordinary channel's messages go to the hosts in turn,
+// each holding up to the capacity: ChannelStats reports the capacity of
+// both, as its Length counts both, and the channel takes that many
+// messages before a send is refused.
+func TestChannelStatsCapacityOverHosts(t *testing.T) {
+	t.Parallel()
+	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
+	const capacity = 2
+	l := newLayer(t, redislayer.Config{Hosts: []string{a.URL, b.URL}, Capacity: capacity})
+	ctx := t.Context()
+	for i := range 2 * capacity {
+		if err := l.Send(ctx, "cap.hosts", channels.Content{"i": int64(i)}); err != nil {
+			t.Fatalf("send %d of %d over two hosts of capacity %d: %v", i+1, 2*capacity, capacity, err)
+		}
+	}
+	if err := l.Send(ctx, "cap.hosts", channels.Content{}); !errors.Is(err, channels.ErrChannelFull) {
+		t.Fatalf("send with both hosts full = %v; want ErrChannelFull", err)
+	}
+	cs, err := l.ChannelStats(ctx, "cap.hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Length != 2*capacity || cs.Capacity != 2*capacity {
+		t.Errorf("ChannelStats = length %d, capacity %d; want %d and %d", cs.Length, cs.Capacity, 2*capacity, 2*capacity)
+	}
+	// A process-specific channel goes to one host: its prefix's capacity.
+	name, err := l.NewChannel(ctx, "cap.proc!")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := l.ChannelStats(ctx, name); err != nil || cs.Capacity != redislayer.DefaultProcessCapacity {
+		t.Errorf("ChannelStats(%s) = capacity %d, %v; want %d (the default process capacity, on one host)", name, cs.Capacity, err, redislayer.DefaultProcessCapacity)
+	}
+}

@@ -417,11 +417,17 @@ const turnSlots = 4096
 // channels_redis counts one turn for all channels, so that interleaved
 // sends can leave all of one channel's messages on one host.
 func (l *Layer) sendShard(channel string) *shard {
-	if l.turns == nil || len(l.shards) == 1 || strings.IndexAny(channel, "!?") >= 0 {
+	if !l.inTurn(channel) {
 		return l.shardFor(channel)
 	}
 	c := &l.turns[maphash.String(l.turnSeed, channel)%turnSlots]
 	return l.shards[int(c.Add(1)-1)%len(l.shards)]
+}
+
+// inTurn reports whether messages to channel go to the hosts in turn (see
+// sendShard), each host then holding up to the channel's capacity.
+func (l *Layer) inTurn(channel string) bool {
+	return l.turns != nil && len(l.shards) > 1 && strings.IndexAny(channel, "!?") < 0
 }
 
 // key returns the Redis key of a channel (of its process prefix for a
@@ -867,13 +873,20 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 // ChannelStats implements channels.StatsReporter. Length and Age are read
 // from Redis; for a process-specific channel they cover every channel under
 // its process prefix (they share one key), plus this channel's messages
-// buffered here, and Capacity is the prefix's. PerSecond counts this process's sends to the channel over
+// buffered here, and Capacity is the prefix's. An ordinary channel over
+// several hosts is counted on every host: Length and Capacity are the sums
+// of the hosts' (its messages go to the hosts in turn, each holding up to
+// the capacity). PerSecond counts this process's sends to the channel over
 // the last ten seconds.
 func (l *Layer) ChannelStats(ctx context.Context, channel string) (channels.ChannelStats, error) {
 	if err := l.s.names.CheckChannel(channel); err != nil {
 		return channels.ChannelStats{}, err
 	}
 	cs := channels.ChannelStats{Capacity: l.capacity(channel), PerSecond: l.rates.rate(channel, time.Now())}
+	if l.inTurn(channel) {
+		// Each host takes up to the capacity, as Length counts every host.
+		cs.Capacity *= len(l.shards)
+	}
 	if l.closed() {
 		return cs, channels.ErrLayerClosed
 	}

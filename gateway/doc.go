@@ -95,7 +95,8 @@
 // (Stats.DroppedDisconnects), so that a thousand sockets closing at once
 // still tell the application to leave their groups. A client that does not
 // read its frames is closed with 1008 (and counted in Stats.SlowClients)
-// when OutboundQueue messages are waiting for it, or when it has taken no
+// when OutboundQueue messages (or OutboundBytes, 16 MiB, of frames) are
+// waiting for it, or when it has taken no
 // bytes for SlowClientTimeout (5 s) while frames waited. Its socket's
 // kernel send buffer is kept small (64 KiB), so that the time runs from
 // about when the client stops reading, not from when megabytes of buffers

@@ -62,8 +62,9 @@ func (k localSink) DeliverGroup(names []string, c channels.Content) (gone []stri
 func (c *wsConn) deliverDirect(m channels.Content, w *roomWait) {
 	c.mu.Lock()
 	if c.state != wsOpen || c.closing || c.writing || len(c.queue) > 0 || c.cork == nil {
-		c.waitRoomLocked(w)
-		c.enqueueLocked(outItem{msg: m})
+		it := outItem{msg: m}
+		c.waitRoomLocked(w, it.size())
+		c.enqueueLocked(it)
 		c.mu.Unlock()
 		return
 	}

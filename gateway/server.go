@@ -28,6 +28,7 @@ const (
 	DefaultMaxMessageSize    = 1 << 20
 	DefaultMaxBodySize       = 10 << 20
 	DefaultOutboundQueue     = 256
+	DefaultOutboundBytes     = 16 << 20
 )
 
 // InlineBodySize is the largest request body sent inline in the
@@ -154,6 +155,15 @@ type Server struct {
 	// negative disables the limit (a warning is logged).
 	OutboundQueue int
 
+	// OutboundBytes bounds the payload bytes of the frames waiting for one
+	// WebSocket's client, as OutboundQueue bounds their number: a reply
+	// that would take the queue over it closes the connection the same
+	// way (code 1008, Stats.SlowClients). A frame is always taken into an
+	// empty queue, however large (MaxMessageSize of the layer bounds it).
+	// A group message's frame counts for every member it waits for. Zero
+	// means 16 MiB; negative disables the limit (a warning is logged).
+	OutboundBytes int64
+
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
 
@@ -223,6 +233,7 @@ type config struct {
 	stallTimeout                                           time.Duration // WebSocket writes: no progress for this long is a slow client
 	maxMessage, maxBody                                    int64
 	outbound                                               int
+	outboundBytes                                          int64
 	origins                                                *originPolicy
 }
 
@@ -417,6 +428,7 @@ func (s *Server) buildConfig() (config, error) {
 	}
 	c.maxMessage = pickSize(s.MaxMessageSize, DefaultMaxMessageSize, "MaxMessageSize")
 	c.maxBody = pickSize(s.MaxBodySize, DefaultMaxBodySize, "MaxBodySize")
+	c.outboundBytes = pickSize(s.OutboundBytes, DefaultOutboundBytes, "OutboundBytes")
 	c.outbound = s.OutboundQueue
 	switch {
 	case c.outbound == 0:

@@ -40,6 +40,39 @@ type outItem struct {
 	grace  time.Duration // when positive, drop the connection if the close takes longer
 }
 
+// size returns the payload bytes of the frame it stands for: what the
+// connection's outbound byte limit counts.
+func (it outItem) size() int64 {
+	if it.pre != nil {
+		return int64(len(it.pre.frame))
+	}
+	if it.msg == nil {
+		return 0
+	}
+	n := 0
+	if t, ok := it.msg["text"].(string); ok {
+		n += len(t)
+	}
+	if b, ok := it.msg["bytes"].([]byte); ok {
+		n += len(b)
+	}
+	return int64(n)
+}
+
+// fullLocked reports whether the outbound queue has no room for a frame of
+// size bytes: it holds OutboundQueue items, or the frame would take it
+// over OutboundBytes. An empty queue always has room. c.mu is held.
+func (c *wsConn) fullLocked(size int64) bool {
+	if len(c.queue) == 0 {
+		return false
+	}
+	if lim := c.s.cfg.outbound; lim > 0 && len(c.queue) >= lim {
+		return true
+	}
+	lim := c.s.cfg.outboundBytes
+	return lim > 0 && c.queued+size > lim
+}
+
 // wsConn is one WebSocket connection. Its goroutines: the handshake runs in
 // ServeHTTP; once open, one goroutine reads frames (readLoop), a writer
 // goroutine exists only while the outbound queue is not empty (drain), and
@@ -57,9 +90,10 @@ type wsConn struct {
 	slow     bool // closed as a slow client (counted)
 	state    wsState
 	queue    []outItem
-	writing  bool // a drain goroutine is running
-	closing  bool // a close is queued or sent: later replies are dropped
-	sentCode int  // close code the server sent, 0 if none
+	queued   int64 // payload bytes of the frames in queue (see outItem.size)
+	writing  bool  // a drain goroutine is running
+	closing  bool  // a close is queued or sent: later replies are dropped
+	sentCode int   // close code the server sent, 0 if none
 	notify   chan struct{}
 	room     chan struct{} // closed when the writer takes frames, for senders waiting for room; nil when none waits
 	ws       *websocket.Conn
@@ -93,7 +127,7 @@ func (c *wsConn) deliverPrepared(p *prepared, w *roomWait) {
 	if c.state == wsOpen && p.frame != nil && c.cork != nil {
 		it.pre = p
 	}
-	c.waitRoomLocked(w)
+	c.waitRoomLocked(w, it.size())
 	c.enqueueLocked(it)
 }
 
@@ -124,12 +158,11 @@ func (w *roomWait) deadline() time.Time {
 // not read still has a full queue at the end, and is closed as too slow.
 // The receive loop never waits (nil w). c.mu is held, and released while
 // waiting.
-func (c *wsConn) waitRoomLocked(w *roomWait) {
-	lim := c.s.cfg.outbound
-	if w == nil || lim <= 0 {
+func (c *wsConn) waitRoomLocked(w *roomWait, size int64) {
+	if w == nil {
 		return
 	}
-	for len(c.queue) >= lim && c.writing && c.state == wsOpen && !c.closing {
+	for c.fullLocked(size) && c.writing && c.state == wsOpen && !c.closing {
 		d := time.Until(w.deadline())
 		if d <= 0 {
 			return
@@ -156,17 +189,20 @@ func (c *wsConn) enqueueLocked(it outItem) {
 		c.s.log.Debug("reply for a closing WebSocket dropped", "channel", c.reply)
 		return
 	}
-	if lim := c.s.cfg.outbound; lim > 0 && len(c.queue) >= lim {
+	size := it.size()
+	if c.fullLocked(size) {
 		c.slow = true
 		c.s.stats.slow.Add(1)
-		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue))
+		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue), "queued_bytes", c.queued, "reply_bytes", size)
 		clear(c.queue)
 		c.queue = append(c.queue[:0], outItem{code: int(websocket.StatusPolicyViolation), reason: "client too slow", grace: time.Second})
+		c.queued = 0
 		c.closing = true
 		c.kickLocked()
 		return
 	}
 	c.queue = append(c.queue, it)
+	c.queued += size
 	c.kickLocked()
 }
 
@@ -307,6 +343,7 @@ func (c *wsConn) handshake(w http.ResponseWriter, r *http.Request, start time.Ti
 			it := c.queue[0]
 			c.queue[0] = outItem{}
 			c.queue = c.queue[1:]
+			c.queued -= it.size()
 			c.mu.Unlock()
 			if it.msg == nil { // the server gave up on this socket (queue overflow)
 				c.reject(w, http.StatusForbidden, "Access denied", false)
@@ -356,6 +393,7 @@ func (c *wsConn) reject(w http.ResponseWriter, code int, detail string, byApp bo
 	c.mu.Lock()
 	c.state = wsClosed
 	c.queue = nil
+	c.queued = 0
 	c.mu.Unlock()
 	s.reg.remove(c.reply)
 	s.stats.wsHandshaking.Add(-1)
@@ -421,6 +459,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	c.notify = nil
 	if a, _ := parseReply(first); a.frame != nil || a.close {
 		c.queue = slices.Insert(c.queue, 0, outItem{msg: first})
+		c.queued += outItem{msg: first}.size()
 	}
 	c.s.wg.Add(1)
 	go c.readLoop()
@@ -540,6 +579,7 @@ func (c *wsConn) finish(code int) {
 	c.state = wsClosed
 	clear(c.queue)
 	c.queue = nil
+	c.queued = 0
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -570,6 +610,9 @@ func (c *wsConn) drain() {
 		}
 		n := min(len(c.queue), maxWriteBatch)
 		batch = append(batch[:0], c.queue[:n]...)
+		for _, it := range batch {
+			c.queued -= it.size()
+		}
 		if c.room != nil {
 			close(c.room) // senders waiting for room (see waitRoomLocked)
 			c.room = nil
@@ -718,6 +761,7 @@ func (c *wsConn) writeReply(m channels.Content, corked bool) {
 		c.closing = true
 		clear(c.queue)
 		c.queue = nil
+		c.queued = 0
 		c.mu.Unlock()
 		if corked && !c.flushCork() {
 			return

@@ -649,6 +649,52 @@ func TestSlowClientClosed(t *testing.T) {
 	}
 }
 
+// A client that does not read is closed once the frames waiting for it
+// pass OutboundBytes, long before their number reaches OutboundQueue or a
+// timeout runs out: large frames cannot pile up to OutboundQueue × their
+// size in memory.
+func TestSlowClientClosedByQueuedBytes(t *testing.T) {
+	rec := newRecorder()
+	const limit = 1 << 20
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Consumer: recordingRouter(rec),
+		Gateway: func(g *gateway.Server) {
+			g.OutboundQueue = 1000
+			g.OutboundBytes = limit
+			// The frame being written when the queue overflows ends with
+			// this timeout: the disconnect follows then.
+			g.SlowClientTimeout = 2 * time.Second
+		},
+	})
+	reply := dialNonReader(t, srv, rec)
+	big := bytes.Repeat([]byte("x"), 256<<10)
+	start := time.Now()
+	sent := 0
+	for srv.Gateway.Stats().SlowClients == 0 {
+		if time.Since(start) > time.Second {
+			t.Fatalf("not closed within 1 s (before the 2 s SlowClientTimeout) after %d frames of %d KiB (%d MiB) with OutboundBytes %d MiB", sent, len(big)>>10, sent*len(big)>>20, limit>>20)
+		}
+		err := srv.Layer.Send(context.Background(), reply, channels.Content{"bytes": big})
+		if err != nil && !strings.Contains(err.Error(), "full") {
+			t.Fatal(err)
+		}
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		sent++
+	}
+	// The kernel's buffers and the frame being written hold some; the
+	// queue holds at most 1 MiB more.
+	if max := limit/len(big) + 8; sent > max {
+		t.Errorf("closed after %d frames of 256 KiB; want at most %d", sent, max)
+	}
+	d := rec.next(t, "websocket.disconnect")
+	if c, _ := d.Content.Int("code"); c != 1008 && c != 1006 {
+		t.Fatalf("disconnect code %d, want 1008 or 1006", c)
+	}
+}
+
 // One frame that a client does not read is bounded by WriteTimeout alone
 // (the outbound queue is far from full): the socket is dropped, with 1008
 // for the application, and counted.

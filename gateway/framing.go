@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +39,9 @@ func (l *framingListener) Accept() (net.Conn, error) {
 	if _, ok := c.(*tls.Conn); ok {
 		return c, nil
 	}
-	return &framingConn{Conn: c}, nil
+	fc := &framingConn{Conn: c}
+	fc.addrs.init(c)
+	return fc, nil
 }
 
 // framingKey is the context key under which NewHTTPServer's ConnContext
@@ -61,9 +64,47 @@ func framingContext(ctx context.Context, c net.Conn) context.Context {
 type framingConn struct {
 	net.Conn
 
+	addrs connAddrs // set before the connection is served, then read only
+
 	mu     sync.Mutex
 	p      framingParser
 	served int // requests handed to the handler so far
+}
+
+// connAddrs are a connection's addresses as the client and server of
+// http.request and websocket.connect messages, worked out and boxed once
+// for all the requests served on it. Boxed strings and integers cannot be
+// changed, so messages can share them.
+type connAddrs struct {
+	remote string // as net/http sets http.Request.RemoteAddr
+	peer   netip.AddrPort
+	peerOK bool
+	client [2]any // host and port, when peerOK
+
+	local  *net.TCPAddr // nil when the local address is not TCP
+	server [2]any       // host and port, when local is set
+}
+
+func (a *connAddrs) init(c net.Conn) {
+	if ra := c.RemoteAddr(); ra != nil {
+		a.remote = ra.String()
+		a.peer, a.peerOK = parseAddrPort(a.remote)
+		if a.peerOK {
+			a.client = [2]any{a.peer.Addr().Unmap().String(), int64(a.peer.Port())}
+		}
+	}
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok && ta != nil {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		a.local = ta
+		a.server = [2]any{ip.Unmap().String(), int64(ta.Port)}
+	}
+}
+
+// framingConnOf returns the framingConn r is served on, nil when r did not
+// come through NewListener and NewHTTPServer.
+func framingConnOf(r *http.Request) *framingConn {
+	fc, _ := r.Context().Value(framingKey{}).(*framingConn)
+	return fc
 }
 
 // NetConn returns the connection c wraps, as tls.Conn's does.

@@ -58,7 +58,7 @@ func (h *httpReq) pending() bool {
 type httpExchange struct {
 	s        *Server
 	w        http.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController
 	r        *http.Request
 	ri       requestInfo
 	start    time.Time
@@ -92,15 +92,23 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Ti
 		return
 	}
 	ri := s.info(r, path)
-	rc := http.NewResponseController(w)
-	// A write deadline set during an earlier request on this keep-alive
-	// connection must not cut this one.
-	_ = rc.SetWriteDeadline(time.Time{})
 	if s.HTTPHandler != nil {
+		// A write deadline set during an earlier request on this
+		// keep-alive connection must not cut this one.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		s.serveLocal(w, r, ri, start)
 		return
 	}
-	x := &httpExchange{s: s, w: w, rc: rc, r: r, ri: ri, start: start}
+	x := &httpExchange{s: s, w: w, rc: *http.NewResponseController(w), r: r, ri: ri, start: start}
+	rc := &x.rc
+	// Nor here; but with WriteTimeout on, a request without a body needs
+	// no clearing: nothing is written to the connection before a deadline
+	// of its own is set (apply sets one before writing, the deferred
+	// function below before net/http writes an error page, and no "100
+	// Continue" is sent for a bodiless request).
+	if s.cfg.writeTimeout <= 0 || r.Body != http.NoBody {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
 	if s.cfg.httpTimeout > 0 {
 		x.deadline = start.Add(s.cfg.httpTimeout)
 	}
@@ -204,10 +212,10 @@ func (x *httpExchange) run() {
 		"method":        boxedMethod(r.Method),
 		"scheme":        boxedScheme(x.ri.scheme),
 		"path":          x.ri.path,
-		"query_string":  x.ri.query,
+		"query_string":  boxedBytes(x.ri.query),
 		"root_path":     x.ri.rootPath,
 		"headers":       x.ri.headers,
-		"body":          first,
+		"body":          boxedBytes(first),
 		"body_channel":  bodyChannel,
 		"client":        orNull(x.ri.client),
 		"server":        orNull(x.ri.server),
@@ -655,6 +663,18 @@ func boxedVersion(r *http.Request) any {
 	default:
 		return v
 	}
+}
+
+// noBytes is an empty byte string boxed once: with no capacity, it cannot
+// be changed, so messages can share it.
+var noBytes any = []byte{}
+
+// boxedBytes boxes b, sharing noBytes when b is empty (not nil).
+func boxedBytes(b []byte) any {
+	if b != nil && len(b) == 0 {
+		return noBytes
+	}
+	return b
 }
 
 // orNull turns a missing address into null rather than an empty list.

@@ -426,19 +426,7 @@ func (x *httpExchange) apply(m channels.Content) bool {
 		}
 		h := x.w.Header()
 		if hs, ok := m["headers"].([]any); ok {
-			for _, p := range hs {
-				name, value, ok := headerPair(p)
-				if !ok {
-					s.stats.invalidReplies.Add(1)
-					s.log.Error("invalid response header ignored", "path", x.ri.path, "header", p)
-					continue
-				}
-				k, ok := canonicalNames[name]
-				if !ok {
-					k = textproto.CanonicalMIMEHeaderKey(name)
-				}
-				h[k] = append(h[k], value)
-			}
+			x.addHeaders(h, hs)
 		} else if m.Has("headers") {
 			s.stats.invalidReplies.Add(1)
 			s.log.Error("response headers are not a list; ignored", "path", x.ri.path)
@@ -539,47 +527,108 @@ var canonicalNames = func() map[string]string {
 	return m
 }()
 
-// headerPair reads a [name, value] response header with text or bytes
-// parts; text is encoded as Latin-1.
-func headerPair(p any) (string, string, bool) {
-	pair, ok := p.([]any)
-	if !ok || len(pair) != 2 {
-		return "", "", false
+// addHeaders adds the application's [name, value] response headers, with
+// text or bytes parts (text is encoded as Latin-1), to h; invalid ones are
+// counted, logged and left out. The values, and the names that are not
+// common ones, are copied into one string, and the lists of single values
+// share one array: two allocations per response rather than two per
+// header.
+func (x *httpExchange) addHeaders(h http.Header, hs []any) {
+	type span struct {
+		name       string // a common name; else the name is at buf[nameAt:at]
+		nameAt, at int    // the value is at buf[at:end]
+		end        int
 	}
-	var name string
-	ok1 := false
-	if b, isBytes := pair[0].([]byte); isBytes {
-		name, ok1 = canonicalNames[string(b)] // no copy for a common name
+	var small [16]span
+	spans := small[:0]
+	size := 0
+	for _, p := range hs {
+		if pair, ok := p.([]any); ok && len(pair) == 2 {
+			size += partSize(pair[0]) + partSize(pair[1])
+		}
 	}
-	if !ok1 {
-		name, ok1 = latin1(pair[0])
+	buf := make([]byte, 0, size)
+	for _, p := range hs {
+		sp, ok := span{}, false
+		if pair, isPair := p.([]any); isPair && len(pair) == 2 {
+			start := len(buf)
+			if b, isBytes := pair[0].([]byte); isBytes {
+				sp.name, ok = canonicalNames[string(b)] // no copy for a common name
+			}
+			if !ok {
+				buf, ok = appendLatin1(buf, pair[0])
+				ok = ok && validHeaderName(buf[start:])
+			}
+			sp.nameAt, sp.at = start, len(buf)
+			if ok {
+				buf, ok = appendLatin1(buf, pair[1])
+				ok = ok && validHeaderValue(buf[sp.at:])
+			}
+			sp.end = len(buf)
+			if !ok {
+				buf = buf[:start]
+			}
+		}
+		if !ok {
+			x.s.stats.invalidReplies.Add(1)
+			x.s.log.Error("invalid response header ignored", "path", x.ri.path, "header", p)
+			continue
+		}
+		spans = append(spans, sp)
 	}
-	value, ok2 := latin1(pair[1])
-	if !ok1 || !ok2 || !validHeaderName(name) || !validHeaderValue(value) {
-		return "", "", false
+	all := string(buf)
+	vals := make([]string, len(spans))
+	for i, sp := range spans {
+		name := sp.name
+		if name == "" {
+			name = all[sp.nameAt:sp.at]
+		}
+		value := all[sp.at:sp.end]
+		k, ok := canonicalNames[name]
+		if !ok {
+			k = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		if len(h[k]) == 0 {
+			vals[i] = value
+			h[k] = vals[i : i+1 : i+1]
+		} else {
+			h[k] = append(h[k], value)
+		}
 	}
-	return name, value, true
 }
 
-func latin1(v any) (string, bool) {
+// partSize is the size of a header name or value at most, once encoded.
+func partSize(v any) int {
 	switch v := v.(type) {
 	case []byte:
-		return string(v), true
+		return len(v)
 	case string:
-		b := make([]byte, 0, len(v))
+		return len(v)
+	}
+	return 0
+}
+
+// appendLatin1 appends a header name or value to b: bytes as they are,
+// text encoded as Latin-1. It reports false for text that Latin-1 cannot
+// encode and for other types.
+func appendLatin1(b []byte, v any) ([]byte, bool) {
+	switch v := v.(type) {
+	case []byte:
+		return append(b, v...), true
+	case string:
 		for _, r := range v {
 			if r > 0xFF {
-				return "", false
+				return b, false
 			}
 			b = append(b, byte(r))
 		}
-		return string(b), true
+		return b, true
 	}
-	return "", false
+	return b, false
 }
 
-func validHeaderName(s string) bool {
-	if s == "" {
+func validHeaderName[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -595,7 +644,7 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-func validHeaderValue(s string) bool {
+func validHeaderValue[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '\r' || c == '\n' || c == 0 {
 			return false

@@ -24,6 +24,7 @@ type httpReq struct {
 	queue  []channels.Content
 	over   bool
 	notify chan struct{}
+	first  [1]channels.Content // the queue's first array: most responses are one message
 }
 
 func (h *httpReq) deliver(c channels.Content) {
@@ -40,11 +41,17 @@ func (h *httpReq) deliver(c channels.Content) {
 	}
 }
 
-func (h *httpReq) take() ([]channels.Content, bool) {
+// take returns the queued messages, and whether some were refused; spare
+// (what an earlier take returned, done with) becomes the new queue's array.
+func (h *httpReq) take(spare []channels.Content) ([]channels.Content, bool) {
+	clear(spare)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queue
-	h.queue = nil
+	if len(q) == 0 { // the queue keeps its array
+		return spare[:0], h.over
+	}
+	h.queue = spare[:0]
 	return q, h.over
 }
 
@@ -188,11 +195,14 @@ func (x *httpExchange) run() {
 	x.reply = reply
 	x.mailbox = httpReq{limit: s.cfg.outbound, notify: make(chan struct{}, 1)}
 	x.mail = &x.mailbox
+	x.mail.queue = x.mail.first[:0]
 	s.reg.add(reply, x.mail)
+	// Boxed once for http.request and http.disconnect.
+	replyV, pathV := any(reply), any(x.ri.path)
 	defer func() {
 		s.reg.remove(reply)
 		if !x.answered || s.WantsHTTPDisconnect == nil || s.WantsHTTPDisconnect(reply, x.ri.path) {
-			s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": reply, "path": x.ri.path})
+			s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": replyV, "path": pathV})
 		}
 	}()
 
@@ -207,11 +217,11 @@ func (x *httpExchange) run() {
 		bodyChannel = bc
 	}
 	msg := channels.Content{
-		"reply_channel": reply,
+		"reply_channel": replyV,
 		"http_version":  boxedVersion(r),
 		"method":        boxedMethod(r.Method),
 		"scheme":        boxedScheme(x.ri.scheme),
-		"path":          x.ri.path,
+		"path":          pathV,
 		"query_string":  boxedBytes(x.ri.query),
 		"root_path":     x.ri.rootPath,
 		"headers":       x.ri.headers,
@@ -359,8 +369,10 @@ func (x *httpExchange) relay() {
 		defer putTimer(t)
 		timeout = t.C
 	}
+	var msgs []channels.Content
 	for {
-		msgs, over := x.mail.take()
+		var over bool
+		msgs, over = x.mail.take(msgs)
 		for _, m := range msgs {
 			if x.apply(m) {
 				return

@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // NewListener wraps l so that a Server served through it can refuse what
@@ -37,7 +39,9 @@ func (l *framingListener) Accept() (net.Conn, error) {
 	if _, ok := c.(*tls.Conn); ok {
 		return c, nil
 	}
-	return &framingConn{Conn: c}, nil
+	fc := &framingConn{Conn: c}
+	fc.addrs.init(c)
+	return fc, nil
 }
 
 // framingKey is the context key under which NewHTTPServer's ConnContext
@@ -60,9 +64,47 @@ func framingContext(ctx context.Context, c net.Conn) context.Context {
 type framingConn struct {
 	net.Conn
 
+	addrs connAddrs // set before the connection is served, then read only
+
 	mu     sync.Mutex
 	p      framingParser
 	served int // requests handed to the handler so far
+}
+
+// connAddrs are a connection's addresses as the client and server of
+// http.request and websocket.connect messages, worked out and boxed once
+// for all the requests served on it. Boxed strings and integers cannot be
+// changed, so messages can share them.
+type connAddrs struct {
+	remote string // as net/http sets http.Request.RemoteAddr
+	peer   netip.AddrPort
+	peerOK bool
+	client [2]any // host and port, when peerOK
+
+	local  *net.TCPAddr // nil when the local address is not TCP
+	server [2]any       // host and port, when local is set
+}
+
+func (a *connAddrs) init(c net.Conn) {
+	if ra := c.RemoteAddr(); ra != nil {
+		a.remote = ra.String()
+		a.peer, a.peerOK = parseAddrPort(a.remote)
+		if a.peerOK {
+			a.client = [2]any{a.peer.Addr().Unmap().String(), int64(a.peer.Port())}
+		}
+	}
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok && ta != nil {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		a.local = ta
+		a.server = [2]any{ip.Unmap().String(), int64(ta.Port)}
+	}
+}
+
+// framingConnOf returns the framingConn r is served on, nil when r did not
+// come through NewListener and NewHTTPServer.
+func framingConnOf(r *http.Request) *framingConn {
+	fc, _ := r.Context().Value(framingKey{}).(*framingConn)
+	return fc
 }
 
 // NetConn returns the connection c wraps, as tls.Conn's does.
@@ -144,6 +186,11 @@ const framingMaxLine = 1 << 20
 // framingParser follows HTTP/1.x request framing as net/http does, and
 // stops following (for good) at anything it does not expect: net/http
 // then refuses the request itself or, for an upgrade, stops speaking HTTP.
+//
+// It allocates nothing for an ordinary request: of a head it looks only at
+// the request line and at the headers that frame the body (their names are
+// recognised by their first byte before they are compared), and keeps only
+// the first Content-Length value, for the ones after it to be compared with.
 type framingParser struct {
 	state  framingState
 	line   []byte // the current, incomplete line
@@ -152,7 +199,10 @@ type framingParser struct {
 
 	// The current head.
 	http10, options, upgrade bool
-	cl, te                   []string
+	clN, teN                 int    // Content-Length and Transfer-Encoding headers
+	cl                       []byte // the first Content-Length value
+	clDiffer                 bool   // a later Content-Length value differs from it
+	teChunked                bool   // the first Transfer-Encoding value is "chunked"
 
 	heads int    // request heads completed and handed to the Server
 	bad   int    // number of the first head to refuse, 0 none
@@ -195,7 +245,9 @@ func (p *framingParser) feed(b []byte) {
 			line = b[:i]
 		}
 		b = b[i+1:]
-		line = bytes.TrimSuffix(line, []byte("\r"))
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
 		p.endLine(line)
 		p.line = p.line[:0]
 	}
@@ -215,7 +267,7 @@ func (p *framingParser) endLine(line []byte) {
 		if i := bytes.IndexByte(line, ';'); i >= 0 {
 			line = line[:i]
 		}
-		n, err := strconv.ParseUint(strings.TrimRight(string(line), " \t"), 16, 62)
+		n, err := strconv.ParseUint(string(bytes.TrimRight(line, " \t")), 16, 62)
 		switch {
 		case err != nil:
 			p.stop()
@@ -239,32 +291,48 @@ func (p *framingParser) endLine(line []byte) {
 
 func (p *framingParser) headLine(line []byte) {
 	if p.lines == 0 {
-		f := strings.Fields(string(line))
-		if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
+		method, target, proto, ok := requestLine(line)
+		if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
 			p.stop() // not HTTP/1.x: net/http refuses it, or it is HTTP/2's preface
 			return
 		}
-		p.http10 = f[2] == "HTTP/1.0"
-		p.options = f[0] == "OPTIONS" && f[1] == "*"
+		p.http10 = string(proto) == "HTTP/1.0"
+		p.options = string(method) == "OPTIONS" && string(target) == "*"
 		p.upgrade = false
-		p.cl, p.te = p.cl[:0], p.te[:0]
+		p.clN, p.teN, p.clDiffer, p.teChunked = 0, 0, false, false
 		p.lines = 1
 		return
 	}
 	if len(line) > 0 {
 		p.lines++
-		name, value, ok := strings.Cut(string(line), ":")
-		if !ok {
+		i := bytes.IndexByte(line, ':')
+		if i < 0 {
 			p.stop()
 			return
 		}
-		value = strings.TrimSpace(value)
+		// Only names starting with these bytes can match below (no other
+		// byte folds to c, t or u).
+		switch line[0] | 0x20 {
+		case 'c', 't', 'u':
+		default:
+			return
+		}
+		name := line[:i]
 		switch {
-		case strings.EqualFold(name, "Content-Length"):
-			p.cl = append(p.cl, value)
-		case strings.EqualFold(name, "Transfer-Encoding"):
-			p.te = append(p.te, value)
-		case strings.EqualFold(name, "Upgrade"):
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			value := bytes.TrimSpace(line[i+1:])
+			if p.clN == 0 {
+				p.cl = append(p.cl[:0], value...)
+			} else if !bytes.Equal(value, p.cl) {
+				p.clDiffer = true
+			}
+			p.clN++
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			if p.teN == 0 {
+				p.teChunked = bytes.EqualFold(bytes.TrimSpace(line[i+1:]), []byte("chunked"))
+			}
+			p.teN++
+		case bytes.EqualFold(name, []byte("Upgrade")):
 			p.upgrade = true
 		}
 		return
@@ -275,37 +343,73 @@ func (p *framingParser) headLine(line []byte) {
 		p.heads++
 	}
 	switch {
-	case len(p.te) > 0 && len(p.cl) > 0:
+	case p.teN > 0 && p.clN > 0:
 		p.refuse("both Content-Length and Transfer-Encoding")
 		return
-	case len(p.te) > 0 && p.http10:
+	case p.teN > 0 && p.http10:
 		p.refuse("Transfer-Encoding in an HTTP/1.0 request")
 		return
 	case p.upgrade:
 		p.stop() // the connection may stop speaking HTTP
 		return
-	case len(p.te) > 0:
-		if len(p.te) != 1 || !strings.EqualFold(p.te[0], "chunked") {
+	case p.teN > 0:
+		if p.teN != 1 || !p.teChunked {
 			p.stop() // net/http answers 501 and closes
 			return
 		}
 		p.state = fsChunkSize
-	case len(p.cl) > 0:
-		n, err := strconv.ParseInt(p.cl[0], 10, 64)
-		if err != nil || n < 0 {
+	case p.clN > 0:
+		n, err := strconv.ParseInt(string(p.cl), 10, 64)
+		if err != nil || n < 0 || p.clDiffer {
 			p.stop() // net/http answers 400 and closes
 			return
-		}
-		for _, v := range p.cl[1:] {
-			if v != p.cl[0] {
-				p.stop()
-				return
-			}
 		}
 		if n > 0 {
 			p.state, p.remain = fsBody, n
 		}
 	}
+}
+
+// requestLine splits a request line into its three fields, as
+// strings.Fields would, reporting false when it does not have exactly
+// three.
+func requestLine(line []byte) (method, target, proto []byte, ok bool) {
+	var f [3][]byte
+	n := 0
+	for i := 0; i < len(line); {
+		c := line[i]
+		if c >= utf8.RuneSelf { // Unicode spaces: leave it to strings.Fields
+			fs := strings.Fields(string(line))
+			if len(fs) != 3 {
+				return nil, nil, nil, false
+			}
+			return []byte(fs[0]), []byte(fs[1]), []byte(fs[2]), true
+		}
+		if asciiSpace(c) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(line) && line[j] < utf8.RuneSelf && !asciiSpace(line[j]) {
+			j++
+		}
+		if j < len(line) && line[j] >= utf8.RuneSelf {
+			i = j // a field running into a non-ASCII byte: see above
+			continue
+		}
+		if n == 3 {
+			return nil, nil, nil, false
+		}
+		f[n] = line[i:j]
+		n++
+		i = j
+	}
+	return f[0], f[1], f[2], n == 3
+}
+
+// asciiSpace reports whether c is white space to unicode.IsSpace.
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // refuse marks the current head as the one to refuse; the connection is

@@ -24,6 +24,7 @@ type httpReq struct {
 	queue  []channels.Content
 	over   bool
 	notify chan struct{}
+	first  [1]channels.Content // the queue's first array: most responses are one message
 }
 
 func (h *httpReq) deliver(c channels.Content) {
@@ -40,11 +41,17 @@ func (h *httpReq) deliver(c channels.Content) {
 	}
 }
 
-func (h *httpReq) take() ([]channels.Content, bool) {
+// take returns the queued messages, and whether some were refused; spare
+// (what an earlier take returned, done with) becomes the new queue's array.
+func (h *httpReq) take(spare []channels.Content) ([]channels.Content, bool) {
+	clear(spare)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queue
-	h.queue = nil
+	if len(q) == 0 { // the queue keeps its array
+		return spare[:0], h.over
+	}
+	h.queue = spare[:0]
 	return q, h.over
 }
 
@@ -58,7 +65,7 @@ func (h *httpReq) pending() bool {
 type httpExchange struct {
 	s        *Server
 	w        http.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController
 	r        *http.Request
 	ri       requestInfo
 	start    time.Time
@@ -92,15 +99,23 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, start time.Ti
 		return
 	}
 	ri := s.info(r, path)
-	rc := http.NewResponseController(w)
-	// A write deadline set during an earlier request on this keep-alive
-	// connection must not cut this one.
-	_ = rc.SetWriteDeadline(time.Time{})
 	if s.HTTPHandler != nil {
+		// A write deadline set during an earlier request on this
+		// keep-alive connection must not cut this one.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		s.serveLocal(w, r, ri, start)
 		return
 	}
-	x := &httpExchange{s: s, w: w, rc: rc, r: r, ri: ri, start: start}
+	x := &httpExchange{s: s, w: w, rc: *http.NewResponseController(w), r: r, ri: ri, start: start}
+	rc := &x.rc
+	// Nor here; but with WriteTimeout on, a request without a body needs
+	// no clearing: nothing is written to the connection before a deadline
+	// of its own is set (apply sets one before writing, the deferred
+	// function below before net/http writes an error page, and no "100
+	// Continue" is sent for a bodiless request).
+	if s.cfg.writeTimeout <= 0 || r.Body != http.NoBody {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
 	if s.cfg.httpTimeout > 0 {
 		x.deadline = start.Add(s.cfg.httpTimeout)
 	}
@@ -180,11 +195,14 @@ func (x *httpExchange) run() {
 	x.reply = reply
 	x.mailbox = httpReq{limit: s.cfg.outbound, notify: make(chan struct{}, 1)}
 	x.mail = &x.mailbox
+	x.mail.queue = x.mail.first[:0]
 	s.reg.add(reply, x.mail)
+	// Boxed once for http.request and http.disconnect.
+	replyV, pathV := any(reply), any(x.ri.path)
 	defer func() {
 		s.reg.remove(reply)
 		if !x.answered || s.WantsHTTPDisconnect == nil || s.WantsHTTPDisconnect(reply, x.ri.path) {
-			s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": reply, "path": x.ri.path})
+			s.sendDisconnect("http.disconnect", channels.Content{"reply_channel": replyV, "path": pathV})
 		}
 	}()
 
@@ -199,15 +217,15 @@ func (x *httpExchange) run() {
 		bodyChannel = bc
 	}
 	msg := channels.Content{
-		"reply_channel": reply,
+		"reply_channel": replyV,
 		"http_version":  boxedVersion(r),
 		"method":        boxedMethod(r.Method),
 		"scheme":        boxedScheme(x.ri.scheme),
-		"path":          x.ri.path,
-		"query_string":  x.ri.query,
+		"path":          pathV,
+		"query_string":  boxedBytes(x.ri.query),
 		"root_path":     x.ri.rootPath,
 		"headers":       x.ri.headers,
-		"body":          first,
+		"body":          boxedBytes(first),
 		"body_channel":  bodyChannel,
 		"client":        orNull(x.ri.client),
 		"server":        orNull(x.ri.server),
@@ -351,8 +369,10 @@ func (x *httpExchange) relay() {
 		defer putTimer(t)
 		timeout = t.C
 	}
+	var msgs []channels.Content
 	for {
-		msgs, over := x.mail.take()
+		var over bool
+		msgs, over = x.mail.take(msgs)
 		for _, m := range msgs {
 			if x.apply(m) {
 				return
@@ -418,19 +438,7 @@ func (x *httpExchange) apply(m channels.Content) bool {
 		}
 		h := x.w.Header()
 		if hs, ok := m["headers"].([]any); ok {
-			for _, p := range hs {
-				name, value, ok := headerPair(p)
-				if !ok {
-					s.stats.invalidReplies.Add(1)
-					s.log.Error("invalid response header ignored", "path", x.ri.path, "header", p)
-					continue
-				}
-				k, ok := canonicalNames[name]
-				if !ok {
-					k = textproto.CanonicalMIMEHeaderKey(name)
-				}
-				h[k] = append(h[k], value)
-			}
+			x.addHeaders(h, hs)
 		} else if m.Has("headers") {
 			s.stats.invalidReplies.Add(1)
 			s.log.Error("response headers are not a list; ignored", "path", x.ri.path)
@@ -531,47 +539,108 @@ var canonicalNames = func() map[string]string {
 	return m
 }()
 
-// headerPair reads a [name, value] response header with text or bytes
-// parts; text is encoded as Latin-1.
-func headerPair(p any) (string, string, bool) {
-	pair, ok := p.([]any)
-	if !ok || len(pair) != 2 {
-		return "", "", false
+// addHeaders adds the application's [name, value] response headers, with
+// text or bytes parts (text is encoded as Latin-1), to h; invalid ones are
+// counted, logged and left out. The values, and the names that are not
+// common ones, are copied into one string, and the lists of single values
+// share one array: two allocations per response rather than two per
+// header.
+func (x *httpExchange) addHeaders(h http.Header, hs []any) {
+	type span struct {
+		name       string // a common name; else the name is at buf[nameAt:at]
+		nameAt, at int    // the value is at buf[at:end]
+		end        int
 	}
-	var name string
-	ok1 := false
-	if b, isBytes := pair[0].([]byte); isBytes {
-		name, ok1 = canonicalNames[string(b)] // no copy for a common name
+	var small [16]span
+	spans := small[:0]
+	size := 0
+	for _, p := range hs {
+		if pair, ok := p.([]any); ok && len(pair) == 2 {
+			size += partSize(pair[0]) + partSize(pair[1])
+		}
 	}
-	if !ok1 {
-		name, ok1 = latin1(pair[0])
+	buf := make([]byte, 0, size)
+	for _, p := range hs {
+		sp, ok := span{}, false
+		if pair, isPair := p.([]any); isPair && len(pair) == 2 {
+			start := len(buf)
+			if b, isBytes := pair[0].([]byte); isBytes {
+				sp.name, ok = canonicalNames[string(b)] // no copy for a common name
+			}
+			if !ok {
+				buf, ok = appendLatin1(buf, pair[0])
+				ok = ok && validHeaderName(buf[start:])
+			}
+			sp.nameAt, sp.at = start, len(buf)
+			if ok {
+				buf, ok = appendLatin1(buf, pair[1])
+				ok = ok && validHeaderValue(buf[sp.at:])
+			}
+			sp.end = len(buf)
+			if !ok {
+				buf = buf[:start]
+			}
+		}
+		if !ok {
+			x.s.stats.invalidReplies.Add(1)
+			x.s.log.Error("invalid response header ignored", "path", x.ri.path, "header", p)
+			continue
+		}
+		spans = append(spans, sp)
 	}
-	value, ok2 := latin1(pair[1])
-	if !ok1 || !ok2 || !validHeaderName(name) || !validHeaderValue(value) {
-		return "", "", false
+	all := string(buf)
+	vals := make([]string, len(spans))
+	for i, sp := range spans {
+		name := sp.name
+		if name == "" {
+			name = all[sp.nameAt:sp.at]
+		}
+		value := all[sp.at:sp.end]
+		k, ok := canonicalNames[name]
+		if !ok {
+			k = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		if len(h[k]) == 0 {
+			vals[i] = value
+			h[k] = vals[i : i+1 : i+1]
+		} else {
+			h[k] = append(h[k], value)
+		}
 	}
-	return name, value, true
 }
 
-func latin1(v any) (string, bool) {
+// partSize is the size of a header name or value at most, once encoded.
+func partSize(v any) int {
 	switch v := v.(type) {
 	case []byte:
-		return string(v), true
+		return len(v)
 	case string:
-		b := make([]byte, 0, len(v))
+		return len(v)
+	}
+	return 0
+}
+
+// appendLatin1 appends a header name or value to b: bytes as they are,
+// text encoded as Latin-1. It reports false for text that Latin-1 cannot
+// encode and for other types.
+func appendLatin1(b []byte, v any) ([]byte, bool) {
+	switch v := v.(type) {
+	case []byte:
+		return append(b, v...), true
+	case string:
 		for _, r := range v {
 			if r > 0xFF {
-				return "", false
+				return b, false
 			}
 			b = append(b, byte(r))
 		}
-		return string(b), true
+		return b, true
 	}
-	return "", false
+	return b, false
 }
 
-func validHeaderName(s string) bool {
-	if s == "" {
+func validHeaderName[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -587,7 +656,7 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-func validHeaderValue(s string) bool {
+func validHeaderValue[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '\r' || c == '\n' || c == 0 {
 			return false
@@ -655,6 +724,18 @@ func boxedVersion(r *http.Request) any {
 	default:
 		return v
 	}
+}
+
+// noBytes is an empty byte string boxed once: with no capacity, it cannot
+// be changed, so messages can share it.
+var noBytes any = []byte{}
+
+// boxedBytes boxes b, sharing noBytes when b is empty (not nil).
+func boxedBytes(b []byte) any {
+	if b != nil && len(b) == 0 {
+		return noBytes
+	}
+	return b
 }
 
 // orNull turns a missing address into null rather than an empty list.

@@ -820,3 +820,57 @@ func TestWantsHTTPDisconnect(t *testing.T) {
 		t.Fatalf("WantsHTTPDisconnect asked for %q, want only the completed responses", asked)
 	}
 }
+
+// The write deadline WriteTimeout set for a response does not cut the
+// next request on the same keep-alive connection once it has passed: not
+// a bodiless request's response, nor its error page, nor the "100
+// Continue" of a request with a body.
+func TestWriteDeadlineOfEarlierResponse(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	srv := appless(t, l, func(g *gateway.Server) {
+		g.WriteTimeout = 100 * time.Millisecond
+		g.HTTPTimeout = 400 * time.Millisecond
+	})
+	raw := dialRaw(t, srv.URL)
+	ok := func(what string) {
+		t.Helper()
+		resp := raw.response(nil)
+		if b, err := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "ok" || err != nil {
+			t.Fatalf("%s: %d %q %v", what, resp.StatusCode, b, err)
+		}
+	}
+	raw.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	reply(t, l, layerMessage(t, l, "http.request"), channels.Content{"status": 200, "content": []byte("ok")})
+	ok("first request")
+
+	time.Sleep(250 * time.Millisecond) // the first response's deadline passes
+	raw.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+	req := layerMessage(t, l, "http.request")
+	time.Sleep(150 * time.Millisecond)
+	reply(t, l, req, channels.Content{"status": 200, "content": []byte("ok")})
+	ok("bodiless request")
+
+	time.Sleep(250 * time.Millisecond)
+	raw.write("GET /3 HTTP/1.1\r\nHost: x\r\n\r\n") // no answer: HTTPTimeout's 503
+	if resp := raw.response(nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("unanswered request: %d, want 503", resp.StatusCode)
+	}
+	layerMessage(t, l, "http.request") // /3's, never answered
+
+	raw = dialRaw(t, srv.URL)
+	raw.write("GET /4 HTTP/1.1\r\nHost: x\r\n\r\n")
+	reply(t, l, layerMessage(t, l, "http.request"), channels.Content{"status": 200, "content": []byte("ok")})
+	ok("first request on a second connection")
+	time.Sleep(250 * time.Millisecond)
+	raw.write("POST /5 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+	if resp := raw.response(nil); resp.StatusCode != http.StatusContinue {
+		t.Fatalf("got %d, want 100 Continue", resp.StatusCode)
+	}
+	raw.write("hi")
+	req = layerMessage(t, l, "http.request")
+	if b, _ := req["body"].([]byte); string(b) != "hi" {
+		t.Fatalf("body %q", b)
+	}
+	reply(t, l, req, channels.Content{"status": 200, "content": []byte("ok")})
+	ok("request with a body")
+}

@@ -68,12 +68,32 @@ func (s *Server) info(r *http.Request, path string) requestInfo {
 		}
 	}
 	ri.headers = messageHeaders(r)
-	peer, peerOK := parseAddrPort(r.RemoteAddr)
-	if peerOK {
-		ri.client = []any{peer.Addr().Unmap().String(), int64(peer.Port())}
+	var (
+		peer   netip.AddrPort
+		peerOK bool
+		ca     *connAddrs // the connection's, when they can be used
+	)
+	if fc := framingConnOf(r); fc != nil {
+		ca = &fc.addrs
 	}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ta, ok := la.(*net.TCPAddr); ok {
+	if ca != nil && ca.remote == r.RemoteAddr {
+		peer, peerOK = ca.peer, ca.peerOK
+	} else {
+		peer, peerOK = parseAddrPort(r.RemoteAddr)
+	}
+	la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	ta, _ := la.(*net.TCPAddr)
+	switch {
+	case ca != nil && peerOK && peer == ca.peer && ta != nil && ta == ca.local:
+		both := make([]any, 4) // one allocation for both lists
+		copy(both, ca.client[:])
+		copy(both[2:], ca.server[:])
+		ri.client, ri.server = both[:2:2], both[2:]
+	default:
+		if peerOK {
+			ri.client = []any{peer.Addr().Unmap().String(), int64(peer.Port())}
+		}
+		if ta != nil {
 			ip, _ := netip.AddrFromSlice(ta.IP)
 			ri.server = []any{ip.Unmap().String(), int64(ta.Port)}
 		}
@@ -173,8 +193,8 @@ func messageHeaders(r *http.Request) []any {
 		}
 	}
 	slices.Sort(names)
-	out := make([]any, n)
-	pairs := make([]any, 2*n)
+	all := make([]any, 3*n) // the list, then the pairs' elements
+	out, pairs := all[:n:n], all[n:]
 	buf := make([]byte, 0, size)
 	i := 0
 	add := func(name any, v string) {

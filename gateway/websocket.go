@@ -294,7 +294,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, start ti
 		"reply_channel": reply,
 		"scheme":        scheme,
 		"path":          path,
-		"query_string":  ri.query,
+		"query_string":  boxedBytes(ri.query),
 		"root_path":     ri.rootPath,
 		"headers":       ri.headers,
 		"client":        orNull(ri.client),

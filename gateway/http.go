@@ -19,20 +19,30 @@ import (
 // httpReq is a live HTTP request: the mailbox its reply messages are
 // delivered to.
 type httpReq struct {
-	limit  int
+	limit  int   // messages that may wait (OutboundQueue)
+	bytes  int64 // body bytes that may wait (OutboundBytes)
 	mu     sync.Mutex
 	queue  []channels.Content
+	queued int64 // body bytes in queue
 	over   bool
 	notify chan struct{}
 	first  [1]channels.Content // the queue's first array: most responses are one message
 }
 
 func (h *httpReq) deliver(c channels.Content) {
+	var size int64
+	if b, ok := c["content"].([]byte); ok {
+		size = int64(len(b))
+	}
 	h.mu.Lock()
-	if h.limit > 0 && len(h.queue) >= h.limit {
+	switch {
+	case h.over:
+	case len(h.queue) > 0 && (h.limit > 0 && len(h.queue) >= h.limit || h.bytes > 0 && h.queued+size > h.bytes):
+		// A message always goes into an empty queue, however large.
 		h.over = true
-	} else {
+	default:
 		h.queue = append(h.queue, c)
+		h.queued += size
 	}
 	h.mu.Unlock()
 	select {
@@ -52,6 +62,7 @@ func (h *httpReq) take(spare []channels.Content) ([]channels.Content, bool) {
 		return spare[:0], h.over
 	}
 	h.queue = spare[:0]
+	h.queued = 0
 	return q, h.over
 }
 
@@ -193,7 +204,7 @@ func (x *httpExchange) run() {
 		return
 	}
 	x.reply = reply
-	x.mailbox = httpReq{limit: s.cfg.outbound, notify: make(chan struct{}, 1)}
+	x.mailbox = httpReq{limit: s.cfg.outbound, bytes: s.cfg.outboundBytes, notify: make(chan struct{}, 1)}
 	x.mail = &x.mailbox
 	x.mail.queue = x.mail.first[:0]
 	s.reg.add(reply, x.mail)

@@ -155,13 +155,15 @@ type Server struct {
 	// negative disables the limit (a warning is logged).
 	OutboundQueue int
 
-	// OutboundBytes bounds the payload bytes of the frames waiting for one
-	// WebSocket's client, as OutboundQueue bounds their number: a reply
-	// that would take the queue over it closes the connection the same
-	// way (code 1008, Stats.SlowClients). A frame is always taken into an
-	// empty queue, however large (MaxMessageSize of the layer bounds it).
-	// A group message's frame counts for every member it waits for. Zero
-	// means 16 MiB; negative disables the limit (a warning is logged).
+	// OutboundBytes bounds the payload bytes waiting for one connection's
+	// client (WebSocket frames, or the content of a streamed HTTP
+	// response's chunks), as OutboundQueue bounds their number: a reply
+	// that would take the queue over it closes the WebSocket the same way
+	// (code 1008, Stats.SlowClients), or aborts the response. A reply
+	// always goes into an empty queue, however large (the layer's message
+	// size limit bounds it). A group message's frame counts for every
+	// member it waits for. Zero means 16 MiB; negative disables the limit
+	// (a warning is logged).
 	OutboundBytes int64
 
 	// Logger receives the server's logs. Nil means slog.Default().

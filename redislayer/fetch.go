@@ -89,11 +89,11 @@ type fetcher struct {
 	want    int // messages to pop ahead of demand
 	running bool
 	wake    chan struct{}
-	cancel  context.CancelFunc // interrupts the blocking pop in progress
-	idle    time.Time          // when the last waiter left
-	dropped bool               // exited; no longer in ordState
-	popping bool               // the fetcher has a pop under way
-	direct  bool               // a Receive pops for itself (see popDirect)
+	intr    interrupter // interrupts the blocking pop in progress
+	idle    time.Time   // when the last waiter left
+	dropped bool        // exited; no longer in ordState
+	popping bool        // the fetcher has a pop under way
+	direct  bool        // a Receive pops for itself (see popDirect)
 }
 
 // owaiter is a Receive call waiting on ordinary channels.
@@ -247,8 +247,8 @@ func (s *ordState) dequeue(w *owaiter) {
 	}
 	if len(f.waiters) == 0 {
 		f.idle = time.Now()
-		if f.cancel != nil {
-			f.cancel()
+		if f.popping {
+			f.intr.interrupt()
 		}
 	}
 }
@@ -521,8 +521,7 @@ func (l *Layer) fetchLoop(f *fetcher) {
 		}
 		count := min(need+extra, maxPop)
 		gen := s.gen
-		bctx, cancel := context.WithCancel(l.closeCtx)
-		f.cancel = cancel
+		f.intr.arm()
 		f.popping = true
 		l.rmu.Unlock()
 
@@ -539,11 +538,11 @@ func (l *Layer) fetchLoop(f *fetcher) {
 			err     error
 			blocked bool
 		)
-		if err = l.connectTargets(bctx, ts, conns); err == nil && len(ts) == 1 {
+		if err = l.connectTargets(l.closeCtx, ts, conns); err == nil && len(ts) == 1 {
 			// One target: a blocking pop answers at once when messages
 			// wait, so it is the only pop needed, and it takes as many as
 			// a non-blocking one would.
-			ps, err = l.popWait(bctx, ts, conns, rotated, count, l.s.blockTimeout)
+			ps, err = l.popWait(l.closeCtx, &f.intr, ts, conns, rotated, count, l.s.blockTimeout)
 		} else if err == nil {
 			ps, err = l.popNow(ts, conns, rotated, count, int(r))
 			if err == nil && len(ps) == 0 {
@@ -551,18 +550,17 @@ func (l *Layer) fetchLoop(f *fetcher) {
 				need = len(f.waiters)
 				l.rmu.Unlock()
 				if need > 0 {
-					ps, err = l.popWait(bctx, ts, conns, rotated, min(need, maxPop), l.s.blockTimeout)
+					ps, err = l.popWait(l.closeCtx, &f.intr, ts, conns, rotated, min(need, maxPop), l.s.blockTimeout)
 					blocked = true
 				}
 			}
 		}
-		cancel()
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
 
 		l.rmu.Lock()
-		f.cancel = nil
+		f.intr.disarm()
 		f.popping = false
 		now := time.Now()
 		if gen == s.gen {
@@ -685,11 +683,7 @@ func (l *Layer) popBlocking(ctx context.Context, t target, keys []string, count 
 	if err != nil {
 		return nil, err
 	}
-	bctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(l.closeCtx, cancel)
-	ps, err := t.sh.bpop(bctx, bc, keys, l.s.blockTimeout, count)
-	stop()
-	cancel()
+	ps, err := t.sh.bpop(ctx, nil, bc, keys, l.s.blockTimeout, count)
 	broken := false
 	if err != nil && !t.sh.moved(ctx, err, t.slot) {
 		var eb errBroken
@@ -792,13 +786,13 @@ func (l *Layer) popNow(ts []target, conns []*bconn, keys [][]string, count, rot 
 
 // popWait waits at most timeout for messages, popping up to count; with
 // several targets it waits on all of them at once and returns what each
-// popped.
-func (l *Layer) popWait(ctx context.Context, ts []target, conns []*bconn, keys [][]string, count int, t time.Duration) ([]popped, error) {
+// popped. ctx being done or it being interrupted ends the wait.
+func (l *Layer) popWait(ctx context.Context, it *interrupter, ts []target, conns []*bconn, keys [][]string, count int, t time.Duration) ([]popped, error) {
 	if len(ts) == 1 {
 		if conns[0] == nil {
 			return nil, nil
 		}
-		ps, err := ts[0].sh.bpop(ctx, conns[0], keys[0], t, count)
+		ps, err := ts[0].sh.bpop(ctx, it, conns[0], keys[0], t, count)
 		err = l.settle(ctx, ts, conns, 0, err)
 		for k := range ps {
 			ps[k].sh = ts[0].sh
@@ -820,7 +814,7 @@ func (l *Layer) popWait(ctx context.Context, ts []target, conns []*bconn, keys [
 		}
 		started++
 		go func() {
-			ps, err := tg.sh.bpop(mctx, conns[i], keys[i], t, count)
+			ps, err := tg.sh.bpop(mctx, it, conns[i], keys[i], t, count)
 			for k := range ps {
 				ps[k].sh = tg.sh
 			}

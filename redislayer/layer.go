@@ -64,6 +64,8 @@ type Layer struct {
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc
+	popsMu    sync.Mutex
+	pops      map[*bconn]struct{} // connections with a blocking pop under way
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
@@ -122,6 +124,8 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	}
 	l := &Layer{s: s}
 	l.closeCtx, l.closeFn = context.WithCancel(context.Background())
+	l.pops = make(map[*bconn]struct{})
+	context.AfterFunc(l.closeCtx, l.interruptPops)
 	l.local.init()
 	l.ord.init()
 	if !s.goOnly && len(s.hosts) > 1 {
@@ -346,8 +350,8 @@ func (l *Layer) Close() error {
 		l.rmu.Lock()
 		l.ord.closed = true
 		for _, f := range l.ord.fetchers {
-			if f.cancel != nil {
-				f.cancel()
+			if f.popping {
+				f.intr.interrupt()
 			}
 			for _, w := range f.waiters {
 				w.wake()

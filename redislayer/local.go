@@ -131,10 +131,11 @@ type mark struct {
 
 // loopState is one host's receive loop, as seen by receivers.
 type loopState struct {
-	keys      map[string]bool    // prefixes of the pop in progress
-	cancel    context.CancelFunc // interrupts the pop in progress
-	kick      chan struct{}      // wakes an idle loop
-	sweepReq  uint64             // Poll asks for a non-blocking pass
+	keys      map[string]bool // prefixes of the pop in progress
+	popping   bool            // a pop is in progress
+	intr      interrupter     // interrupts the pop in progress
+	kick      chan struct{}   // wakes an idle loop
+	sweepReq  uint64          // Poll asks for a non-blocking pass
 	sweepDone uint64
 	sweepCh   chan struct{} // closed after each pass
 	failing   bool
@@ -142,8 +143,8 @@ type loopState struct {
 }
 
 func (ls *loopState) interrupt() {
-	if ls.cancel != nil {
-		ls.cancel()
+	if ls.popping {
+		ls.intr.interrupt()
 	}
 	select {
 	case ls.kick <- struct{}{}:
@@ -610,9 +611,11 @@ func (l *Layer) procLoop(sh *shard) {
 			t.Stop()
 			continue
 		}
-		ictx, icancel := context.WithCancel(l.closeCtx)
-		sh.loop.cancel = icancel
-		sh.loop.keys = make(map[string]bool, len(keys))
+		sh.loop.intr.arm()
+		sh.loop.popping = true
+		if sh.loop.keys == nil {
+			sh.loop.keys = make(map[string]bool, len(keys))
+		}
 		for _, k := range keys {
 			sh.loop.keys[l.nameOf(k)] = true
 		}
@@ -642,7 +645,7 @@ func (l *Layer) procLoop(sh *shard) {
 						break
 					}
 				}
-				if err = l.settle(ictx, ts, conns, i, err); err != nil {
+				if err = l.settle(l.closeCtx, ts, conns, i, err); err != nil {
 					break
 				}
 			}
@@ -651,17 +654,17 @@ func (l *Layer) procLoop(sh *shard) {
 			for i, t := range ts {
 				tkeys[i] = t.keys
 			}
-			msgs, err = l.popWait(ictx, ts, conns, tkeys, room, loopTimeout)
+			msgs, err = l.popWait(l.closeCtx, &sh.loop.intr, ts, conns, tkeys, room, loopTimeout)
 		}
-		icancel()
 		for i := range msgs {
 			if d, err := decodeMember(msgs[i].member); err == nil {
 				msgs[i].d = &d
 			}
 		}
 		l.mu.Lock()
-		sh.loop.cancel = nil
-		sh.loop.keys = nil
+		sh.loop.intr.disarm()
+		sh.loop.popping = false
+		clear(sh.loop.keys)
 		if gen == l.local.gen && len(msgs) > 0 {
 			l.local.distribute(l, sh, msgs, time.Now())
 		}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"math"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -22,6 +22,15 @@ type bconn struct {
 	node   rueidis.Client
 	addr   string // Cluster mode: the node's address
 	pooled bool   // from acquire, counted in ReceiveConns
+	sh     *shard
+
+	// Interruption of its pops (see interrupt.go).
+	mu          sync.Mutex
+	popping     bool          // a blocking pop is under way
+	unblocking  bool          // unblock runs
+	finished    chan struct{} // closed when unblock ends
+	guard       *time.Timer   // closes the connection when Redis stops answering
+	interruptFn func()        // interrupt, for context.AfterFunc
 }
 
 // dedicate opens a connection for pops: to the shard's host, or in
@@ -43,7 +52,9 @@ func (sh *shard) dedicate(ctx context.Context, slot int) (*bconn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &bconn{dc: dc, id: id, node: node, addr: addr}, nil
+	bc := &bconn{dc: dc, id: id, node: node, addr: addr, sh: sh}
+	bc.interruptFn = bc.interrupt
+	return bc, nil
 }
 
 // acquire returns a connection for pops (to the node serving slot in
@@ -136,54 +147,50 @@ func (e errBroken) Unwrap() error { return e.err }
 
 // bpop pops up to count messages from the first non-empty of keys,
 // waiting at most timeout for one to arrive (BZMPOP; BZPOPMIN, one
-// message, before Redis 7). When ctx is done first, the pop is
-// interrupted in Redis with CLIENT UNBLOCK ... TIMEOUT, so Redis either
-// answers with the messages it already popped or with nothing: a message
-// is never popped and then dropped. bpop then returns that answer
-// (messages are returned even though ctx is done).
-func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout time.Duration, count int) ([]popped, error) {
-	var done atomic.Bool
-	finished := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(finished)
-		for !done.Load() {
-			uctx, cancel := sh.l.s.withTimeout(context.Background())
-			n, err := bc.node.Do(uctx, bc.node.B().ClientUnblock().ClientId(bc.id).Timeout().Build()).AsInt64()
-			cancel()
-			if n == 1 {
-				return
-			}
-			if err != nil {
-				// Redis does not answer: give the pop up by closing its
-				// connection. Were Redis only slow, a message it popped
-				// meanwhile would be lost with the connection; there is
-				// no way to tell.
-				bc.dc.Close()
-				return
-			}
-			// The pop has not reached Redis yet, or has just been answered.
-			time.Sleep(200 * time.Microsecond)
-		}
-	})
+// message, before Redis 7). When ctx is done, the layer closes or it (if
+// not nil) is interrupted, the pop is interrupted in Redis with CLIENT
+// UNBLOCK ... TIMEOUT (see interrupt.go), so Redis either answers with the
+// messages it already popped or with nothing: a message is never popped
+// and then dropped. bpop then returns that answer (messages are returned
+// even though ctx is done); a pop interrupted before it started returns
+// nothing.
+func (sh *shard) bpop(ctx context.Context, it *interrupter, bc *bconn, keys []string, timeout time.Duration, count int) ([]popped, error) {
 	ms := max(math.Ceil(float64(timeout)/float64(time.Millisecond)), 1)
-	// The deadline only matters when Redis stops answering without closing
+	// The guard only matters when Redis stops answering without closing
 	// the connection.
 	slack := sh.l.s.timeout
 	if slack <= 0 {
 		slack = time.Minute
 	}
-	guard := time.Duration(ms)*time.Millisecond + slack
-	dctx, cancel := context.WithTimeout(context.Background(), guard)
-	var res rueidis.RedisResult
-	if sh.zmpop {
-		res = bc.dc.Do(dctx, bc.dc.B().Bzmpop().Timeout(ms/1000).Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
-	} else {
-		res = bc.dc.Do(dctx, bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
+	bc.startPop(time.Duration(ms)*time.Millisecond + slack)
+	run := true
+	if it != nil && !it.attach(bc) {
+		run = false
 	}
-	cancel()
-	done.Store(true)
-	if !stop() {
-		<-finished // an unblock in flight must not reach this connection's next command
+	var stop func() bool
+	if ctx.Done() != nil && ctx != sh.l.closeCtx {
+		stop = context.AfterFunc(ctx, bc.interruptFn)
+	}
+	var res rueidis.RedisResult
+	if run && ctx.Err() == nil && !sh.l.closed() {
+		// No context: only the guard bounds the wait.
+		if sh.zmpop {
+			res = bc.dc.Do(context.Background(), bc.dc.B().Bzmpop().Timeout(ms/1000).Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
+		} else {
+			res = bc.dc.Do(context.Background(), bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
+		}
+	} else {
+		run = false
+	}
+	if stop != nil {
+		stop()
+	}
+	if it != nil {
+		it.detach(bc)
+	}
+	bc.endPop()
+	if !run {
+		return nil, nil
 	}
 	if err := res.Error(); err != nil {
 		if rueidis.IsRedisNil(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -53,7 +54,8 @@ type localState struct {
 type procState struct {
 	prefix      string
 	queues      map[string]*lqueue // channel → messages
-	ready       []string           // channels holding messages, round robin
+	ready       []string           // channels holding messages, round robin, from readyHead
+	readyHead   int
 	inReady     map[string]bool
 	n           int
 	waiters     map[*waiter]struct{}
@@ -186,15 +188,23 @@ func (s *localState) want(l *Layer, prefix string, now time.Time) {
 	}
 }
 
-// register adds a waiter for the channels names (nil: any) under the
-// prefixes of chans.
-func (s *localState) register(l *Layer, chans []string, names map[string]bool) *waiter {
-	return s.registerSignal(l, chans, names, make(chan struct{}, 1))
+// registerSignal adds a waiter, signalled on signal, for the channels
+// names (nil: any) under the prefixes of chans.
+func (s *localState) registerSignal(l *Layer, chans []string, names map[string]bool, signal chan struct{}) *waiter {
+	w := &waiter{signal: signal}
+	s.registerWaiter(l, w, chans, names)
+	return w
 }
 
-// registerSignal is register with the channel the waiter is signalled on.
-func (s *localState) registerSignal(l *Layer, chans []string, names map[string]bool, signal chan struct{}) *waiter {
-	w := &waiter{names: names, signal: signal}
+// waiterPool recycles the waiters of receiveLocalMulti, with their signal
+// channels.
+var lwaiterPool = sync.Pool{New: func() any { return &waiter{signal: make(chan struct{}, 1)} }}
+
+// registerWaiter registers w, a new waiter (or one reset after
+// unregister), for the channels names (nil: any) under the prefixes of
+// chans.
+func (s *localState) registerWaiter(l *Layer, w *waiter, chans []string, names map[string]bool) {
+	w.names = names
 	now := time.Now()
 	for _, ch := range chans {
 		p := nonLocal(ch)
@@ -205,7 +215,6 @@ func (s *localState) registerSignal(l *Layer, chans []string, names map[string]b
 		s.state(p).waiters[w] = struct{}{}
 		s.want(l, p, now)
 	}
-	return w
 }
 
 func (s *localState) unregister(w *waiter) {
@@ -290,12 +299,11 @@ func (s *localState) takeEntry(l *Layer, channel string, now time.Time) (lentry,
 		return lentry{}, false
 	}
 	q := ps.queues[channel]
+	// An emptied queue stays, for the channel's next messages, until the
+	// janitor drops it.
 	for q != nil && q.len() > 0 {
 		e := q.pop()
 		s.taken(l, ps)
-		if q.len() == 0 {
-			delete(ps.queues, channel)
-		}
 		if l.expired(e.score, now) {
 			l.st.expired.Add(1)
 			s.marks = append(s.marks, mark{shard: l.shardFor(channel), channel: channel, score: e.score})
@@ -354,10 +362,18 @@ func (s *localState) takePrefixesMulti(l *Layer, prefixes []string, multi bool) 
 		if ps == nil {
 			continue
 		}
-		for len(ps.ready) > 0 {
-			name := ps.ready[0]
-			ps.ready[0] = ""
-			ps.ready = ps.ready[1:]
+		for ps.readyHead < len(ps.ready) {
+			name := ps.ready[ps.readyHead]
+			ps.ready[ps.readyHead] = ""
+			ps.readyHead++
+			switch {
+			case ps.readyHead == len(ps.ready):
+				ps.ready, ps.readyHead = ps.ready[:0], 0
+			case ps.readyHead >= 32 && 2*ps.readyHead >= len(ps.ready):
+				n := copy(ps.ready, ps.ready[ps.readyHead:])
+				clear(ps.ready[n:])
+				ps.ready, ps.readyHead = ps.ready[:n], 0
+			}
 			delete(ps.inReady, name)
 			e, ok := s.takeEntry(l, name, now)
 			var names []string
@@ -367,9 +383,6 @@ func (s *localState) takePrefixesMulti(l *Layer, prefixes []string, multi bool) 
 			if q := ps.queues[name]; q != nil && q.len() > 0 {
 				ps.inReady[name] = true
 				ps.ready = append(ps.ready, name)
-			}
-			if len(ps.ready) == 0 {
-				ps.ready = nil
 			}
 			switch {
 			case !ok:
@@ -401,9 +414,6 @@ func (s *localState) takeRest(l *Layer, ps *procState, first string, grp *lgroup
 		}
 		q.pop()
 		s.taken(l, ps)
-		if q.len() == 0 {
-			delete(ps.queues, ch)
-		}
 		l.st.received.Add(1)
 		if names == nil {
 			names = make([]string, 0, len(grp.chans))
@@ -456,22 +466,24 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 	}
 }
 
-// activeKeys lists the Redis keys of the prefixes to pop now, rotated.
-func (s *localState) activeKeys(l *Layer, now time.Time) []string {
-	var keys []string
+// activeKeys appends to keys the Redis keys of the prefixes to pop now,
+// rotated.
+func (s *localState) activeKeys(l *Layer, now time.Time, keys []string) []string {
 	for p, ps := range s.prefixes {
 		if ps.full {
 			continue
 		}
 		if len(ps.waiters) > 0 || now.Before(ps.wantedUntil) {
-			keys = append(keys, l.key(p))
+			keys = append(keys, l.keyOf(p))
 		}
 	}
 	if len(keys) > 1 {
 		slices.Sort(keys)
 		s.rot++
 		r := s.rot % len(keys)
-		keys = append(keys[r:], keys[:r]...)
+		slices.Reverse(keys[:r])
+		slices.Reverse(keys[r:])
+		slices.Reverse(keys)
 	}
 	return keys
 }
@@ -507,7 +519,7 @@ func (s *localState) flush() {
 	s.gen++
 	for _, ps := range s.prefixes {
 		ps.queues = make(map[string]*lqueue)
-		ps.ready = nil
+		ps.ready, ps.readyHead = nil, 0
 		ps.inReady = make(map[string]bool)
 		ps.n = 0
 		ps.full = false
@@ -581,7 +593,11 @@ func (l *Layer) procLoop(sh *shard) {
 			}
 		}
 	}()
-	var backoff time.Duration
+	var (
+		backoff time.Duration
+		keyBuf  []string   // the keys of a pass, reused
+		tkeys   [][]string // the keys of each target
+	)
 	for {
 		l.mu.Lock()
 		if l.local.closed {
@@ -590,7 +606,9 @@ func (l *Layer) procLoop(sh *shard) {
 		}
 		now := time.Now()
 		marks := l.local.janitor(l, now)
-		keys := l.local.activeKeys(l, now)
+		clear(keyBuf)
+		keys := l.local.activeKeys(l, now, keyBuf[:0])
+		keyBuf = keys
 		sweepTo := sh.loop.sweepReq
 		sweep := sweepTo > sh.loop.sweepDone
 		gen := l.local.gen
@@ -650,9 +668,9 @@ func (l *Layer) procLoop(sh *shard) {
 				}
 			}
 		} else if err == nil {
-			tkeys := make([][]string, len(ts))
-			for i, t := range ts {
-				tkeys[i] = t.keys
+			tkeys = tkeys[:0]
+			for _, t := range ts {
+				tkeys = append(tkeys, t.keys)
 			}
 			msgs, err = l.popWait(l.closeCtx, &sh.loop.intr, ts, conns, tkeys, room, loopTimeout)
 		}
@@ -759,12 +777,12 @@ func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string,
 		ch, c, ok := l.local.takeNames(l, names)
 		return ch, nil, c, ok
 	}
-	chans, set := names, namesSet(names)
+	chans := names
 	if prefixes != nil {
 		take = func() (string, []string, channels.Content, bool) {
 			return l.local.takePrefixesMulti(l, prefixes, multi)
 		}
-		chans, set = prefixes, nil
+		chans = prefixes
 	}
 	l.mu.Lock()
 	var w *waiter
@@ -773,6 +791,16 @@ func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string,
 			l.local.unregister(w)
 		}
 		l.mu.Unlock()
+		if w != nil {
+			// Nothing refers to w any more: recycle it.
+			select {
+			case <-w.signal:
+			default:
+			}
+			clear(w.prefixes)
+			*w = waiter{signal: w.signal, prefixes: w.prefixes[:0]}
+			lwaiterPool.Put(w)
+		}
 	}()
 	for {
 		if l.local.closed {
@@ -785,7 +813,12 @@ func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string,
 			return ch, group, c, nil
 		}
 		if w == nil {
-			w = l.local.register(l, chans, set)
+			var set map[string]bool
+			if prefixes == nil {
+				set = namesSet(names)
+			}
+			w = lwaiterPool.Get().(*waiter)
+			l.local.registerWaiter(l, w, chans, set)
 		} else if w.err != nil {
 			return "", nil, nil, w.err
 		}

@@ -82,9 +82,13 @@ func (q *oqueue) len() int { return len(q.items) - q.head }
 
 // fetcher pops for the Receive calls waiting on one set of channels.
 type fetcher struct {
-	key     string
-	names   []string // sorted, distinct
-	keys    []string // their Redis keys
+	key   string
+	names []string // sorted, distinct
+	keys  []string // their Redis keys
+	ts    []target // the pops that cover them
+	// rots[s] are the keys of each target rotated to start at s, when the
+	// targets have the same few keys (outside Cluster mode); see popDirect.
+	rots    [][][]string
 	waiters []*owaiter
 	want    int // messages to pop ahead of demand
 	running bool
@@ -198,6 +202,16 @@ func (s *ordState) fetcherFor(l *Layer, names []string) *fetcher {
 		for i, n := range f.names {
 			f.keys[i] = l.key(n)
 			s.index[n] = append(s.index[n], f)
+		}
+		f.ts = l.targets(f.keys)
+		if n := len(f.keys); !l.s.cluster && n <= maxRotations {
+			f.rots = make([][][]string, n)
+			for st := range n {
+				f.rots[st] = make([][]string, len(f.ts))
+				for i, t := range f.ts {
+					f.rots[st][i] = rotate(t.keys, st)
+				}
+			}
 		}
 		s.fetchers[key] = f
 	}
@@ -630,14 +644,15 @@ func (l *Layer) popDirect(ctx context.Context, normal []string, block bool) (ch 
 	gen := s.gen
 	l.rmu.Unlock()
 
-	ts := l.targets(f.keys)
+	ts := f.ts
 	r := l.rot.Add(1)
-	keys := make([][]string, len(ts))
-	for i, t := range ts {
-		n := len(t.keys)
-		keys[i] = make([]string, n)
-		for k := range n {
-			keys[i][k] = t.keys[(int(r)+k)%n]
+	var keys [][]string
+	if f.rots != nil {
+		keys = f.rots[int(r%uint32(len(f.rots)))]
+	} else {
+		keys = make([][]string, len(ts))
+		for i, t := range ts {
+			keys[i] = rotate(t.keys, int(r%uint32(len(t.keys))))
 		}
 	}
 	var (
@@ -672,6 +687,17 @@ func (l *Layer) popDirect(ctx context.Context, normal []string, block bool) (ch 
 		s.deliver(l, f, p, now)
 	}
 	return ch, e, ok, true
+}
+
+// maxRotations bounds the channels of a set whose key rotations a fetcher
+// keeps.
+const maxRotations = 16
+
+// rotate returns a copy of keys starting at keys[start].
+func rotate(keys []string, start int) []string {
+	out := make([]string, 0, len(keys))
+	out = append(out, keys[start:]...)
+	return append(out, keys[:start]...)
 }
 
 // popBlocking pops up to count messages of t's keys (in that order) with

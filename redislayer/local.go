@@ -430,8 +430,8 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 		p := &msgs[i]
 		var d decoded
 		var err error
-		if p.d != nil {
-			d = *p.d
+		if p.decoded {
+			d = p.d
 		} else {
 			d, err = decodeMember(p.member)
 		}
@@ -440,24 +440,27 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 			l.s.log.Error("dropped a message that cannot be decoded", "key", p.key, "host", sh.name, "error", err)
 			continue
 		}
-		if len(d.chans) == 0 {
+		n := d.numChans()
+		if n == 0 {
 			l.st.undeliverable.Add(1)
 			l.s.log.Error("dropped a message on a process prefix without "+channelKey, "key", p.key, "host", sh.name)
 			continue
 		}
 		if l.expired(p.score, now) {
-			l.st.expired.Add(uint64(len(d.chans)))
-			for _, ch := range d.chans {
+			l.st.expired.Add(uint64(n))
+			for i := range n {
+				ch := d.chanAt(i)
 				s.marks = append(s.marks, mark{shard: l.shardFor(ch), channel: ch, score: p.score})
 			}
 			continue
 		}
-		shared := len(d.chans) > 1
+		shared := n > 1
 		var grp *lgroup
 		if shared {
 			grp = &lgroup{chans: d.chans}
 		}
-		for _, ch := range d.chans {
+		for i := range n {
+			ch := d.chanAt(i)
 			if err := l.s.names.CheckChannel(ch); err != nil || !s.push(l, ch, lentry{c: d.c, score: p.score, shared: shared, grp: grp}) {
 				l.st.undeliverable.Add(1)
 				l.s.log.Error("dropped a message for an invalid process-specific channel name", "channel", ch, "key", p.key)
@@ -676,7 +679,7 @@ func (l *Layer) procLoop(sh *shard) {
 		}
 		for i := range msgs {
 			if d, err := decodeMember(msgs[i].member); err == nil {
-				msgs[i].d = &d
+				msgs[i].d, msgs[i].decoded = d, true
 			}
 		}
 		l.mu.Lock()

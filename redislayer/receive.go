@@ -134,8 +134,10 @@ type popped struct {
 	key    string
 	member string
 	score  float64
-	sh     *shard   // the host it came from
-	d      *decoded // set once decoded
+	sh     *shard // the host it came from
+	d      decoded
+	// decoded: d holds the message, decoded
+	decoded bool
 }
 
 // errBroken marks an error after which a dedicated connection must not be

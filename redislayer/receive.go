@@ -204,13 +204,9 @@ func (sh *shard) bpop(ctx context.Context, it *interrupter, bc *bconn, keys []st
 		return nil, errBroken{err}
 	}
 	if sh.zmpop {
-		kz, err := res.AsZMPop()
+		out, err := zmpopReply(res)
 		if err != nil {
 			return nil, errBroken{err}
-		}
-		out := make([]popped, len(kz.Values))
-		for i, z := range kz.Values {
-			out[i] = popped{key: kz.Key, member: z.Member, score: z.Score}
 		}
 		return out, nil
 	}
@@ -227,6 +223,65 @@ func (sh *shard) bpop(ctx context.Context, it *interrupter, bc *bconn, keys []st
 	return []popped{p}, nil
 }
 
+// zmpopReply reads the reply of a (B)ZMPOP that did not fail: the key and
+// its members with their scores.
+func zmpopReply(res rueidis.RedisResult) ([]popped, error) {
+	arr, err := res.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	if len(arr) != 2 {
+		return nil, errors.New("unexpected ZMPOP reply")
+	}
+	key, err := arr[0].ToString()
+	if err != nil {
+		return nil, err
+	}
+	return zscores(&arr[1], key)
+}
+
+// zscores reads members with their scores, popped from key: pairs, or a
+// flat list of member, score (as AsZScores reads them), without the
+// copies of AsZScores.
+func zscores(m *rueidis.RedisMessage, key string) ([]popped, error) {
+	arr, err := m.ToArray()
+	if err != nil || len(arr) == 0 {
+		return nil, err
+	}
+	var out []popped
+	if arr[0].IsArray() {
+		out = make([]popped, len(arr))
+		for i := range arr {
+			pair, err := arr[i].ToArray()
+			if err == nil && len(pair) != 2 {
+				err = errors.New("unexpected sorted set reply")
+			}
+			if err != nil {
+				return nil, err
+			}
+			if out[i].member, err = pair[0].ToString(); err != nil {
+				return nil, err
+			}
+			if out[i].score, err = pair[1].AsFloat64(); err != nil {
+				return nil, err
+			}
+			out[i].key = key
+		}
+		return out, nil
+	}
+	out = make([]popped, len(arr)/2)
+	for i := range out {
+		if out[i].member, err = arr[2*i].ToString(); err != nil {
+			return nil, err
+		}
+		if out[i].score, err = arr[2*i+1].AsFloat64(); err != nil {
+			return nil, err
+		}
+		out[i].key = key
+	}
+	return out, nil
+}
+
 // popMany pops, without waiting, up to count messages from the first
 // non-empty key (in the order given): ZPOPMIN for one key, ZMPOP for
 // several (a script before Redis 7). Expired messages are among them; the
@@ -237,29 +292,21 @@ func (sh *shard) popMany(c rueidis.CommandClient, keys []string, count int) ([]p
 	// bounds it (see connect).
 	ctx := context.Background()
 	if len(keys) == 1 {
-		zs, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Count(int64(count)).Build()).AsZScores()
-		if err != nil || len(zs) == 0 {
+		msg, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Count(int64(count)).Build()).ToMessage()
+		if err != nil {
 			return nil, err
 		}
-		out := make([]popped, len(zs))
-		for i, z := range zs {
-			out[i] = popped{key: keys[0], member: z.Member, score: z.Score}
-		}
-		return out, nil
+		return zscores(&msg, keys[0])
 	}
 	if sh.zmpop {
-		kz, err := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build()).AsZMPop()
-		if rueidis.IsRedisNil(err) {
-			return nil, nil
-		}
-		if err != nil || len(kz.Values) == 0 {
+		res := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
+		if err := res.Error(); err != nil {
+			if rueidis.IsRedisNil(err) {
+				return nil, nil
+			}
 			return nil, err
 		}
-		out := make([]popped, len(kz.Values))
-		for i, z := range kz.Values {
-			out[i] = popped{key: kz.Key, member: z.Member, score: z.Score}
-		}
-		return out, nil
+		return zmpopReply(res)
 	}
 	arr, err := popScript.exec(ctx, c, keys, []string{formatInt(count)}).ToArray()
 	if err != nil {

@@ -19,7 +19,8 @@ import (
 //     does it through its interrupter, which knows the connections of its
 //     pop under way;
 //   - a caller's context that can be done interrupts the pop with
-//     context.AfterFunc.
+//     context.AfterFunc, registered once for the pops that share the
+//     context (a receive loop passes the same one to every call).
 
 // interrupter interrupts the blocking pops of one owner's round (one pass
 // of a fetcher or of a receive loop); it is reused from round to round.
@@ -87,9 +88,9 @@ func (it *interrupter) detach(bc *bconn) {
 // interrupts it on close) and arms its guard: were Redis to stop
 // answering without closing the connection, the connection is closed
 // after d, which fails the pop.
-func (bc *bconn) startPop(d time.Duration) {
+func (bc *bconn) startPop(d time.Duration, done <-chan struct{}) {
 	bc.mu.Lock()
-	bc.popping = true
+	bc.popping, bc.popDone = true, done
 	bc.mu.Unlock()
 	l := bc.sh.l
 	l.popsMu.Lock()
@@ -112,7 +113,7 @@ func (bc *bconn) endPop() {
 	delete(l.pops, bc)
 	l.popsMu.Unlock()
 	bc.mu.Lock()
-	bc.popping = false
+	bc.popping, bc.popDone = false, nil
 	finished := bc.finished
 	unblocking := bc.unblocking
 	bc.mu.Unlock()
@@ -126,9 +127,13 @@ func (bc *bconn) guardFired() { bc.dc.Close() }
 // interrupt has the pop under way on bc, if any, return now: Redis then
 // answers with the messages it already popped or with nothing, so a
 // message is never popped and then dropped.
-func (bc *bconn) interrupt() {
+func (bc *bconn) interrupt() { bc.interruptWhen(false, nil) }
+
+// interruptWhen is interrupt; with check set, only for a pop made with a
+// context whose Done channel is done.
+func (bc *bconn) interruptWhen(check bool, done <-chan struct{}) {
 	bc.mu.Lock()
-	if !bc.popping || bc.unblocking {
+	if !bc.popping || bc.unblocking || check && bc.popDone != done {
 		bc.mu.Unlock()
 		return
 	}
@@ -172,6 +177,37 @@ func (bc *bconn) unblock() {
 		time.Sleep(200 * time.Microsecond)
 	}
 }
+
+// watch has ctx being done interrupt the pops on bc made with ctx (with
+// its Done channel). The watch stays from one pop to the next as long as
+// they pass the same context, until bc is closed.
+func (bc *bconn) watch(ctx context.Context) {
+	done := ctx.Done()
+	if done == nil || done == bc.watchDone || done == bc.sh.l.closeCtx.Done() {
+		return // never done, watched already, or the layer's (see pops)
+	}
+	bc.unwatch()
+	bc.watchDone = done
+	bc.watchStop = context.AfterFunc(ctx, func() { bc.interruptIf(done) })
+}
+
+// unwatch stops watching the context of watch.
+func (bc *bconn) unwatch() {
+	if bc.watchStop != nil {
+		bc.watchStop()
+		bc.watchStop, bc.watchDone = nil, nil
+	}
+}
+
+// close closes bc's connection for good.
+func (bc *bconn) close() {
+	bc.unwatch()
+	bc.dc.Close()
+}
+
+// interruptIf is interrupt for a pop made with a context whose Done
+// channel is done.
+func (bc *bconn) interruptIf(done <-chan struct{}) { bc.interruptWhen(true, done) }
 
 // interruptPops interrupts every pop under way (when the layer closes).
 func (l *Layer) interruptPops() {

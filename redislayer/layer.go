@@ -373,7 +373,7 @@ func (l *Layer) closeShards() {
 	for _, sh := range l.shards {
 		sh.cmu.Lock()
 		for _, bc := range sh.free {
-			bc.dc.Close()
+			bc.close()
 		}
 		sh.free = nil
 		sh.cmu.Unlock()

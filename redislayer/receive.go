@@ -25,12 +25,17 @@ type bconn struct {
 	sh     *shard
 
 	// Interruption of its pops (see interrupt.go).
-	mu          sync.Mutex
-	popping     bool          // a blocking pop is under way
-	unblocking  bool          // unblock runs
-	finished    chan struct{} // closed when unblock ends
-	guard       *time.Timer   // closes the connection when Redis stops answering
-	interruptFn func()        // interrupt, for context.AfterFunc
+	mu         sync.Mutex
+	popping    bool            // a blocking pop is under way
+	unblocking bool            // unblock runs
+	finished   chan struct{}   // closed when unblock ends
+	guard      *time.Timer     // closes the connection when Redis stops answering
+	popDone    <-chan struct{} // the Done channel of the pop's context
+	// The context whose being done interrupts pops (see watch): its Done
+	// channel and what stops watching it. Used only by the connection's
+	// holder.
+	watchDone <-chan struct{}
+	watchStop func() bool
 }
 
 // dedicate opens a connection for pops: to the shard's host, or in
@@ -52,9 +57,7 @@ func (sh *shard) dedicate(ctx context.Context, slot int) (*bconn, error) {
 		dc.Close()
 		return nil, err
 	}
-	bc := &bconn{dc: dc, id: id, node: node, addr: addr, sh: sh}
-	bc.interruptFn = bc.interrupt
-	return bc, nil
+	return &bconn{dc: dc, id: id, node: node, addr: addr, sh: sh}, nil
 }
 
 // acquire returns a connection for pops (to the node serving slot in
@@ -96,16 +99,16 @@ func (sh *shard) acquire(ctx context.Context, slot int) (*bconn, error) {
 // (or is not from the pool).
 func (sh *shard) release(bc *bconn, broken bool) {
 	if !bc.pooled {
-		bc.dc.Close()
+		bc.close()
 		return
 	}
 	if broken || sh.l.closed() {
-		bc.dc.Close()
+		bc.close()
 	} else {
 		sh.cmu.Lock()
 		sh.free = append(sh.free, bc)
 		if len(sh.free) > sh.l.s.receiveConns {
-			sh.free[0].dc.Close()
+			sh.free[0].close()
 			sh.free = append(sh.free[:0], sh.free[1:]...)
 		}
 		sh.cmu.Unlock()
@@ -164,14 +167,11 @@ func (sh *shard) bpop(ctx context.Context, it *interrupter, bc *bconn, keys []st
 	if slack <= 0 {
 		slack = time.Minute
 	}
-	bc.startPop(time.Duration(ms)*time.Millisecond + slack)
+	bc.watch(ctx)
+	bc.startPop(time.Duration(ms)*time.Millisecond+slack, ctx.Done())
 	run := true
 	if it != nil && !it.attach(bc) {
 		run = false
-	}
-	var stop func() bool
-	if ctx.Done() != nil && ctx != sh.l.closeCtx {
-		stop = context.AfterFunc(ctx, bc.interruptFn)
 	}
 	var res rueidis.RedisResult
 	if run && ctx.Err() == nil && !sh.l.closed() {
@@ -183,9 +183,6 @@ func (sh *shard) bpop(ctx context.Context, it *interrupter, bc *bconn, keys []st
 		}
 	} else {
 		run = false
-	}
-	if stop != nil {
-		stop()
 	}
 	if it != nil {
 		it.detach(bc)

@@ -294,8 +294,8 @@ func (l *Layer) execSendsOn(sh *shard, dc rueidis.CommandClient, batch []*sendRe
 		if gi < 0 {
 			gi = len(sc.names)
 			sc.names = append(sc.names, r.group)
-			if len(sc.groups) > gi {
-				sc.groups = sc.groups[:gi+1]
+			if cap(sc.groups) > gi {
+				sc.groups = sc.groups[:gi+1] // its slice, emptied by put
 			} else {
 				sc.groups = append(sc.groups, nil)
 			}

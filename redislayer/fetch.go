@@ -552,7 +552,7 @@ func (l *Layer) fetchLoop(f *fetcher) {
 			err     error
 			blocked bool
 		)
-		if err = l.connectTargets(l.closeCtx, ts, conns); err == nil && len(ts) == 1 {
+		if err = l.connectTargets(l.closeCtx, &f.intr, ts, conns); err == nil && len(ts) == 1 {
 			// One target: a blocking pop answers at once when messages
 			// wait, so it is the only pop needed, and it takes as many as
 			// a non-blocking one would.
@@ -705,7 +705,7 @@ func rotate(keys []string, start int) []string {
 // and until ctx is done or the layer closes. Messages Redis popped before
 // an interruption are returned, never lost.
 func (l *Layer) popBlocking(ctx context.Context, t target, keys []string, count int) ([]popped, error) {
-	bc, err := t.sh.acquire(ctx, t.slot)
+	bc, err := t.sh.acquire(ctx, nil, t.slot)
 	if err != nil {
 		return nil, err
 	}
@@ -727,13 +727,14 @@ func (l *Layer) popBlocking(ctx context.Context, t target, keys []string, count 
 	return nil, err
 }
 
-// connectTargets makes sure conns holds a connection for every target.
-func (l *Layer) connectTargets(ctx context.Context, ts []target, conns []*bconn) error {
+// connectTargets makes sure conns holds a connection for every target;
+// ctx being done or it being interrupted ends a wait for one.
+func (l *Layer) connectTargets(ctx context.Context, it *interrupter, ts []target, conns []*bconn) error {
 	for i, t := range ts {
 		if conns[i] != nil {
 			continue
 		}
-		bc, err := t.sh.acquire(ctx, t.slot)
+		bc, err := t.sh.acquire(ctx, it, t.slot)
 		if err != nil {
 			return err
 		}

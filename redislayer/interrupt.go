@@ -26,23 +26,24 @@ import (
 // of a fetcher or of a receive loop); it is reused from round to round.
 type interrupter struct {
 	mu    sync.Mutex
-	armed bool     // a round is under way
-	fired bool     // the round was interrupted
-	bcs   []*bconn // connections with a pop of the round under way
+	armed bool          // a round is under way
+	fired bool          // the round was interrupted
+	bcs   []*bconn      // connections with a pop of the round under way
+	ch    chan struct{} // closed when the round is interrupted; made by done
 }
 
 // arm starts a round; interrupt only has an effect between arm and
 // disarm.
 func (it *interrupter) arm() {
 	it.mu.Lock()
-	it.armed, it.fired = true, false
+	it.armed, it.fired, it.ch = true, false, nil
 	it.mu.Unlock()
 }
 
 // disarm ends a round.
 func (it *interrupter) disarm() {
 	it.mu.Lock()
-	it.armed, it.fired = false, false
+	it.armed, it.fired, it.ch = false, false, nil
 	it.mu.Unlock()
 }
 
@@ -55,9 +56,26 @@ func (it *interrupter) interrupt() {
 		return
 	}
 	it.fired = true
+	if it.ch != nil {
+		close(it.ch)
+	}
 	for _, bc := range it.bcs {
 		bc.interrupt()
 	}
+}
+
+// done returns a channel closed when the round is interrupted (made only
+// for a wait that needs it).
+func (it *interrupter) done() <-chan struct{} {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.ch == nil {
+		it.ch = make(chan struct{})
+		if it.fired {
+			close(it.ch)
+		}
+	}
+	return it.ch
 }
 
 // attach adds a connection whose pop is about to start (already marked

@@ -62,12 +62,23 @@ func (sh *shard) dedicate(ctx context.Context, slot int) (*bconn, error) {
 
 // acquire returns a connection for pops (to the node serving slot in
 // Cluster mode; slot < 0 otherwise), waiting while ReceiveConns of them
-// are in use.
-func (sh *shard) acquire(ctx context.Context, slot int) (*bconn, error) {
+// are in use, until ctx is done or it (if not nil) is interrupted
+// (context.Canceled).
+func (sh *shard) acquire(ctx context.Context, it *interrupter, slot int) (*bconn, error) {
 	select {
 	case sh.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		var intr <-chan struct{}
+		if it != nil {
+			intr = it.done()
+		}
+		select {
+		case sh.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-intr:
+			return nil, context.Canceled
+		}
 	}
 	addr := ""
 	if sh.cluster {

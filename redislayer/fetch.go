@@ -82,18 +82,22 @@ func (q *oqueue) len() int { return len(q.items) - q.head }
 
 // fetcher pops for the Receive calls waiting on one set of channels.
 type fetcher struct {
-	key     string
-	names   []string // sorted, distinct
-	keys    []string // their Redis keys
+	key   string
+	names []string // sorted, distinct
+	keys  []string // their Redis keys
+	ts    []target // the pops that cover them
+	// rots[s] are the keys of each target rotated to start at s, when the
+	// targets have the same few keys (outside Cluster mode); see popDirect.
+	rots    [][][]string
 	waiters []*owaiter
 	want    int // messages to pop ahead of demand
 	running bool
 	wake    chan struct{}
-	cancel  context.CancelFunc // interrupts the blocking pop in progress
-	idle    time.Time          // when the last waiter left
-	dropped bool               // exited; no longer in ordState
-	popping bool               // the fetcher has a pop under way
-	direct  bool               // a Receive pops for itself (see popDirect)
+	intr    interrupter // interrupts the blocking pop in progress
+	idle    time.Time   // when the last waiter left
+	dropped bool        // exited; no longer in ordState
+	popping bool        // the fetcher has a pop under way
+	direct  bool        // a Receive pops for itself (see popDirect)
 }
 
 // owaiter is a Receive call waiting on ordinary channels.
@@ -199,6 +203,16 @@ func (s *ordState) fetcherFor(l *Layer, names []string) *fetcher {
 			f.keys[i] = l.key(n)
 			s.index[n] = append(s.index[n], f)
 		}
+		f.ts = l.targets(f.keys)
+		if n := len(f.keys); !l.s.cluster && n <= maxRotations {
+			f.rots = make([][][]string, n)
+			for st := range n {
+				f.rots[st] = make([][]string, len(f.ts))
+				for i, t := range f.ts {
+					f.rots[st][i] = rotate(t.keys, st)
+				}
+			}
+		}
 		s.fetchers[key] = f
 	}
 	return f
@@ -247,8 +261,8 @@ func (s *ordState) dequeue(w *owaiter) {
 	}
 	if len(f.waiters) == 0 {
 		f.idle = time.Now()
-		if f.cancel != nil {
-			f.cancel()
+		if f.popping {
+			f.intr.interrupt()
 		}
 	}
 }
@@ -521,8 +535,7 @@ func (l *Layer) fetchLoop(f *fetcher) {
 		}
 		count := min(need+extra, maxPop)
 		gen := s.gen
-		bctx, cancel := context.WithCancel(l.closeCtx)
-		f.cancel = cancel
+		f.intr.arm()
 		f.popping = true
 		l.rmu.Unlock()
 
@@ -539,11 +552,11 @@ func (l *Layer) fetchLoop(f *fetcher) {
 			err     error
 			blocked bool
 		)
-		if err = l.connectTargets(bctx, ts, conns); err == nil && len(ts) == 1 {
+		if err = l.connectTargets(l.closeCtx, &f.intr, ts, conns); err == nil && len(ts) == 1 {
 			// One target: a blocking pop answers at once when messages
 			// wait, so it is the only pop needed, and it takes as many as
 			// a non-blocking one would.
-			ps, err = l.popWait(bctx, ts, conns, rotated, count, l.s.blockTimeout)
+			ps, err = l.popWait(l.closeCtx, &f.intr, ts, conns, rotated, count, l.s.blockTimeout)
 		} else if err == nil {
 			ps, err = l.popNow(ts, conns, rotated, count, int(r))
 			if err == nil && len(ps) == 0 {
@@ -551,18 +564,17 @@ func (l *Layer) fetchLoop(f *fetcher) {
 				need = len(f.waiters)
 				l.rmu.Unlock()
 				if need > 0 {
-					ps, err = l.popWait(bctx, ts, conns, rotated, min(need, maxPop), l.s.blockTimeout)
+					ps, err = l.popWait(l.closeCtx, &f.intr, ts, conns, rotated, min(need, maxPop), l.s.blockTimeout)
 					blocked = true
 				}
 			}
 		}
-		cancel()
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
 
 		l.rmu.Lock()
-		f.cancel = nil
+		f.intr.disarm()
 		f.popping = false
 		now := time.Now()
 		if gen == s.gen {
@@ -632,14 +644,15 @@ func (l *Layer) popDirect(ctx context.Context, normal []string, block bool) (ch 
 	gen := s.gen
 	l.rmu.Unlock()
 
-	ts := l.targets(f.keys)
+	ts := f.ts
 	r := l.rot.Add(1)
-	keys := make([][]string, len(ts))
-	for i, t := range ts {
-		n := len(t.keys)
-		keys[i] = make([]string, n)
-		for k := range n {
-			keys[i][k] = t.keys[(int(r)+k)%n]
+	var keys [][]string
+	if f.rots != nil {
+		keys = f.rots[int(r%uint32(len(f.rots)))]
+	} else {
+		keys = make([][]string, len(ts))
+		for i, t := range ts {
+			keys[i] = rotate(t.keys, int(r%uint32(len(t.keys))))
 		}
 	}
 	var (
@@ -676,20 +689,27 @@ func (l *Layer) popDirect(ctx context.Context, normal []string, block bool) (ch 
 	return ch, e, ok, true
 }
 
+// maxRotations bounds the channels of a set whose key rotations a fetcher
+// keeps.
+const maxRotations = 16
+
+// rotate returns a copy of keys starting at keys[start].
+func rotate(keys []string, start int) []string {
+	out := make([]string, 0, len(keys))
+	out = append(out, keys[start:]...)
+	return append(out, keys[:start]...)
+}
+
 // popBlocking pops up to count messages of t's keys (in that order) with
 // a blocking pop on a pop connection, waiting at most Config.BlockTimeout
 // and until ctx is done or the layer closes. Messages Redis popped before
 // an interruption are returned, never lost.
 func (l *Layer) popBlocking(ctx context.Context, t target, keys []string, count int) ([]popped, error) {
-	bc, err := t.sh.acquire(ctx, t.slot)
+	bc, err := t.sh.acquire(ctx, nil, t.slot)
 	if err != nil {
 		return nil, err
 	}
-	bctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(l.closeCtx, cancel)
-	ps, err := t.sh.bpop(bctx, bc, keys, l.s.blockTimeout, count)
-	stop()
-	cancel()
+	ps, err := t.sh.bpop(ctx, nil, bc, keys, l.s.blockTimeout, count)
 	broken := false
 	if err != nil && !t.sh.moved(ctx, err, t.slot) {
 		var eb errBroken
@@ -707,13 +727,14 @@ func (l *Layer) popBlocking(ctx context.Context, t target, keys []string, count 
 	return nil, err
 }
 
-// connectTargets makes sure conns holds a connection for every target.
-func (l *Layer) connectTargets(ctx context.Context, ts []target, conns []*bconn) error {
+// connectTargets makes sure conns holds a connection for every target;
+// ctx being done or it being interrupted ends a wait for one.
+func (l *Layer) connectTargets(ctx context.Context, it *interrupter, ts []target, conns []*bconn) error {
 	for i, t := range ts {
 		if conns[i] != nil {
 			continue
 		}
-		bc, err := t.sh.acquire(ctx, t.slot)
+		bc, err := t.sh.acquire(ctx, it, t.slot)
 		if err != nil {
 			return err
 		}
@@ -792,13 +813,13 @@ func (l *Layer) popNow(ts []target, conns []*bconn, keys [][]string, count, rot 
 
 // popWait waits at most timeout for messages, popping up to count; with
 // several targets it waits on all of them at once and returns what each
-// popped.
-func (l *Layer) popWait(ctx context.Context, ts []target, conns []*bconn, keys [][]string, count int, t time.Duration) ([]popped, error) {
+// popped. ctx being done or it being interrupted ends the wait.
+func (l *Layer) popWait(ctx context.Context, it *interrupter, ts []target, conns []*bconn, keys [][]string, count int, t time.Duration) ([]popped, error) {
 	if len(ts) == 1 {
 		if conns[0] == nil {
 			return nil, nil
 		}
-		ps, err := ts[0].sh.bpop(ctx, conns[0], keys[0], t, count)
+		ps, err := ts[0].sh.bpop(ctx, it, conns[0], keys[0], t, count)
 		err = l.settle(ctx, ts, conns, 0, err)
 		for k := range ps {
 			ps[k].sh = ts[0].sh
@@ -820,7 +841,7 @@ func (l *Layer) popWait(ctx context.Context, ts []target, conns []*bconn, keys [
 		}
 		started++
 		go func() {
-			ps, err := tg.sh.bpop(mctx, conns[i], keys[i], t, count)
+			ps, err := tg.sh.bpop(mctx, it, conns[i], keys[i], t, count)
 			for k := range ps {
 				ps[k].sh = tg.sh
 			}

@@ -101,8 +101,28 @@ func fillRandom(b []byte) {
 
 // decoded is a message read from Redis.
 type decoded struct {
-	c     channels.Content
-	chans []string // the __asgi_channel__ names, if any
+	c channels.Content
+	// The __asgi_channel__ names, if any: ch when it is a text (single
+	// set), chans when it is a list.
+	ch     string
+	single bool
+	chans  []string
+}
+
+// numChans returns how many __asgi_channel__ names d has.
+func (d *decoded) numChans() int {
+	if d.single {
+		return 1
+	}
+	return len(d.chans)
+}
+
+// chanAt returns the i-th __asgi_channel__ name of d.
+func (d *decoded) chanAt(i int) string {
+	if d.single {
+		return d.ch
+	}
+	return d.chans[i]
 }
 
 // decodeMember parses a sorted-set member and takes the reserved channel
@@ -120,7 +140,7 @@ func decodeMember(member string) (decoded, error) {
 		delete(c, channelKey)
 		switch v := v.(type) {
 		case string:
-			d.chans = []string{v}
+			d.ch, d.single = v, true
 		case []any:
 			for _, e := range v {
 				if s, ok := e.(string); ok {

@@ -64,6 +64,10 @@ type Layer struct {
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc
+	kmu       sync.RWMutex
+	keys      map[string]string // see keyOf
+	popsMu    sync.Mutex
+	pops      map[*bconn]struct{} // connections with a blocking pop under way
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
@@ -122,6 +126,9 @@ func New(ctx context.Context, cfg Config) (*Layer, error) {
 	}
 	l := &Layer{s: s}
 	l.closeCtx, l.closeFn = context.WithCancel(context.Background())
+	l.pops = make(map[*bconn]struct{})
+	l.keys = make(map[string]string)
+	context.AfterFunc(l.closeCtx, l.interruptPops)
 	l.local.init()
 	l.ord.init()
 	if !s.goOnly && len(s.hosts) > 1 {
@@ -346,8 +353,8 @@ func (l *Layer) Close() error {
 		l.rmu.Lock()
 		l.ord.closed = true
 		for _, f := range l.ord.fetchers {
-			if f.cancel != nil {
-				f.cancel()
+			if f.popping {
+				f.intr.interrupt()
 			}
 			for _, w := range f.waiters {
 				w.wake()
@@ -366,7 +373,7 @@ func (l *Layer) closeShards() {
 	for _, sh := range l.shards {
 		sh.cmu.Lock()
 		for _, bc := range sh.free {
-			bc.dc.Close()
+			bc.close()
 		}
 		sh.free = nil
 		sh.cmu.Unlock()
@@ -437,6 +444,28 @@ func (l *Layer) key(name string) string {
 		return l.s.prefix + "{" + nonLocal(name) + "}"
 	}
 	return l.s.prefix + nonLocal(name)
+}
+
+// keyCacheSize bounds the keys keyOf remembers.
+const keyCacheSize = 4096
+
+// keyOf is key for a name without '!' or a process prefix (what a
+// channel's key is named after), remembered for the names in use.
+func (l *Layer) keyOf(name string) string {
+	l.kmu.RLock()
+	k, ok := l.keys[name]
+	l.kmu.RUnlock()
+	if ok {
+		return k
+	}
+	k = l.key(name)
+	l.kmu.Lock()
+	if len(l.keys) >= keyCacheSize {
+		clear(l.keys)
+	}
+	l.keys[name] = k
+	l.kmu.Unlock()
+	return k
 }
 
 // nameOf returns the channel name (the process prefix for a

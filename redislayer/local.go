@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -53,7 +54,8 @@ type localState struct {
 type procState struct {
 	prefix      string
 	queues      map[string]*lqueue // channel → messages
-	ready       []string           // channels holding messages, round robin
+	ready       []string           // channels holding messages, round robin, from readyHead
+	readyHead   int
 	inReady     map[string]bool
 	n           int
 	waiters     map[*waiter]struct{}
@@ -131,10 +133,11 @@ type mark struct {
 
 // loopState is one host's receive loop, as seen by receivers.
 type loopState struct {
-	keys      map[string]bool    // prefixes of the pop in progress
-	cancel    context.CancelFunc // interrupts the pop in progress
-	kick      chan struct{}      // wakes an idle loop
-	sweepReq  uint64             // Poll asks for a non-blocking pass
+	keys      map[string]bool // prefixes of the pop in progress
+	popping   bool            // a pop is in progress
+	intr      interrupter     // interrupts the pop in progress
+	kick      chan struct{}   // wakes an idle loop
+	sweepReq  uint64          // Poll asks for a non-blocking pass
 	sweepDone uint64
 	sweepCh   chan struct{} // closed after each pass
 	failing   bool
@@ -142,8 +145,8 @@ type loopState struct {
 }
 
 func (ls *loopState) interrupt() {
-	if ls.cancel != nil {
-		ls.cancel()
+	if ls.popping {
+		ls.intr.interrupt()
 	}
 	select {
 	case ls.kick <- struct{}{}:
@@ -185,15 +188,23 @@ func (s *localState) want(l *Layer, prefix string, now time.Time) {
 	}
 }
 
-// register adds a waiter for the channels names (nil: any) under the
-// prefixes of chans.
-func (s *localState) register(l *Layer, chans []string, names map[string]bool) *waiter {
-	return s.registerSignal(l, chans, names, make(chan struct{}, 1))
+// registerSignal adds a waiter, signalled on signal, for the channels
+// names (nil: any) under the prefixes of chans.
+func (s *localState) registerSignal(l *Layer, chans []string, names map[string]bool, signal chan struct{}) *waiter {
+	w := &waiter{signal: signal}
+	s.registerWaiter(l, w, chans, names)
+	return w
 }
 
-// registerSignal is register with the channel the waiter is signalled on.
-func (s *localState) registerSignal(l *Layer, chans []string, names map[string]bool, signal chan struct{}) *waiter {
-	w := &waiter{names: names, signal: signal}
+// waiterPool recycles the waiters of receiveLocalMulti, with their signal
+// channels.
+var lwaiterPool = sync.Pool{New: func() any { return &waiter{signal: make(chan struct{}, 1)} }}
+
+// registerWaiter registers w, a new waiter (or one reset after
+// unregister), for the channels names (nil: any) under the prefixes of
+// chans.
+func (s *localState) registerWaiter(l *Layer, w *waiter, chans []string, names map[string]bool) {
+	w.names = names
 	now := time.Now()
 	for _, ch := range chans {
 		p := nonLocal(ch)
@@ -204,7 +215,6 @@ func (s *localState) registerSignal(l *Layer, chans []string, names map[string]b
 		s.state(p).waiters[w] = struct{}{}
 		s.want(l, p, now)
 	}
-	return w
 }
 
 func (s *localState) unregister(w *waiter) {
@@ -289,12 +299,11 @@ func (s *localState) takeEntry(l *Layer, channel string, now time.Time) (lentry,
 		return lentry{}, false
 	}
 	q := ps.queues[channel]
+	// An emptied queue stays, for the channel's next messages, until the
+	// janitor drops it.
 	for q != nil && q.len() > 0 {
 		e := q.pop()
 		s.taken(l, ps)
-		if q.len() == 0 {
-			delete(ps.queues, channel)
-		}
 		if l.expired(e.score, now) {
 			l.st.expired.Add(1)
 			s.marks = append(s.marks, mark{shard: l.shardFor(channel), channel: channel, score: e.score})
@@ -353,10 +362,18 @@ func (s *localState) takePrefixesMulti(l *Layer, prefixes []string, multi bool) 
 		if ps == nil {
 			continue
 		}
-		for len(ps.ready) > 0 {
-			name := ps.ready[0]
-			ps.ready[0] = ""
-			ps.ready = ps.ready[1:]
+		for ps.readyHead < len(ps.ready) {
+			name := ps.ready[ps.readyHead]
+			ps.ready[ps.readyHead] = ""
+			ps.readyHead++
+			switch {
+			case ps.readyHead == len(ps.ready):
+				ps.ready, ps.readyHead = ps.ready[:0], 0
+			case ps.readyHead >= 32 && 2*ps.readyHead >= len(ps.ready):
+				n := copy(ps.ready, ps.ready[ps.readyHead:])
+				clear(ps.ready[n:])
+				ps.ready, ps.readyHead = ps.ready[:n], 0
+			}
 			delete(ps.inReady, name)
 			e, ok := s.takeEntry(l, name, now)
 			var names []string
@@ -366,9 +383,6 @@ func (s *localState) takePrefixesMulti(l *Layer, prefixes []string, multi bool) 
 			if q := ps.queues[name]; q != nil && q.len() > 0 {
 				ps.inReady[name] = true
 				ps.ready = append(ps.ready, name)
-			}
-			if len(ps.ready) == 0 {
-				ps.ready = nil
 			}
 			switch {
 			case !ok:
@@ -400,9 +414,6 @@ func (s *localState) takeRest(l *Layer, ps *procState, first string, grp *lgroup
 		}
 		q.pop()
 		s.taken(l, ps)
-		if q.len() == 0 {
-			delete(ps.queues, ch)
-		}
 		l.st.received.Add(1)
 		if names == nil {
 			names = make([]string, 0, len(grp.chans))
@@ -419,8 +430,8 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 		p := &msgs[i]
 		var d decoded
 		var err error
-		if p.d != nil {
-			d = *p.d
+		if p.decoded {
+			d = p.d
 		} else {
 			d, err = decodeMember(p.member)
 		}
@@ -429,24 +440,27 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 			l.s.log.Error("dropped a message that cannot be decoded", "key", p.key, "host", sh.name, "error", err)
 			continue
 		}
-		if len(d.chans) == 0 {
+		n := d.numChans()
+		if n == 0 {
 			l.st.undeliverable.Add(1)
 			l.s.log.Error("dropped a message on a process prefix without "+channelKey, "key", p.key, "host", sh.name)
 			continue
 		}
 		if l.expired(p.score, now) {
-			l.st.expired.Add(uint64(len(d.chans)))
-			for _, ch := range d.chans {
+			l.st.expired.Add(uint64(n))
+			for i := range n {
+				ch := d.chanAt(i)
 				s.marks = append(s.marks, mark{shard: l.shardFor(ch), channel: ch, score: p.score})
 			}
 			continue
 		}
-		shared := len(d.chans) > 1
+		shared := n > 1
 		var grp *lgroup
 		if shared {
 			grp = &lgroup{chans: d.chans}
 		}
-		for _, ch := range d.chans {
+		for i := range n {
+			ch := d.chanAt(i)
 			if err := l.s.names.CheckChannel(ch); err != nil || !s.push(l, ch, lentry{c: d.c, score: p.score, shared: shared, grp: grp}) {
 				l.st.undeliverable.Add(1)
 				l.s.log.Error("dropped a message for an invalid process-specific channel name", "channel", ch, "key", p.key)
@@ -455,22 +469,24 @@ func (s *localState) distribute(l *Layer, sh *shard, msgs []popped, now time.Tim
 	}
 }
 
-// activeKeys lists the Redis keys of the prefixes to pop now, rotated.
-func (s *localState) activeKeys(l *Layer, now time.Time) []string {
-	var keys []string
+// activeKeys appends to keys the Redis keys of the prefixes to pop now,
+// rotated.
+func (s *localState) activeKeys(l *Layer, now time.Time, keys []string) []string {
 	for p, ps := range s.prefixes {
 		if ps.full {
 			continue
 		}
 		if len(ps.waiters) > 0 || now.Before(ps.wantedUntil) {
-			keys = append(keys, l.key(p))
+			keys = append(keys, l.keyOf(p))
 		}
 	}
 	if len(keys) > 1 {
 		slices.Sort(keys)
 		s.rot++
 		r := s.rot % len(keys)
-		keys = append(keys[r:], keys[:r]...)
+		slices.Reverse(keys[:r])
+		slices.Reverse(keys[r:])
+		slices.Reverse(keys)
 	}
 	return keys
 }
@@ -506,7 +522,7 @@ func (s *localState) flush() {
 	s.gen++
 	for _, ps := range s.prefixes {
 		ps.queues = make(map[string]*lqueue)
-		ps.ready = nil
+		ps.ready, ps.readyHead = nil, 0
 		ps.inReady = make(map[string]bool)
 		ps.n = 0
 		ps.full = false
@@ -580,7 +596,11 @@ func (l *Layer) procLoop(sh *shard) {
 			}
 		}
 	}()
-	var backoff time.Duration
+	var (
+		backoff time.Duration
+		keyBuf  []string   // the keys of a pass, reused
+		tkeys   [][]string // the keys of each target
+	)
 	for {
 		l.mu.Lock()
 		if l.local.closed {
@@ -589,7 +609,9 @@ func (l *Layer) procLoop(sh *shard) {
 		}
 		now := time.Now()
 		marks := l.local.janitor(l, now)
-		keys := l.local.activeKeys(l, now)
+		clear(keyBuf)
+		keys := l.local.activeKeys(l, now, keyBuf[:0])
+		keyBuf = keys
 		sweepTo := sh.loop.sweepReq
 		sweep := sweepTo > sh.loop.sweepDone
 		gen := l.local.gen
@@ -610,9 +632,11 @@ func (l *Layer) procLoop(sh *shard) {
 			t.Stop()
 			continue
 		}
-		ictx, icancel := context.WithCancel(l.closeCtx)
-		sh.loop.cancel = icancel
-		sh.loop.keys = make(map[string]bool, len(keys))
+		sh.loop.intr.arm()
+		sh.loop.popping = true
+		if sh.loop.keys == nil {
+			sh.loop.keys = make(map[string]bool, len(keys))
+		}
 		for _, k := range keys {
 			sh.loop.keys[l.nameOf(k)] = true
 		}
@@ -642,26 +666,26 @@ func (l *Layer) procLoop(sh *shard) {
 						break
 					}
 				}
-				if err = l.settle(ictx, ts, conns, i, err); err != nil {
+				if err = l.settle(l.closeCtx, ts, conns, i, err); err != nil {
 					break
 				}
 			}
 		} else if err == nil {
-			tkeys := make([][]string, len(ts))
-			for i, t := range ts {
-				tkeys[i] = t.keys
+			tkeys = tkeys[:0]
+			for _, t := range ts {
+				tkeys = append(tkeys, t.keys)
 			}
-			msgs, err = l.popWait(ictx, ts, conns, tkeys, room, loopTimeout)
+			msgs, err = l.popWait(l.closeCtx, &sh.loop.intr, ts, conns, tkeys, room, loopTimeout)
 		}
-		icancel()
 		for i := range msgs {
 			if d, err := decodeMember(msgs[i].member); err == nil {
-				msgs[i].d = &d
+				msgs[i].d, msgs[i].decoded = d, true
 			}
 		}
 		l.mu.Lock()
-		sh.loop.cancel = nil
-		sh.loop.keys = nil
+		sh.loop.intr.disarm()
+		sh.loop.popping = false
+		clear(sh.loop.keys)
 		if gen == l.local.gen && len(msgs) > 0 {
 			l.local.distribute(l, sh, msgs, time.Now())
 		}
@@ -756,12 +780,12 @@ func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string,
 		ch, c, ok := l.local.takeNames(l, names)
 		return ch, nil, c, ok
 	}
-	chans, set := names, namesSet(names)
+	chans := names
 	if prefixes != nil {
 		take = func() (string, []string, channels.Content, bool) {
 			return l.local.takePrefixesMulti(l, prefixes, multi)
 		}
-		chans, set = prefixes, nil
+		chans = prefixes
 	}
 	l.mu.Lock()
 	var w *waiter
@@ -770,6 +794,16 @@ func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string,
 			l.local.unregister(w)
 		}
 		l.mu.Unlock()
+		if w != nil {
+			// Nothing refers to w any more: recycle it.
+			select {
+			case <-w.signal:
+			default:
+			}
+			clear(w.prefixes)
+			*w = waiter{signal: w.signal, prefixes: w.prefixes[:0]}
+			lwaiterPool.Put(w)
+		}
 	}()
 	for {
 		if l.local.closed {
@@ -782,7 +816,12 @@ func (l *Layer) receiveLocalMulti(ctx context.Context, names, prefixes []string,
 			return ch, group, c, nil
 		}
 		if w == nil {
-			w = l.local.register(l, chans, set)
+			var set map[string]bool
+			if prefixes == nil {
+				set = namesSet(names)
+			}
+			w = lwaiterPool.Get().(*waiter)
+			l.local.registerWaiter(l, w, chans, set)
 		} else if w.err != nil {
 			return "", nil, nil, w.err
 		}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"math"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/gochannels/channels"
@@ -22,6 +22,20 @@ type bconn struct {
 	node   rueidis.Client
 	addr   string // Cluster mode: the node's address
 	pooled bool   // from acquire, counted in ReceiveConns
+	sh     *shard
+
+	// Interruption of its pops (see interrupt.go).
+	mu         sync.Mutex
+	popping    bool            // a blocking pop is under way
+	unblocking bool            // unblock runs
+	finished   chan struct{}   // closed when unblock ends
+	guard      *time.Timer     // closes the connection when Redis stops answering
+	popDone    <-chan struct{} // the Done channel of the pop's context
+	// The context whose being done interrupts pops (see watch): its Done
+	// channel and what stops watching it. Used only by the connection's
+	// holder.
+	watchDone <-chan struct{}
+	watchStop func() bool
 }
 
 // dedicate opens a connection for pops: to the shard's host, or in
@@ -43,17 +57,28 @@ func (sh *shard) dedicate(ctx context.Context, slot int) (*bconn, error) {
 		dc.Close()
 		return nil, err
 	}
-	return &bconn{dc: dc, id: id, node: node, addr: addr}, nil
+	return &bconn{dc: dc, id: id, node: node, addr: addr, sh: sh}, nil
 }
 
 // acquire returns a connection for pops (to the node serving slot in
 // Cluster mode; slot < 0 otherwise), waiting while ReceiveConns of them
-// are in use.
-func (sh *shard) acquire(ctx context.Context, slot int) (*bconn, error) {
+// are in use, until ctx is done or it (if not nil) is interrupted
+// (context.Canceled).
+func (sh *shard) acquire(ctx context.Context, it *interrupter, slot int) (*bconn, error) {
 	select {
 	case sh.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		var intr <-chan struct{}
+		if it != nil {
+			intr = it.done()
+		}
+		select {
+		case sh.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-intr:
+			return nil, context.Canceled
+		}
 	}
 	addr := ""
 	if sh.cluster {
@@ -85,16 +110,16 @@ func (sh *shard) acquire(ctx context.Context, slot int) (*bconn, error) {
 // (or is not from the pool).
 func (sh *shard) release(bc *bconn, broken bool) {
 	if !bc.pooled {
-		bc.dc.Close()
+		bc.close()
 		return
 	}
 	if broken || sh.l.closed() {
-		bc.dc.Close()
+		bc.close()
 	} else {
 		sh.cmu.Lock()
 		sh.free = append(sh.free, bc)
 		if len(sh.free) > sh.l.s.receiveConns {
-			sh.free[0].dc.Close()
+			sh.free[0].close()
 			sh.free = append(sh.free[:0], sh.free[1:]...)
 		}
 		sh.cmu.Unlock()
@@ -123,8 +148,10 @@ type popped struct {
 	key    string
 	member string
 	score  float64
-	sh     *shard   // the host it came from
-	d      *decoded // set once decoded
+	sh     *shard // the host it came from
+	d      decoded
+	// decoded: d holds the message, decoded
+	decoded bool
 }
 
 // errBroken marks an error after which a dedicated connection must not be
@@ -136,54 +163,44 @@ func (e errBroken) Unwrap() error { return e.err }
 
 // bpop pops up to count messages from the first non-empty of keys,
 // waiting at most timeout for one to arrive (BZMPOP; BZPOPMIN, one
-// message, before Redis 7). When ctx is done first, the pop is
-// interrupted in Redis with CLIENT UNBLOCK ... TIMEOUT, so Redis either
-// answers with the messages it already popped or with nothing: a message
-// is never popped and then dropped. bpop then returns that answer
-// (messages are returned even though ctx is done).
-func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout time.Duration, count int) ([]popped, error) {
-	var done atomic.Bool
-	finished := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(finished)
-		for !done.Load() {
-			uctx, cancel := sh.l.s.withTimeout(context.Background())
-			n, err := bc.node.Do(uctx, bc.node.B().ClientUnblock().ClientId(bc.id).Timeout().Build()).AsInt64()
-			cancel()
-			if n == 1 {
-				return
-			}
-			if err != nil {
-				// Redis does not answer: give the pop up by closing its
-				// connection. Were Redis only slow, a message it popped
-				// meanwhile would be lost with the connection; there is
-				// no way to tell.
-				bc.dc.Close()
-				return
-			}
-			// The pop has not reached Redis yet, or has just been answered.
-			time.Sleep(200 * time.Microsecond)
-		}
-	})
+// message, before Redis 7). When ctx is done, the layer closes or it (if
+// not nil) is interrupted, the pop is interrupted in Redis with CLIENT
+// UNBLOCK ... TIMEOUT (see interrupt.go), so Redis either answers with the
+// messages it already popped or with nothing: a message is never popped
+// and then dropped. bpop then returns that answer (messages are returned
+// even though ctx is done); a pop interrupted before it started returns
+// nothing.
+func (sh *shard) bpop(ctx context.Context, it *interrupter, bc *bconn, keys []string, timeout time.Duration, count int) ([]popped, error) {
 	ms := max(math.Ceil(float64(timeout)/float64(time.Millisecond)), 1)
-	// The deadline only matters when Redis stops answering without closing
+	// The guard only matters when Redis stops answering without closing
 	// the connection.
 	slack := sh.l.s.timeout
 	if slack <= 0 {
 		slack = time.Minute
 	}
-	guard := time.Duration(ms)*time.Millisecond + slack
-	dctx, cancel := context.WithTimeout(context.Background(), guard)
-	var res rueidis.RedisResult
-	if sh.zmpop {
-		res = bc.dc.Do(dctx, bc.dc.B().Bzmpop().Timeout(ms/1000).Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
-	} else {
-		res = bc.dc.Do(dctx, bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
+	bc.watch(ctx)
+	bc.startPop(time.Duration(ms)*time.Millisecond+slack, ctx.Done())
+	run := true
+	if it != nil && !it.attach(bc) {
+		run = false
 	}
-	cancel()
-	done.Store(true)
-	if !stop() {
-		<-finished // an unblock in flight must not reach this connection's next command
+	var res rueidis.RedisResult
+	if run && ctx.Err() == nil && !sh.l.closed() {
+		// No context: only the guard bounds the wait.
+		if sh.zmpop {
+			res = bc.dc.Do(context.Background(), bc.dc.B().Bzmpop().Timeout(ms/1000).Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
+		} else {
+			res = bc.dc.Do(context.Background(), bc.dc.B().Bzpopmin().Key(keys...).Timeout(ms/1000).Build())
+		}
+	} else {
+		run = false
+	}
+	if it != nil {
+		it.detach(bc)
+	}
+	bc.endPop()
+	if !run {
+		return nil, nil
 	}
 	if err := res.Error(); err != nil {
 		if rueidis.IsRedisNil(err) {
@@ -195,13 +212,9 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 		return nil, errBroken{err}
 	}
 	if sh.zmpop {
-		kz, err := res.AsZMPop()
+		out, err := zmpopReply(res)
 		if err != nil {
 			return nil, errBroken{err}
-		}
-		out := make([]popped, len(kz.Values))
-		for i, z := range kz.Values {
-			out[i] = popped{key: kz.Key, member: z.Member, score: z.Score}
 		}
 		return out, nil
 	}
@@ -218,6 +231,65 @@ func (sh *shard) bpop(ctx context.Context, bc *bconn, keys []string, timeout tim
 	return []popped{p}, nil
 }
 
+// zmpopReply reads the reply of a (B)ZMPOP that did not fail: the key and
+// its members with their scores.
+func zmpopReply(res rueidis.RedisResult) ([]popped, error) {
+	arr, err := res.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	if len(arr) != 2 {
+		return nil, errors.New("unexpected ZMPOP reply")
+	}
+	key, err := arr[0].ToString()
+	if err != nil {
+		return nil, err
+	}
+	return zscores(&arr[1], key)
+}
+
+// zscores reads members with their scores, popped from key: pairs, or a
+// flat list of member, score (as AsZScores reads them), without the
+// copies of AsZScores.
+func zscores(m *rueidis.RedisMessage, key string) ([]popped, error) {
+	arr, err := m.ToArray()
+	if err != nil || len(arr) == 0 {
+		return nil, err
+	}
+	var out []popped
+	if arr[0].IsArray() {
+		out = make([]popped, len(arr))
+		for i := range arr {
+			pair, err := arr[i].ToArray()
+			if err == nil && len(pair) != 2 {
+				err = errors.New("unexpected sorted set reply")
+			}
+			if err != nil {
+				return nil, err
+			}
+			if out[i].member, err = pair[0].ToString(); err != nil {
+				return nil, err
+			}
+			if out[i].score, err = pair[1].AsFloat64(); err != nil {
+				return nil, err
+			}
+			out[i].key = key
+		}
+		return out, nil
+	}
+	out = make([]popped, len(arr)/2)
+	for i := range out {
+		if out[i].member, err = arr[2*i].ToString(); err != nil {
+			return nil, err
+		}
+		if out[i].score, err = arr[2*i+1].AsFloat64(); err != nil {
+			return nil, err
+		}
+		out[i].key = key
+	}
+	return out, nil
+}
+
 // popMany pops, without waiting, up to count messages from the first
 // non-empty key (in the order given): ZPOPMIN for one key, ZMPOP for
 // several (a script before Redis 7). Expired messages are among them; the
@@ -228,29 +300,21 @@ func (sh *shard) popMany(c rueidis.CommandClient, keys []string, count int) ([]p
 	// bounds it (see connect).
 	ctx := context.Background()
 	if len(keys) == 1 {
-		zs, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Count(int64(count)).Build()).AsZScores()
-		if err != nil || len(zs) == 0 {
+		msg, err := c.Do(ctx, c.B().Zpopmin().Key(keys[0]).Count(int64(count)).Build()).ToMessage()
+		if err != nil {
 			return nil, err
 		}
-		out := make([]popped, len(zs))
-		for i, z := range zs {
-			out[i] = popped{key: keys[0], member: z.Member, score: z.Score}
-		}
-		return out, nil
+		return zscores(&msg, keys[0])
 	}
 	if sh.zmpop {
-		kz, err := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build()).AsZMPop()
-		if rueidis.IsRedisNil(err) {
-			return nil, nil
-		}
-		if err != nil || len(kz.Values) == 0 {
+		res := c.Do(ctx, c.B().Zmpop().Numkeys(int64(len(keys))).Key(keys...).Min().Count(int64(count)).Build())
+		if err := res.Error(); err != nil {
+			if rueidis.IsRedisNil(err) {
+				return nil, nil
+			}
 			return nil, err
 		}
-		out := make([]popped, len(kz.Values))
-		for i, z := range kz.Values {
-			out[i] = popped{key: kz.Key, member: z.Member, score: z.Score}
-		}
-		return out, nil
+		return zmpopReply(res)
 	}
 	arr, err := popScript.exec(ctx, c, keys, []string{formatInt(count)}).ToArray()
 	if err != nil {

@@ -62,8 +62,9 @@ type batcher struct {
 	sh       *shard
 	mu       sync.Mutex
 	pending  []*sendReq
-	running  int // batches under way
-	inFlight int // messages in them
+	spare    []*sendReq // the slice of a batch that ended, for pending
+	running  int        // batches under way
+	inFlight int        // messages in them
 }
 
 // send adds r to a batch and returns when its batch has run.
@@ -127,7 +128,7 @@ func (b *batcher) takeLocked() []*sendReq {
 	}
 	if n == len(b.pending) {
 		batch := b.pending
-		b.pending = nil
+		b.pending, b.spare = b.spare, nil
 		return batch
 	}
 	batch := make([]*sendReq, n)
@@ -158,6 +159,13 @@ func (b *batcher) run(batch []*sendReq) {
 		next[0].lead = next
 		next[0].done <- struct{}{}
 	}
+	// The batch's slice serves again for pending Sends.
+	clear(batch)
+	b.mu.Lock()
+	if b.spare == nil && cap(batch) <= 2*maxBatchMessages {
+		b.spare = batch[:0]
+	}
+	b.mu.Unlock()
 }
 
 // sendConn returns a connection for a send batch. Batches run on
@@ -206,8 +214,7 @@ func (l *Layer) execSends(sh *shard, batch []*sendReq) {
 		dc := sh.sendConn()
 		err = l.execSendsOn(sh, dc, batch)
 		sh.putSendConn(dc, err)
-		var broken errBrokenSend
-		if errors.As(err, &broken) && !l.closed() {
+		if isBrokenSend(err) && !l.closed() {
 			l.st.retried.Add(1)
 			err = l.execSendsOn(sh, sh.client, batch)
 		}
@@ -231,48 +238,103 @@ func (l *Layer) execSends(sh *shard, batch []*sendReq) {
 	}
 }
 
+// isBrokenSend reports whether err is an errBrokenSend.
+func isBrokenSend(err error) bool {
+	if err == nil {
+		return false
+	}
+	var broken errBrokenSend
+	return errors.As(err, &broken)
+}
+
+// sendScratch holds the slices one send batch fills, reused from batch to
+// batch.
+type sendScratch struct {
+	names  []string     // the groups (keys) of the batch
+	groups [][]*sendReq // their sends, in the order of names
+	index  map[string]int
+	one    [1][]*sendReq
+	args   []string
+	cmds   rueidis.Commands
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(sendScratch) }}
+
 // execSendsOn runs one batch on the connection dc of sh and returns the
 // error of the call, if any.
 func (l *Layer) execSendsOn(sh *shard, dc rueidis.CommandClient, batch []*sendReq) error {
-	type group struct {
-		name string
-		reqs []*sendReq
+	sc := scratchPool.Get().(*sendScratch)
+	defer sc.put()
+	same := true
+	for _, r := range batch[1:] {
+		if r.group != batch[0].group {
+			same = false
+			break
+		}
 	}
-	var groups []group
-	var index map[string]int
+	if same {
+		// One key, the usual case: the batch is its group.
+		sc.one[0] = batch
+		return l.execAdd(dc, sc, sc.one[:], formatMicros(l.clock.next()))
+	}
 	for _, r := range batch {
 		gi := -1
-		if index != nil {
-			if i, ok := index[r.group]; ok {
+		if len(sc.index) > 0 {
+			if i, ok := sc.index[r.group]; ok {
 				gi = i
 			}
 		} else {
-			for i := range groups {
-				if groups[i].name == r.group {
+			for i, n := range sc.names {
+				if n == r.group {
 					gi = i
 					break
 				}
 			}
 		}
 		if gi < 0 {
-			gi = len(groups)
-			groups = append(groups, group{name: r.group})
-			if index != nil {
-				index[r.group] = gi
-			} else if len(groups) > 8 {
-				index = make(map[string]int, len(batch))
-				for i, g := range groups {
-					index[g.name] = i
+			gi = len(sc.names)
+			sc.names = append(sc.names, r.group)
+			if cap(sc.groups) > gi {
+				sc.groups = sc.groups[:gi+1] // its slice, emptied by put
+			} else {
+				sc.groups = append(sc.groups, nil)
+			}
+			if len(sc.index) > 0 {
+				sc.index[r.group] = gi
+			} else if len(sc.names) > 8 {
+				if sc.index == nil {
+					sc.index = make(map[string]int, len(batch))
+				}
+				for i, n := range sc.names {
+					sc.index[n] = i
 				}
 			}
 		}
-		groups[gi].reqs = append(groups[gi].reqs, r)
+		sc.groups[gi] = append(sc.groups[gi], r)
 	}
-	reqs := make([][]*sendReq, len(groups))
-	for i, g := range groups {
-		reqs[i] = g.reqs
+	return l.execAdd(dc, sc, sc.groups, formatMicros(l.clock.next()))
+}
+
+// put empties sc (dropping what it refers to) and returns it to the pool.
+func (sc *sendScratch) put() {
+	sc.one[0] = nil
+	clear(sc.names)
+	sc.names = sc.names[:0]
+	all := sc.groups[:cap(sc.groups)]
+	for i, g := range all {
+		clear(g)
+		all[i] = g[:0]
 	}
-	return l.execAdd(dc, reqs, formatMicros(l.clock.next()))
+	sc.groups = sc.groups[:0]
+	clear(sc.index)
+	clear(sc.args)
+	sc.args = sc.args[:0]
+	clear(sc.cmds)
+	sc.cmds = sc.cmds[:0]
+	if cap(sc.args) > 4*maxBatchMessages || len(sc.groups) > 64 {
+		return // grown by an unusual batch: let it go
+	}
+	scratchPool.Put(sc)
 }
 
 // execAdd adds messages to channel keys (one slice of sends per key: an
@@ -286,22 +348,24 @@ func (l *Layer) execSendsOn(sh *shard, dc rueidis.CommandClient, batch []*sendRe
 // ErrChannelFull. A key can thus hold more than its capacity for the
 // length of one round trip, and a message received meanwhile counts as
 // sent.
-func (l *Layer) execAdd(c rueidis.CommandClient, groups [][]*sendReq, score string) error {
-	cmds := make(rueidis.Commands, 0, 2+3*len(groups))
+func (l *Layer) execAdd(c rueidis.CommandClient, sc *sendScratch, groups [][]*sendReq, score string) error {
+	cmds := sc.cmds[:0]
 	cmds = append(cmds, c.B().Multi().Build())
 	keys := make([]string, len(groups))
 	for i, reqs := range groups {
-		keys[i] = l.key(reqs[0].channel)
-		args := make([]string, 0, 2*len(reqs))
+		keys[i] = l.keyOf(reqs[0].group)
+		args := sc.args[:0]
 		for _, r := range reqs {
 			args = append(args, score, rueidis.BinaryString(r.member))
 		}
+		sc.args = args
 		cmds = append(cmds,
 			c.B().Arbitrary("ZADD").Keys(keys[i]).Args(args...).Build(),
 			c.B().Zcard().Key(keys[i]).Build(),
-			c.B().Pexpire().Key(keys[i]).Milliseconds(l.keyTTLms).Build())
+			c.B().Arbitrary("PEXPIRE").Keys(keys[i]).Args(l.keyTTLArg).Build())
 	}
 	cmds = append(cmds, c.B().Exec().Build())
+	sc.cmds = cmds
 	// No context per call: the connection's own timeout bounds the wait
 	// (see connect).
 	res := c.DoMulti(context.Background(), cmds...)

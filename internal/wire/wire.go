@@ -106,56 +106,9 @@ func unsafeBytes(s string) []byte {
 }
 
 type decoder struct {
-	src  string   // the body, when strings may share its memory
-	b    []byte   // the body's bytes, read only
-	copy bool     // copy strings instead of sharing src
-	strs []string // see boxString
-	hint int      // entries of the top-level map, before the first slab
-}
-
-// strSlab is how many text values one allocation holds (see
-// decoder.boxString).
-const strSlab = 8
-
-// eface is the layout of an interface value of type any.
-type eface struct {
-	typ  unsafe.Pointer
-	data unsafe.Pointer
-}
-
-// stringType is the type word of an interface holding a string.
-var stringType = func() unsafe.Pointer {
-	var v any = ""
-	return (*eface)(unsafe.Pointer(&v)).typ
-}()
-
-// boxString returns s as an interface value. Boxing a string allocates
-// its header; here, when strings share the body's memory (which one
-// value keeps alive anyway), several headers share one allocation, a slab
-// the interface values point into, as the runtime's own boxing would
-// point to a header of its own. Nothing writes to the slab once a value
-// points to it.
-func (d *decoder) boxString(s string) any {
-	if s == "" || d.copy {
-		// "" needs no allocation; copied strings are boxed one by one,
-		// so that keeping one value does not keep the others alive.
-		return s
-	}
-	if len(d.strs) == cap(d.strs) {
-		n := strSlab
-		if d.hint > 0 {
-			// The first slab: one value per top-level entry, a guess.
-			n = min(d.hint, 2*strSlab)
-			d.hint = 0
-		}
-		d.strs = make([]string, 0, n)
-	}
-	d.strs = append(d.strs, s)
-	var v any
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ = stringType
-	e.data = unsafe.Pointer(&d.strs[len(d.strs)-1])
-	return v
+	src  string // the body, when strings may share its memory
+	b    []byte // the body's bytes, read only
+	copy bool   // copy strings instead of sharing src
 }
 
 func (d *decoder) top() (channels.Content, error) {
@@ -216,7 +169,7 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	case msgp.StrType:
 		var p []byte
 		p, b, err = msgp.ReadStringZC(b)
-		v = d.boxString(d.str(p))
+		v = d.str(p)
 	case msgp.BinType:
 		var bs []byte
 		bs, b, err = msgp.ReadBytesBytes(b, nil)
@@ -248,9 +201,6 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 		}
 		if err != nil {
 			break
-		}
-		if depth == 0 {
-			d.hint = int(n)
 		}
 		m := make(map[string]any, n)
 		for range n {

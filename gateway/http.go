@@ -19,8 +19,7 @@ import (
 // httpReq is a live HTTP request: the mailbox its reply messages are
 // delivered to.
 type httpReq struct {
-	limit  int   // messages that may wait (OutboundQueue)
-	bytes  int64 // body bytes that may wait (OutboundBytes)
+	cfg    *config // its OutboundQueue and OutboundBytes bound the queue
 	mu     sync.Mutex
 	queue  []channels.Content
 	queued int64 // body bytes in queue
@@ -37,8 +36,7 @@ func (h *httpReq) deliver(c channels.Content) {
 	h.mu.Lock()
 	switch {
 	case h.over:
-	case len(h.queue) > 0 && (h.limit > 0 && len(h.queue) >= h.limit || h.bytes > 0 && h.queued+size > h.bytes):
-		// A message always goes into an empty queue, however large.
+	case h.cfg.outboundFull(len(h.queue), h.queued, size):
 		h.over = true
 	default:
 		h.queue = append(h.queue, c)
@@ -204,7 +202,7 @@ func (x *httpExchange) run() {
 		return
 	}
 	x.reply = reply
-	x.mailbox = httpReq{limit: s.cfg.outbound, bytes: s.cfg.outboundBytes, notify: make(chan struct{}, 1)}
+	x.mailbox = httpReq{cfg: &s.cfg, notify: make(chan struct{}, 1)}
 	x.mail = &x.mailbox
 	x.mail.queue = x.mail.first[:0]
 	s.reg.add(reply, x.mail)

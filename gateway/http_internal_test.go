@@ -15,7 +15,7 @@ func TestHTTPMailboxBounds(t *testing.T) {
 	chunk := func(n int) channels.Content {
 		return channels.Content{"content": make([]byte, n), "more_content": true}
 	}
-	h := httpReq{limit: 1000, bytes: 1 << 20, notify: make(chan struct{}, 1)}
+	h := httpReq{cfg: &config{outbound: 1000, outboundBytes: 1 << 20}, notify: make(chan struct{}, 1)}
 	h.deliver(chunk(4 << 20)) // larger than the bound, into an empty queue
 	q, over := h.take(nil)
 	if len(q) != 1 || over {
@@ -35,7 +35,7 @@ func TestHTTPMailboxBounds(t *testing.T) {
 	}
 
 	// The number of messages is bounded too.
-	h = httpReq{limit: 3, bytes: 1 << 20, notify: make(chan struct{}, 1)}
+	h = httpReq{cfg: &config{outbound: 3, outboundBytes: 1 << 20}, notify: make(chan struct{}, 1)}
 	for range 4 {
 		h.deliver(chunk(10))
 	}

@@ -63,7 +63,8 @@ func (c *wsConn) deliverDirect(m channels.Content, w *roomWait) {
 	c.mu.Lock()
 	if c.state != wsOpen || c.closing || c.writing || len(c.queue) > 0 || c.cork == nil {
 		it := outItem{msg: m}
-		c.waitRoomLocked(w, it.size())
+		it.bytes = it.payloadSize()
+		c.waitRoomLocked(w, it.bytes)
 		c.enqueueLocked(it)
 		c.mu.Unlock()
 		return

@@ -239,6 +239,18 @@ type config struct {
 	origins                                                *originPolicy
 }
 
+// outboundFull reports whether a client's outbound queue, holding n
+// replies of queued payload bytes, has no room for one of size bytes:
+// it holds OutboundQueue replies, or the new one would take it over
+// OutboundBytes. An empty queue always has room, so that one reply goes
+// out however large.
+func (c *config) outboundFull(n int, queued, size int64) bool {
+	if n == 0 {
+		return false
+	}
+	return c.outbound > 0 && n >= c.outbound || c.outboundBytes > 0 && queued+size > c.outboundBytes
+}
+
 // ActionDetails describes one event reported to Server.OnAction.
 type ActionDetails struct {
 	// Path is the request's decoded path.

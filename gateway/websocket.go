@@ -38,11 +38,12 @@ type outItem struct {
 	code   int
 	reason string
 	grace  time.Duration // when positive, drop the connection if the close takes longer
+	bytes  int64         // payloadSize, counted in wsConn.queued while queued
 }
 
-// size returns the payload bytes of the frame it stands for: what the
-// connection's outbound byte limit counts.
-func (it outItem) size() int64 {
+// payloadSize returns the payload bytes of the frame it stands for: what
+// the connection's outbound byte limit counts.
+func (it outItem) payloadSize() int64 {
 	if it.pre != nil {
 		return int64(len(it.pre.frame))
 	}
@@ -60,17 +61,9 @@ func (it outItem) size() int64 {
 }
 
 // fullLocked reports whether the outbound queue has no room for a frame of
-// size bytes: it holds OutboundQueue items, or the frame would take it
-// over OutboundBytes. An empty queue always has room. c.mu is held.
+// size bytes (see config.outboundFull). c.mu is held.
 func (c *wsConn) fullLocked(size int64) bool {
-	if len(c.queue) == 0 {
-		return false
-	}
-	if lim := c.s.cfg.outbound; lim > 0 && len(c.queue) >= lim {
-		return true
-	}
-	lim := c.s.cfg.outboundBytes
-	return lim > 0 && c.queued+size > lim
+	return c.s.cfg.outboundFull(len(c.queue), c.queued, size)
 }
 
 // wsConn is one WebSocket connection. Its goroutines: the handshake runs in
@@ -90,7 +83,7 @@ type wsConn struct {
 	slow     bool // closed as a slow client (counted)
 	state    wsState
 	queue    []outItem
-	queued   int64 // payload bytes of the frames in queue (see outItem.size)
+	queued   int64 // payload bytes of the frames in queue (see outItem.bytes)
 	writing  bool  // a drain goroutine is running
 	closing  bool  // a close is queued or sent: later replies are dropped
 	sentCode int   // close code the server sent, 0 if none
@@ -127,7 +120,8 @@ func (c *wsConn) deliverPrepared(p *prepared, w *roomWait) {
 	if c.state == wsOpen && p.frame != nil && c.cork != nil {
 		it.pre = p
 	}
-	c.waitRoomLocked(w, it.size())
+	it.bytes = it.payloadSize()
+	c.waitRoomLocked(w, it.bytes)
 	c.enqueueLocked(it)
 }
 
@@ -182,18 +176,21 @@ func (c *wsConn) waitRoomLocked(w *roomWait, size int64) {
 	}
 }
 
-// enqueueLocked queues a reply under the slow-client policy. c.mu is held.
+// enqueueLocked queues a reply under the slow-client policy; it.bytes is
+// its payloadSize, worked out here when zero. c.mu is held.
 func (c *wsConn) enqueueLocked(it outItem) {
 	if c.state == wsClosed || c.closing {
 		c.s.stats.droppedReplies.Add(1)
 		c.s.log.Debug("reply for a closing WebSocket dropped", "channel", c.reply)
 		return
 	}
-	size := it.size()
-	if c.fullLocked(size) {
+	if it.bytes == 0 {
+		it.bytes = it.payloadSize()
+	}
+	if c.fullLocked(it.bytes) {
 		c.slow = true
 		c.s.stats.slow.Add(1)
-		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue), "queued_bytes", c.queued, "reply_bytes", size)
+		c.s.log.Warn("closing a WebSocket whose client reads too slowly (outbound queue full)", "path", c.path, "client", c.client, "queued", len(c.queue), "queued_bytes", c.queued, "reply_bytes", it.bytes)
 		clear(c.queue)
 		c.queue = append(c.queue[:0], outItem{code: int(websocket.StatusPolicyViolation), reason: "client too slow", grace: time.Second})
 		c.queued = 0
@@ -202,7 +199,7 @@ func (c *wsConn) enqueueLocked(it outItem) {
 		return
 	}
 	c.queue = append(c.queue, it)
-	c.queued += size
+	c.queued += it.bytes
 	c.kickLocked()
 }
 
@@ -343,7 +340,7 @@ func (c *wsConn) handshake(w http.ResponseWriter, r *http.Request, start time.Ti
 			it := c.queue[0]
 			c.queue[0] = outItem{}
 			c.queue = c.queue[1:]
-			c.queued -= it.size()
+			c.queued -= it.bytes
 			c.mu.Unlock()
 			if it.msg == nil { // the server gave up on this socket (queue overflow)
 				c.reject(w, http.StatusForbidden, "Access denied", false)
@@ -458,8 +455,10 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	c.state = wsOpen
 	c.notify = nil
 	if a, _ := parseReply(first); a.frame != nil || a.close {
-		c.queue = slices.Insert(c.queue, 0, outItem{msg: first})
-		c.queued += outItem{msg: first}.size()
+		it := outItem{msg: first}
+		it.bytes = it.payloadSize()
+		c.queue = slices.Insert(c.queue, 0, it)
+		c.queued += it.bytes
 	}
 	c.s.wg.Add(1)
 	go c.readLoop()
@@ -611,7 +610,7 @@ func (c *wsConn) drain() {
 		n := min(len(c.queue), maxWriteBatch)
 		batch = append(batch[:0], c.queue[:n]...)
 		for _, it := range batch {
-			c.queued -= it.size()
+			c.queued -= it.bytes
 		}
 		if c.room != nil {
 			close(c.room) // senders waiting for room (see waitRoomLocked)

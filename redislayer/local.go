@@ -134,8 +134,7 @@ type mark struct {
 // loopState is one host's receive loop, as seen by receivers.
 type loopState struct {
 	keys      map[string]bool // prefixes of the pop in progress
-	popping   bool            // a pop is in progress
-	intr      interrupter     // interrupts the pop in progress
+	intr      interrupter     // interrupts the pop in progress (armed while one is)
 	kick      chan struct{}   // wakes an idle loop
 	sweepReq  uint64          // Poll asks for a non-blocking pass
 	sweepDone uint64
@@ -145,9 +144,7 @@ type loopState struct {
 }
 
 func (ls *loopState) interrupt() {
-	if ls.popping {
-		ls.intr.interrupt()
-	}
+	ls.intr.interrupt() // no effect unless a pop is in progress
 	select {
 	case ls.kick <- struct{}{}:
 	default:
@@ -633,7 +630,6 @@ func (l *Layer) procLoop(sh *shard) {
 			continue
 		}
 		sh.loop.intr.arm()
-		sh.loop.popping = true
 		if sh.loop.keys == nil {
 			sh.loop.keys = make(map[string]bool, len(keys))
 		}
@@ -684,7 +680,6 @@ func (l *Layer) procLoop(sh *shard) {
 		}
 		l.mu.Lock()
 		sh.loop.intr.disarm()
-		sh.loop.popping = false
 		clear(sh.loop.keys)
 		if gen == l.local.gen && len(msgs) > 0 {
 			l.local.distribute(l, sh, msgs, time.Now())

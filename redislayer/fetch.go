@@ -478,7 +478,7 @@ func (l *Layer) targets(keys []string) []target {
 func (l *Layer) fetchLoop(f *fetcher) {
 	defer l.wg.Done()
 	s := &l.ord
-	ts := l.targets(f.keys)
+	ts := f.ts
 	rotated := make([][]string, len(ts))
 	for i := range ts {
 		rotated[i] = make([]string, len(ts[i].keys))

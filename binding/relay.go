@@ -80,7 +80,7 @@ type Relay struct {
 
 // Stats are a relay's counters since it was created.
 type Stats struct {
-	Changes uint64        // changes (outbox rows) handled
+	Changes uint64        // changes (outbox rows) handled: their messages sent (or dropped), each counted once
 	Sent    uint64        // group messages sent
 	Skipped uint64        // messages Serialize suppressed, or with no group
 	Errors  uint64        // changes that could not be decoded, invalid group names, failed rounds
@@ -252,7 +252,6 @@ type change struct {
 // send sends the messages of the changes, in order.
 func (r *Relay) send(ctx context.Context, changes []change) error {
 	for _, c := range changes {
-		r.changes.Add(1)
 		for _, e := range r.entries {
 			if e.table != c.table {
 				continue
@@ -286,6 +285,9 @@ func (r *Relay) send(ctx context.Context, changes []change) error {
 				r.sent.Add(1)
 			}
 		}
+		// Counted once its messages are sent: a change whose send failed
+		// is sent again, and counted then.
+		r.changes.Add(1)
 		if !c.created.IsZero() {
 			r.lag.Store(int64(time.Since(c.created)))
 		}

@@ -5,6 +5,8 @@ package gateway
 import (
 	"os"
 	"syscall"
+
+	"github.com/gochannels/channels/internal/rawio"
 )
 
 // rawReads reports whether idleConn can read sockets here.
@@ -21,7 +23,7 @@ func (c *idleConn) attempt(fd uintptr) bool {
 		b = *c.chunk
 	}
 	for {
-		n, err := syscall.Read(int(fd), b)
+		n, err := rawio.Read(int(fd), b)
 		switch err {
 		case nil:
 			c.n = n

@@ -5,6 +5,8 @@ package gateway
 import (
 	"errors"
 	"syscall"
+
+	"github.com/gochannels/channels/internal/rawio"
 )
 
 // rawWriter makes non-blocking writes to a socket. Its write function is
@@ -26,7 +28,7 @@ func newRawWriter(rc syscall.RawConn) *rawWriter {
 
 // attempt is one write(2) of r.b: never wait for the socket.
 func (r *rawWriter) attempt(fd uintptr) bool {
-	r.n, r.err = syscall.Write(int(fd), r.b)
+	r.n, r.err = rawio.Write(int(fd), r.b)
 	return true
 }
 

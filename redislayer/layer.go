@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/inmemory"
+	"github.com/gochannels/channels/internal/rawio"
 	"github.com/redis/rueidis"
 )
 
@@ -256,6 +258,9 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		opt.ClientName = "channels-go"
 	}
 	opt.ClientSetInfo = rueidis.DisableClientSetInfo
+	if opt.TLSConfig == nil && opt.DialCtxFn == nil && opt.DialFn == nil {
+		opt.DialCtxFn = dialRaw
+	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, l.fail("connect to "+name, err)
@@ -1047,3 +1052,14 @@ var (
 	_ channels.PrefixReceiver = (*Layer)(nil)
 	_ channels.StatsReporter  = (*Layer)(nil)
 )
+
+// dialRaw dials a plain TCP connection to Redis whose reads and writes are
+// raw system calls (internal/rawio): a busy layer's connections otherwise
+// keep the Go scheduler's monitor handing processors between threads.
+func dialRaw(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(c), nil
+}

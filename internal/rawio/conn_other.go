@@ -1,0 +1,8 @@
+//go:build !unix
+
+package rawio
+
+import "net"
+
+// Wrap returns c: only Unix systems read and write sockets here.
+func Wrap(c net.Conn) net.Conn { return c }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,5 +119,37 @@ func TestCorkWriterDeadlineUncorked(t *testing.T) {
 	}
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("the write took %v", el)
+	}
+}
+
+// TestPlainSocketThroughNewListener: a connection accepted by NewListener
+// (read and written with raw system calls underneath) is still a plain TCP
+// socket to the WebSocket paths: writes and idle reads go to it directly.
+func TestPlainSocketThroughNewListener(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("raw socket paths are for Unix")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := NewListener(ln)
+	defer fl.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := fl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if plainSocket(c) == nil {
+		t.Errorf("plainSocket(%T from NewListener) = nil, want its raw connection", c)
+	}
+	if tcpConn(c) == nil {
+		t.Errorf("tcpConn(%T from NewListener) = nil, want the TCP connection", c)
 	}
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"net"
 	"syscall"
+
+	"github.com/gochannels/channels/internal/rawio"
 )
 
 // plainSocket returns the raw connection of c when the bytes written to c
@@ -12,7 +14,7 @@ func plainSocket(c net.Conn) syscall.RawConn {
 	if f, ok := c.(*framingConn); ok {
 		c = f.Conn
 	}
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := rawio.Unwrap(c).(*net.TCPConn)
 	if !ok {
 		return nil
 	}

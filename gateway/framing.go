@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/gochannels/channels/internal/rawio"
 )
 
 // NewListener wraps l so that a Server served through it can refuse what
@@ -39,7 +41,9 @@ func (l *framingListener) Accept() (net.Conn, error) {
 	if _, ok := c.(*tls.Conn); ok {
 		return c, nil
 	}
-	fc := &framingConn{Conn: c}
+	// Requests and responses are read and written with raw system calls
+	// (internal/rawio); WebSockets use the socket directly (plainSocket).
+	fc := &framingConn{Conn: rawio.Wrap(c)}
 	fc.addrs.init(c)
 	return fc, nil
 }

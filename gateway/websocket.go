@@ -20,6 +20,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/owned"
+	"github.com/gochannels/channels/internal/rawio"
 )
 
 type wsState uint8
@@ -1084,8 +1085,9 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	if f, ok := conn.(*framingConn); ok {
 		// No HTTP request follows on a WebSocket: its framing check is
-		// over, and the socket need not keep it.
-		conn = f.Conn
+		// over, and the socket need not keep it, nor the raw-call wrapper
+		// under it (the socket's paths below make raw calls themselves).
+		conn = rawio.Unwrap(f.Conn)
 	}
 	h.conn = conn
 	if tc := tcpConn(conn); tc != nil {

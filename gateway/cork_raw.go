@@ -3,8 +3,6 @@ package gateway
 import (
 	"net"
 	"syscall"
-
-	"github.com/gochannels/channels/internal/rawio"
 )
 
 // plainSocket returns the raw connection of c when the bytes written to c
@@ -12,9 +10,9 @@ import (
 // by NewListener, whose writes are the socket's. It is nil otherwise.
 func plainSocket(c net.Conn) syscall.RawConn {
 	if f, ok := c.(*framingConn); ok {
-		c = f.Conn
+		c = f.NetConn()
 	}
-	tc, ok := rawio.Unwrap(c).(*net.TCPConn)
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil
 	}

@@ -111,8 +111,9 @@ func framingConnOf(r *http.Request) *framingConn {
 	return fc
 }
 
-// NetConn returns the connection c wraps, as tls.Conn's does.
-func (c *framingConn) NetConn() net.Conn { return c.Conn }
+// NetConn returns the socket c wraps (without the raw-call wrapper under
+// it), as tls.Conn's NetConn does.
+func (c *framingConn) NetConn() net.Conn { return rawio.Unwrap(c.Conn) }
 
 func (c *framingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)

@@ -11,30 +11,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gochannels/channels/internal/testenv"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { server.Close(); client.Close() })
+	server, client = testenv.TCPPair(t)
 	// A read that waits for bytes that never come fails the test.
 	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
 	return server, client

@@ -20,7 +20,6 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/owned"
-	"github.com/gochannels/channels/internal/rawio"
 )
 
 type wsState uint8
@@ -1087,7 +1086,7 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// No HTTP request follows on a WebSocket: its framing check is
 		// over, and the socket need not keep it, nor the raw-call wrapper
 		// under it (the socket's paths below make raw calls themselves).
-		conn = rawio.Unwrap(f.Conn)
+		conn = f.NetConn()
 	}
 	h.conn = conn
 	if tc := tcpConn(conn); tc != nil {

@@ -87,9 +87,6 @@ func (o *op) write(fd uintptr) bool {
 	return true
 }
 
-// NetConn returns the TCP connection c wraps, as tls.Conn's NetConn does.
-func (c *conn) NetConn() net.Conn { return c.Conn }
-
 // Unwrap returns the TCP connection under a connection from Wrap, and c
 // itself when Wrap did not make it.
 func Unwrap(c net.Conn) net.Conn {

@@ -11,34 +11,18 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/gochannels/channels/internal/testenv"
 )
 
 // pair returns a wrapped client connection and the plain server side.
 func pair(t *testing.T) (wrapped, peer net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-accepted
-	if s == nil {
-		t.Fatal("accept failed")
-	}
+	s, c := testenv.TCPPair(t)
 	w := Wrap(c)
 	if _, ok := w.(*conn); !ok {
 		t.Fatalf("Wrap(%T) = %T, want the raw connection", c, w)
 	}
-	t.Cleanup(func() { w.Close(); s.Close() })
 	return w, s
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/inline"
 	"github.com/gochannels/channels/internal/owned"
 )
 
@@ -54,6 +55,12 @@ type fullQueue struct {
 	mu      sync.Mutex
 	waiting []*fullWaiter // FIFO; bounded by the open sockets and requests (one message each)
 	running bool          // a drainer is running
+
+	// inline, when set, sends with its SendInline: a worker in the
+	// process may run the message in the reader's goroutine (see package
+	// inline). Only websocket.receive, whose sender waits for the outcome
+	// anyway, is sent so.
+	inline inline.Layer
 }
 
 type fullWaiter struct {
@@ -77,7 +84,12 @@ func (q *fullQueue) busy() bool {
 // full, for at most q.wait, and returns the outcome.
 func (q *fullQueue) send(msg channels.Content) error {
 	if !q.busy() {
-		err := owned.Send(context.Background(), q.s.Layer, q.channel, msg)
+		var err error
+		if q.inline != nil {
+			err = q.inline.SendInline(context.Background(), q.channel, msg)
+		} else {
+			err = owned.Send(context.Background(), q.s.Layer, q.channel, msg)
+		}
 		if !errors.Is(err, channels.ErrChannelFull) {
 			return err
 		}

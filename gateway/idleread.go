@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // An idle WebSocket should cost as little as the connection itself. Two
@@ -47,6 +50,12 @@ type idleConn struct {
 	chunk    *[]byte // pooled; holds unread bytes chunk[off:end], else nil
 	off, end int
 	err      error // the socket's error, returned once the chunk is drained
+
+	// hot is the read deadline set while the read loop waits as a busy
+	// socket's (see awaitHot), zero when none is set; hotWaiting is set
+	// while awaitHot waits.
+	hot        time.Time
+	hotWaiting bool
 
 	// one read(2), bound once so that a read allocates nothing
 	into []byte // the caller's buffer for a large read; nil reads into a chunk
@@ -147,6 +156,50 @@ func (c *idleConn) await() {
 	c.err = c.fill()
 }
 
+// hotWait is how long the read loop of a busy socket waits for the next
+// frame on a stack kept at its size (see awaitHot) before it waits as an
+// idle socket's does.
+const hotWait = time.Second
+
+// awaitHot is await for the read loop of a socket whose frames run their
+// consumers in the read loop's goroutine (see package inline), which
+// grows its stack. The garbage collector halves the stack of a parked
+// goroutine that uses less than a quarter of it, and the next consumer
+// grows it again, copying it each time; so the caller waits with a padded
+// frame below it (see awaitPadded), for at most hotWait since last, when
+// the last frame came. It reports false when no frame came by then: the
+// read loop then waits with await, and its stack shrinks.
+//
+// The wait is bounded by a read deadline on the socket, moved at most
+// every hotWait/2; a read that reaches it after the wait (the library
+// reading the rest of a frame) clears it and goes on (see read).
+func (c *idleConn) awaitHot(last time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.off < c.end || c.err != nil {
+		return true
+	}
+	if c.hot.Sub(last) < hotWait/2 {
+		c.hot = last.Add(hotWait)
+		_ = c.SetReadDeadline(c.hot)
+	}
+	c.hotWaiting = true
+	err := c.fill()
+	c.hotWaiting = false
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.clearHot()
+		return false
+	}
+	c.err = err
+	return true
+}
+
+// clearHot lifts the read deadline awaitHot set. c.mu is held.
+func (c *idleConn) clearHot() {
+	c.hot = time.Time{}
+	_ = c.SetReadDeadline(time.Time{})
+}
+
 // fill reads the socket into a chunk, waiting for it in the poller
 // without holding one.
 func (c *idleConn) fill() error {
@@ -163,6 +216,10 @@ func (c *idleConn) fill() error {
 func (c *idleConn) read(b []byte) (int, error) {
 	c.into = b
 	cerr := c.rc.Read(c.fn)
+	if cerr != nil && !c.hot.IsZero() && !c.hotWaiting && errors.Is(cerr, os.ErrDeadlineExceeded) {
+		c.clearHot() // awaitHot's deadline, reached in the middle of a frame
+		cerr = c.rc.Read(c.fn)
+	}
 	n, err := c.n, c.rerr
 	c.into, c.rerr = nil, nil
 	if cerr != nil {

@@ -131,3 +131,53 @@ func TestIdleConnCloseEndsWait(t *testing.T) {
 		t.Fatalf("read after close: %v, want net.ErrClosed", err)
 	}
 }
+
+// A busy socket's wait (awaitHot) ends with false once hotWait has passed
+// since the last frame without a byte, and lifts its read deadline, so the
+// read loop then waits as an idle socket's, as long as it takes. When
+// bytes come in time, a read after the wait that outlasts the deadline
+// (the rest of a frame, late) lifts it and goes on instead of failing.
+func TestIdleConnHotWait(t *testing.T) {
+	server, client := tcpPair(t)
+	in, br := newIdleForTest(t, server, "")
+
+	// Nothing comes: the wait ends about when the deadline passes.
+	start := time.Now()
+	if in.awaitHot(start.Add(100*time.Millisecond - hotWait)) {
+		t.Fatal("awaitHot reported bytes on a silent socket")
+	}
+	if el := time.Since(start); el < 80*time.Millisecond || el > 5*time.Second {
+		t.Fatalf("awaitHot waited %v; want about 100ms", el)
+	}
+	if !in.hot.IsZero() {
+		t.Fatal("the read deadline was kept after the wait ended")
+	}
+	// The idle wait that follows has no deadline.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		client.Write([]byte("a"))
+	}()
+	in.await()
+	if c, err := br.ReadByte(); err != nil || c != 'a' {
+		t.Fatalf("after the idle wait: read %q, %v", c, err)
+	}
+
+	// A byte comes in time; the next comes after the deadline.
+	client.Write([]byte("b"))
+	if !in.awaitHot(time.Now().Add(100*time.Millisecond - hotWait)) {
+		t.Fatal("awaitHot missed a byte that had come")
+	}
+	if c, err := br.ReadByte(); err != nil || c != 'b' {
+		t.Fatalf("read %q, %v", c, err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		client.Write([]byte("c"))
+	}()
+	if c, err := br.ReadByte(); err != nil || c != 'c' {
+		t.Fatalf("a read outlasting the busy wait's deadline: %q, %v; want 'c'", c, err)
+	}
+	if !in.hot.IsZero() {
+		t.Fatal("the read deadline was kept after a read reached it")
+	}
+}

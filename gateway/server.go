@@ -14,6 +14,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/inmemory"
+	"github.com/gochannels/channels/internal/inline"
 )
 
 // Defaults for the zero values of Server's fields.
@@ -358,6 +359,7 @@ func (s *Server) init() {
 		s.closing = make(chan struct{})
 		s.closed = make(chan struct{})
 		s.receiveQ.init(s, "websocket.receive", receiveRetry)
+		s.receiveQ.inline, _ = inline.For(s.Layer)
 		s.wsDisconnectQ.init(s, "websocket.disconnect", disconnectRetry)
 		s.httpDisconnectQ.init(s, "http.disconnect", disconnectRetry)
 		s.loopDone = make(chan struct{})

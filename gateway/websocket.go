@@ -100,7 +100,11 @@ type wsConn struct {
 	lastData atomic.Int64 // unix nanoseconds of the last data frame either way
 	lastPing atomic.Int64 // unix nanoseconds of the last ping sent
 	muted    atomic.Bool  // no more websocket.receive, no websocket.disconnect
-	order    int64        // websocket.receive messages sent; readLoop only
+	// sending is set while the read loop sends a frame's message, whose
+	// consumer may run in the read loop (see package inline): no pong can
+	// be read meanwhile, so no ping is sent.
+	sending atomic.Bool
+	order   int64 // websocket.receive messages sent; readLoop only
 }
 
 func (c *wsConn) deliver(m channels.Content) {
@@ -483,20 +487,45 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 func (c *wsConn) readLoop() {
 	defer c.s.wg.Done()
 	var p payload
+	hot := false // the last frame's consumer may have run in this goroutine
 	for {
 		if c.in != nil && c.in.shouldWait(c.br) {
 			// Wait for the client here, holding no read buffer, with
 			// nothing but this small frame below the wait, so that an idle
 			// socket's stack can shrink (see idleConn); readOne's frame is
-			// on the stack only while a message is read.
-			c.in.await()
+			// on the stack only while a message is read. A busy socket
+			// whose consumers run here keeps its stack (see awaitHot).
+			if hot {
+				hot = awaitPadded(c.in, time.Unix(0, c.lastData.Load()))
+			} else {
+				c.in.await()
+			}
 		}
 		if code, ended := c.readOne(&p); ended {
 			c.finish(code)
 			return
 		}
+		hot = c.s.receiveQ.inline != nil
 	}
 }
+
+// hotPad is the size of the frame below a busy socket's wait (see
+// awaitHot): the garbage collector keeps a parked goroutine's stack while
+// it uses a quarter of it, so stacks up to about four times this size stay.
+const hotPad = 3 << 10
+
+// awaitPadded is in.awaitHot with hotPad bytes of frame below the wait.
+//
+//go:noinline
+func awaitPadded(in *idleConn, last time.Time) bool {
+	var pad [hotPad]byte
+	ok := in.awaitHot(last)
+	keepPad(&pad)
+	return ok
+}
+
+//go:noinline
+func keepPad(*[hotPad]byte) {}
 
 // readOne reads one message and sends it as websocket.receive. When the
 // connection has ended it returns the websocket.disconnect code.
@@ -530,7 +559,9 @@ func (c *wsConn) readOne(p *payload) (code int, ended bool) {
 		msg["bytes"] = p.bytes() // a copy: the message is handed over, the chunks go back to the pool
 	}
 	p.release()
+	c.sending.Store(true)
 	err = s.receiveQ.send(msg)
+	c.sending.Store(false)
 	switch {
 	case err == nil:
 		c.order++
@@ -901,7 +932,11 @@ func (c *wsConn) tick() {
 		if lp := time.Unix(0, c.lastPing.Load()); lp.After(quiet) {
 			quiet = lp
 		}
-		if !now.Before(quiet.Add(cfg.pingInterval)) {
+		if !now.Before(quiet.Add(cfg.pingInterval)) && c.sending.Load() {
+			// The frame's consumer is running in the read loop, which
+			// would not read the pong: ping once it is done.
+			c.lastPing.Store(now.UnixNano())
+		} else if !now.Before(quiet.Add(cfg.pingInterval)) {
 			c.lastPing.Store(now.UnixNano())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.pingTimeout)
 			err := c.ws.Ping(ctx)

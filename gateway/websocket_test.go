@@ -761,6 +761,60 @@ func TestPingKeepalive(t *testing.T) {
 	}
 }
 
+// In one process a frame's consumer may run in the read loop, which then
+// reads no pong: a consumer running for longer than the ping interval and
+// the ping timeout together does not get its own socket dropped.
+func TestSlowConsumerInReadLoopKeepsSocket(t *testing.T) {
+	r := channels.NewRouter()
+	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
+		text := m.Content.String("text")
+		if text == "slow" {
+			time.Sleep(400 * time.Millisecond)
+		}
+		return m.Reply(ctx, channels.Content{"text": text})
+	})
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Consumer: r,
+		Gateway: func(g *gateway.Server) {
+			g.PingInterval = 30 * time.Millisecond
+			g.PingTimeout = 100 * time.Millisecond
+		},
+	})
+	raw := dialRaw(t, srv.URL)
+	raw.write(upgradeRequest("/"))
+	if resp := raw.response(nil); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// expect reads frames, answering pings, until a text frame comes.
+	expect := func(want string) {
+		t.Helper()
+		for {
+			op, p := raw.readFrame()
+			switch op {
+			case 0x89:
+				raw.write(string(clientFrame(0xA, p)))
+			case 0x81:
+				if string(p) != want {
+					t.Fatalf("echo %q, want %q", p, want)
+				}
+				return
+			default:
+				t.Fatalf("opcode %x (payload %q), want a ping or the echo", op, p)
+			}
+		}
+	}
+	// A first echo: the worker is running (and attached to the layer).
+	raw.write(string(clientFrame(0x1, []byte("fast"))))
+	expect("fast")
+	raw.write(string(clientFrame(0x1, []byte("slow"))))
+	expect("slow")
+	if got := srv.Gateway.Stats().PingTimeouts; got != 0 {
+		t.Fatalf("PingTimeouts = %d: the socket was dropped while its consumer ran", got)
+	}
+	raw.write(string(clientFrame(0x1, []byte("after"))))
+	expect("after")
+}
+
 // WebSocketTimeout closes a socket with 1000 when its lifetime is over;
 // IdleTimeout closes one that carried no data for that long.
 func TestLifetimeAndIdleLimits(t *testing.T) {

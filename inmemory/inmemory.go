@@ -97,6 +97,10 @@ type Layer struct {
 
 	sinks     atomic.Pointer[sinkMap] // attached interface servers (see AttachLocal)
 	localSent atomic.Uint64           // messages handed to attached sinks, counted as sent
+
+	runners    map[string]*attachment // channel → attached worker (see AttachRunner); under mu
+	hasRunners atomic.Bool            // len(runners) > 0
+	inlineRun  atomic.Uint64          // messages taken by attached workers at send, counted as sent and received
 }
 
 type queue struct {
@@ -124,7 +128,12 @@ type entry struct {
 // prefix.
 type groupRec struct{ members []string }
 
-func (q *queue) len() int { return len(q.items) - q.head }
+func (q *queue) len() int {
+	if q == nil {
+		return 0
+	}
+	return len(q.items) - q.head
+}
 
 // keepEmptyCap is the largest backing array an empty queue keeps.
 const keepEmptyCap = 16
@@ -441,14 +450,18 @@ func (l *Layer) checkNames(names []string) error {
 }
 
 // tryReceive takes from the first non-empty channel, starting at a rotating
-// position so that no channel is starved. l.mu is held.
-func (l *Layer) tryReceive(names []string, now time.Time) (string, channels.Content, bool) {
+// position so that no channel is starved. a is the attached worker
+// receiving, nil for any other receive (see tookFrom). l.mu is held.
+func (l *Layer) tryReceive(names []string, now time.Time, a *attachment) (string, channels.Content, bool) {
 	n := len(names)
 	start := int(l.rot % uint32(n))
 	l.rot++
 	for i := range n {
 		name := names[(start+i)%n]
 		if c, ok := l.take(name, now); ok {
+			if len(l.runners) > 0 {
+				l.tookFrom(name, a)
+			}
 			return name, c, true
 		}
 	}
@@ -463,7 +476,7 @@ func (l *Layer) Receive(ctx context.Context, names ...string) (string, channels.
 	if err := l.checkNames(names); err != nil {
 		return "", nil, err
 	}
-	ch, _, c, err := l.wait(ctx, names, false, false)
+	ch, _, c, err := l.wait(ctx, names, false, false, nil)
 	return ch, c, err
 }
 
@@ -480,7 +493,7 @@ func (l *Layer) Poll(ctx context.Context, names ...string) (string, channels.Con
 	if l.closed {
 		return "", nil, channels.ErrLayerClosed
 	}
-	ch, c, _ := l.tryReceive(names, l.now())
+	ch, c, _ := l.tryReceive(names, l.now(), nil)
 	return ch, c, nil
 }
 
@@ -494,7 +507,7 @@ func (l *Layer) ReceivePrefix(ctx context.Context, prefixes ...string) (string, 
 			return "", nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
 		}
 	}
-	ch, _, c, err := l.wait(ctx, prefixes, true, false)
+	ch, _, c, err := l.wait(ctx, prefixes, true, false, nil)
 	return ch, c, err
 }
 
@@ -516,7 +529,7 @@ func (l *Layer) ReceivePrefixMulti(ctx context.Context, prefixes ...string) (str
 			return "", nil, nil, fmt.Errorf("%w: process prefix %q must be a name ending in '!'", channels.ErrInvalidName, p)
 		}
 	}
-	return l.wait(ctx, prefixes, true, true)
+	return l.wait(ctx, prefixes, true, true, nil)
 }
 
 // tryPrefixes takes from the first prefix with a message, starting at a
@@ -606,8 +619,9 @@ func (l *Layer) takeRest(first string, rec *groupRec, now time.Time) []string {
 
 // wait takes the next message on one of keys (channel names, or process
 // prefixes when prefix is set), waiting for a send to one of them between
-// attempts. Nothing is taken once ctx is done.
-func (l *Layer) wait(ctx context.Context, keys []string, prefix, multi bool) (string, []string, channels.Content, error) {
+// attempts. Nothing is taken once ctx is done. a is the attached worker
+// receiving, if any (see tryReceive).
+func (l *Layer) wait(ctx context.Context, keys []string, prefix, multi bool, a *attachment) (string, []string, channels.Content, error) {
 	var w *waiter
 	defer func() {
 		if w != nil {
@@ -637,7 +651,7 @@ func (l *Layer) wait(ctx context.Context, keys []string, prefix, multi bool) (st
 		if prefix {
 			ch, names, c, ok = l.tryPrefixes(keys, l.now(), multi)
 		} else {
-			ch, c, ok = l.tryReceive(keys, l.now())
+			ch, c, ok = l.tryReceive(keys, l.now(), a)
 		}
 		if ok {
 			l.mu.Unlock()
@@ -877,7 +891,8 @@ func (l *Layer) Stats(ctx context.Context) (channels.Stats, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
-	s.Sent += l.localSent.Load()
+	s.Sent += l.localSent.Load() + l.inlineRun.Load()
+	s.Received += l.inlineRun.Load()
 	for _, q := range l.queues {
 		if n := q.len(); n > 0 {
 			s.Messages += int64(n)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/inline"
 	"github.com/gochannels/channels/internal/naming"
 )
 
@@ -27,7 +28,11 @@ import (
 // sharing a reply_channel (one connection's messages) run one at a time in
 // the order they arrived. Each of the Concurrency goroutines receives for
 // itself, one at a time, and runs what it received: a message goes from the
-// layer to its consumer without a hand-off between goroutines. Set the fields before calling Run; a Worker must
+// layer to its consumer without a hand-off between goroutines. On an
+// in-process layer (the in-memory layer of runserver) a message sent with
+// the layer's SendInline, as the gateway sends WebSocket frames, may run
+// in its sender's goroutine when a slot is free at once; Concurrency
+// counts those runs too. Set the fields before calling Run; a Worker must
 // not be copied after first use.
 type Worker struct {
 	// Layer is the channel layer to receive from. Required.
@@ -214,6 +219,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			mu.Unlock()
 		}
 	}
+	// receive is the layer's Receive, or the attachment's when the worker
+	// is attached to an in-process layer (see offer).
+	var (
+		receive  = w.Layer.Receive
+		att      inline.Attached
+		running  chan struct{}
+		inlineMu sync.RWMutex
+		stopping bool
+	)
 	// next receives one message, under recvMu, and returns it to run, or
 	// nil when it joined the lane of a busy connection (or nothing came);
 	// ok is false when the goroutine must stop.
@@ -230,7 +244,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			<-hold
 			return nil, false
 		}
-		ch, c, err := w.Layer.Receive(rctx, names...)
+		ch, c, err := receive(rctx, names...)
 		if err != nil {
 			<-hold
 			if rctx.Err() != nil {
@@ -263,6 +277,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.received.Add(1)
 		w.inFlight.Add(1)
 		m = channels.NewMessage(w.Layer, ch, c)
+		if att != nil {
+			defer att.Placed() // in its lane, or about to run
+		}
 		if key := m.ReplyChannel; key != "" {
 			mu.Lock()
 			if q, busy := lanes[key]; busy {
@@ -274,6 +291,58 @@ func (w *Worker) Run(ctx context.Context) error {
 			mu.Unlock()
 		}
 		return m, true
+	}
+	// offer runs a message sent on an in-process layer in the sender's
+	// goroutine when a consumer slot is free at once and its connection
+	// has nothing running, or places it in its connection's lane when
+	// that has room (see package inline). running counts the consumers
+	// running, in the worker's goroutines and in senders', so that no
+	// more than conc run at once; inlineMu is held (read) by each run in
+	// a sender's goroutine, and stopping set under it once Run stops.
+	offer := func(channel string, c channels.Content) bool {
+		select {
+		case hold <- struct{}{}:
+		default:
+			return false
+		}
+		inlineMu.RLock()
+		defer inlineMu.RUnlock()
+		if stopping {
+			<-hold
+			return false
+		}
+		key := c.String("reply_channel")
+		mu.Lock()
+		if q, busy := lanes[key]; busy && key != "" {
+			m := channels.NewMessage(w.Layer, channel, c)
+			lanes[key] = append(q, m)
+			mu.Unlock()
+			w.received.Add(1)
+			w.inFlight.Add(1)
+			return true
+		}
+		select {
+		case running <- struct{}{}:
+		default:
+			mu.Unlock()
+			<-hold
+			return false
+		}
+		if key != "" {
+			lanes[key] = nil
+		}
+		mu.Unlock()
+		w.received.Add(1)
+		w.inFlight.Add(1)
+		process(channels.NewMessage(w.Layer, channel, c))
+		<-running
+		return true
+	}
+	if il, ok := inline.For(w.Layer); ok {
+		running = make(chan struct{}, conc)
+		if att = il.AttachRunner(names, runnerFunc(offer)); att != nil {
+			receive = att.Receive
+		}
 	}
 	// Every goroutine receives for itself and runs what it received: a
 	// message goes from the layer to its consumer without a hand-off
@@ -289,12 +358,24 @@ func (w *Worker) Run(ctx context.Context) error {
 					return
 				}
 				if m != nil {
+					if att != nil {
+						running <- struct{}{}
+					}
 					process(m)
+					if att != nil {
+						<-running
+					}
 				}
 			}
 		}()
 	}
 	<-rctx.Done()
+	if att != nil {
+		inlineMu.Lock() // waits for the runs in senders' goroutines
+		stopping = true
+		inlineMu.Unlock()
+		att.Detach()
+	}
 	recvMu.Lock()
 	err = fatal
 	recvMu.Unlock()
@@ -306,3 +387,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	return nil
 }
+
+// runnerFunc is an inline.Runner made of a function.
+type runnerFunc func(channel string, c channels.Content) bool
+
+// Offer implements inline.Runner.
+func (f runnerFunc) Offer(channel string, c channels.Content) bool { return f(channel, c) }

@@ -149,19 +149,7 @@ func TestOrderingPerReplyChannel(t *testing.T) {
 			send(t, l, "websocket.receive", channels.Content{"reply_channel": "websocket.send!c" + string(rune('a'+c)), "order": int64(i)})
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		total := 0
-		for _, s := range seen {
-			total += len(s)
-		}
-		mu.Unlock()
-		if total == conns*per || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitConsumed(&mu, seen, conns*per)
 	mu.Lock()
 	defer mu.Unlock()
 	want := make([]int64, per)
@@ -181,6 +169,24 @@ func TestOrderingPerReplyChannel(t *testing.T) {
 	}
 	if maxConc.Load() < 2 {
 		t.Errorf("at most %d consumer ran at once; different connections should run concurrently", maxConc.Load())
+	}
+}
+
+// waitConsumed waits, for at most 10 seconds, until seen (guarded by mu)
+// lists n messages.
+func waitConsumed(mu *sync.Mutex, seen map[string][]int64, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		total := 0
+		for _, s := range seen {
+			total += len(s)
+		}
+		mu.Unlock()
+		if total == n || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -161,11 +161,12 @@ func (c *idleConn) await() {
 // idle socket's does.
 const hotWait = time.Second
 
-// awaitHot is await for the read loop of a socket whose frames run their
-// consumers in the read loop's goroutine (see package inline), which
-// grows its stack. The garbage collector halves the stack of a parked
-// goroutine that uses less than a quarter of it, and the next consumer
-// grows it again, copying it each time; so the caller waits with a padded
+// awaitHot is await for the read loop of a busy socket. Sending a frame's
+// message grows the read loop's stack (over Redis, the layer's send path;
+// in one process, the consumer, which may run in the read loop: see
+// package inline). The garbage collector halves the stack of a parked
+// goroutine that uses less than a quarter of it, and the next frame grows
+// it again, copying it each time; so the caller waits with a padded
 // frame below it (see awaitPadded), for at most hotWait since last, when
 // the last frame came. It reports false when no frame came by then: the
 // read loop then waits with await, and its stack shrinks.

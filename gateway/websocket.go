@@ -487,14 +487,16 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 func (c *wsConn) readLoop() {
 	defer c.s.wg.Done()
 	var p payload
-	hot := false // the last frame's consumer may have run in this goroutine
+	hot := false // a frame came: the socket is busy (see awaitHot)
 	for {
 		if c.in != nil && c.in.shouldWait(c.br) {
 			// Wait for the client here, holding no read buffer, with
 			// nothing but this small frame below the wait, so that an idle
 			// socket's stack can shrink (see idleConn); readOne's frame is
 			// on the stack only while a message is read. A busy socket
-			// whose consumers run here keeps its stack (see awaitHot).
+			// keeps its stack, which its frames' sends (and consumers run
+			// here) grew, until it has been quiet for a while (see
+			// awaitHot).
 			if hot {
 				hot = awaitPadded(c.in, time.Unix(0, c.lastData.Load()))
 			} else {
@@ -505,7 +507,7 @@ func (c *wsConn) readLoop() {
 			c.finish(code)
 			return
 		}
-		hot = c.s.receiveQ.inline != nil
+		hot = true
 	}
 }
 

@@ -90,7 +90,7 @@ const ZeroCopyMax = 4 << 10
 // which nothing else should reference) holds them all; above it every
 // string is copied, so that keeping one small value does not keep a large
 // message alive. Bytes values are always copied, since their receiver may
-// change them.
+// change them; up to ZeroCopyMax, into one allocation for all of them.
 func UnmarshalString(body string) (channels.Content, error) {
 	d := decoder{src: body, b: unsafeBytes(body), copy: len(body) > ZeroCopyMax}
 	return d.top()
@@ -109,6 +109,26 @@ type decoder struct {
 	src  string // the body, when strings may share its memory
 	b    []byte // the body's bytes, read only
 	copy bool   // copy strings instead of sharing src
+
+	// arena, when strings share src, holds the copies of the bytes values
+	// still to come: one allocation for all of them (a request's headers
+	// are a dozen small ones). Each value is capped at its length, so an
+	// append to one never writes into the next.
+	arena []byte
+}
+
+// bin copies p, a bytes value inside d.b, for the message.
+func (d *decoder) bin(p []byte) []byte {
+	if d.copy || len(p) == 0 {
+		return append([]byte{}, p...)
+	}
+	if len(p) > cap(d.arena)-len(d.arena) {
+		// Every bytes value still to come lies in the rest of the body.
+		d.arena = make([]byte, 0, len(d.b)-int(uintptr(unsafe.Pointer(unsafe.SliceData(p)))-uintptr(unsafe.Pointer(unsafe.SliceData(d.b)))))
+	}
+	start := len(d.arena)
+	d.arena = append(d.arena, p...)
+	return d.arena[start:len(d.arena):len(d.arena)]
 }
 
 func (d *decoder) top() (channels.Content, error) {
@@ -171,12 +191,10 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 		p, b, err = msgp.ReadStringZC(b)
 		v = d.str(p)
 	case msgp.BinType:
-		var bs []byte
-		bs, b, err = msgp.ReadBytesBytes(b, nil)
-		if bs == nil {
-			bs = []byte{}
+		var p []byte
+		if p, b, err = msgp.ReadBytesZC(b); err == nil {
+			v = d.bin(p)
 		}
-		v = bs
 	case msgp.ArrayType:
 		var n uint32
 		n, b, err = msgp.ReadArrayHeaderBytes(b)

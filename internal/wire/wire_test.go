@@ -25,12 +25,46 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := wire.Unmarshal(b)
+	for name, unmarshal := range map[string]func([]byte) (channels.Content, error){
+		"Unmarshal":       wire.Unmarshal,
+		"UnmarshalString": func(b []byte) (channels.Content, error) { return wire.UnmarshalString(string(b)) },
+	} {
+		out, err := unmarshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(in, out); diff != "" {
+			t.Fatalf("%s round trip (-in +out):\n%s", name, diff)
+		}
+	}
+}
+
+// Bytes values decoded from a small body share one allocation; each is
+// capped at its own length, so that appending to one, or changing it,
+// leaves the others alone.
+func TestUnmarshalStringBytesAreSeparate(t *testing.T) {
+	in := channels.Content{"headers": []any{[]any{[]byte("host"), []byte("example.com")}, []any{[]byte("accept"), []byte("*/*")}}}
+	b, err := wire.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(in, out); diff != "" {
-		t.Fatalf("round trip (-in +out):\n%s", diff)
+	out, err := wire.UnmarshalString(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := out["headers"].([]any)
+	first := hs[0].([]any)
+	name := first[0].([]byte)
+	_ = append(name, "XXXXXXXXXXXXXXXX"...)
+	name[0] = 'H'
+	if diff := cmp.Diff(channels.Content{"headers": []any{[]any{[]byte("Host"), []byte("example.com")}, []any{[]byte("accept"), []byte("*/*")}}}, out); diff != "" {
+		t.Fatalf("changing one bytes value changed others (-want +got):\n%s", diff)
+	}
+	body := string(b)
+	// The map (2), the lists and their boxes (6), the bytes values' boxes
+	// (4), and one allocation for the four values' bytes.
+	if n := testing.AllocsPerRun(100, func() { _, _ = wire.UnmarshalString(body) }); n > 13 {
+		t.Errorf("%v allocations to decode a message with 4 bytes values; want at most 13 (one for all the bytes)", n)
 	}
 }
 

@@ -82,8 +82,9 @@ func (r *Runner) logger() *slog.Logger {
 // (a *PanicError after a panic). It blocks until the flush is done.
 func (r *Runner) Run(ctx context.Context, c Consumer, m *Message) error {
 	r.consumed.Add(1)
-	ob := &outbox{layer: m.Layer}
-	err := call(context.WithValue(ctx, outboxKey{}, ob), c, m)
+	cc := newConsumerCtx(ctx, m.Layer)
+	ob := &cc.ob
+	err := call(cc, c, m)
 	if err != nil {
 		r.handleError(ctx, c, m, ob, err)
 	}

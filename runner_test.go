@@ -333,3 +333,52 @@ func (c *countingLayer) Send(ctx context.Context, ch string, m channels.Content)
 	c.sends.Add(1)
 	return c.Layer.Send(ctx, ch, m)
 }
+
+type ctxKey struct{}
+
+// The consumer's context is its parent's: values, deadline and
+// cancellation come through, contexts made from it work, and it is the
+// consumer's (InConsumer) while the parent is not.
+func TestRunnerConsumerContext(t *testing.T) {
+	l := newLayer(t, inmemory.Config{})
+	parent, cancel := context.WithTimeout(context.WithValue(t.Context(), ctxKey{}, "v"), time.Minute)
+	want, _ := parent.Deadline()
+	var checked bool
+	consumer := channels.ConsumerFunc(func(ctx context.Context, m *channels.Message) error {
+		checked = true
+		if !channels.InConsumer(ctx) {
+			t.Error("InConsumer is false in the consumer")
+		}
+		if ctx.Value(ctxKey{}) != "v" {
+			t.Error("the parent's value is missing")
+		}
+		if d, ok := ctx.Deadline(); !ok || !d.Equal(want) {
+			t.Errorf("deadline %v, %v; want the parent's %v", d, ok, want)
+		}
+		child, stop := context.WithCancel(ctx)
+		defer stop()
+		cancel() // the parent's cancellation reaches the consumer's context and its children
+		select {
+		case <-child.Done():
+		case <-time.After(5 * time.Second):
+			t.Error("a context made from the consumer's was not cancelled with the parent")
+		}
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Errorf("ctx.Err() = %v, want context.Canceled", ctx.Err())
+		}
+		return channels.Channel{Name: "out"}.Send(ctx, channels.Content{"n": int64(1)})
+	})
+	r := &channels.Runner{}
+	if err := r.Run(parent, consumer, channels.NewMessage(l, "in", channels.Content{})); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("the consumer did not run")
+	}
+	if channels.InConsumer(parent) {
+		t.Error("InConsumer is true outside the consumer")
+	}
+	if c := poll(t, l, "out"); c == nil {
+		t.Error("the consumer's send was not flushed")
+	}
+}

@@ -230,6 +230,33 @@ func (o *outbox) take() []pending {
 
 type outboxKey struct{}
 
+// consumerCtx is the context a Runner gives a consumer: its parent with
+// the outbox, and room for the outbox's first send, in one allocation
+// (context.WithValue, the outbox and its array were three).
+type consumerCtx struct {
+	context.Context
+	ob    outbox
+	first [1]pending
+}
+
+func newConsumerCtx(parent context.Context, l Layer) *consumerCtx {
+	c := &consumerCtx{Context: parent}
+	c.ob.layer = l
+	c.ob.items = c.first[:0]
+	return c
+}
+
+// Value implements context.Context.
+func (c *consumerCtx) Value(key any) any {
+	if key == (outboxKey{}) {
+		return &c.ob
+	}
+	return c.Context.Value(key)
+}
+
+// String implements fmt.Stringer, as the standard library's contexts do.
+func (c *consumerCtx) String() string { return fmt.Sprint(c.Context) + ".WithValue(channels.outbox)" }
+
 func outboxFrom(ctx context.Context) *outbox {
 	ob, _ := ctx.Value(outboxKey{}).(*outbox)
 	return ob

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/coder/websocket"
 
@@ -1005,7 +1006,10 @@ func parseReply(m channels.Content) (a reply, bad string) {
 	case nil:
 	case string:
 		if v != "" {
-			a.frame = []byte(v)
+			// The string's own bytes, not a copy: a frame's payload is only
+			// ever read (copied into a write buffer or a prepared frame, or
+			// written unmasked by the library).
+			a.frame = unsafe.Slice(unsafe.StringData(v), len(v))
 		}
 	default:
 		return a, fmt.Sprintf("text is %T, not text", text)

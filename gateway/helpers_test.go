@@ -114,6 +114,18 @@ func dialRaw(t *testing.T, url string) *rawConn {
 	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
 }
 
+// openRaw opens a WebSocket to path on url at the byte level, failing the
+// test unless the server switches protocols.
+func openRaw(t *testing.T, url, path string) *rawConn {
+	t.Helper()
+	raw := dialRaw(t, url)
+	raw.write(upgradeRequest(path))
+	if resp := raw.response(nil); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	return raw
+}
+
 func (r *rawConn) write(s string) {
 	r.t.Helper()
 	if _, err := io.WriteString(r.c, s); err != nil {

@@ -52,10 +52,8 @@ type idleConn struct {
 	err      error // the socket's error, returned once the chunk is drained
 
 	// hot is the read deadline set while the read loop waits as a busy
-	// socket's (see awaitHot), zero when none is set; hotWaiting is set
-	// while awaitHot waits.
-	hot        time.Time
-	hotWaiting bool
+	// socket's (see awaitHot), zero when none is set.
+	hot time.Time
 
 	// one read(2), bound once so that a read allocates nothing
 	into []byte // the caller's buffer for a large read; nil reads into a chunk
@@ -111,6 +109,9 @@ func (c *idleConn) Read(b []byte) (int, error) {
 	if c.off == c.end {
 		if c.err != nil {
 			return 0, c.err
+		}
+		if !c.hot.IsZero() {
+			c.clearHot() // the rest of a frame is late: no limit on it
 		}
 		if len(b) >= readChunkSize {
 			return c.read(b)
@@ -172,8 +173,9 @@ const hotWait = time.Second
 // read loop then waits with await, and its stack shrinks.
 //
 // The wait is bounded by a read deadline on the socket, moved at most
-// every hotWait/2; a read that reaches it after the wait (the library
-// reading the rest of a frame) clears it and goes on (see read).
+// every hotWait/2. A read of the socket after the wait (the library
+// reading the rest of a frame that did not come whole) lifts it first
+// (see Read).
 func (c *idleConn) awaitHot(last time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -184,9 +186,7 @@ func (c *idleConn) awaitHot(last time.Time) bool {
 		c.hot = last.Add(hotWait)
 		_ = c.SetReadDeadline(c.hot)
 	}
-	c.hotWaiting = true
 	err := c.fill()
-	c.hotWaiting = false
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.clearHot()
 		return false
@@ -217,10 +217,6 @@ func (c *idleConn) fill() error {
 func (c *idleConn) read(b []byte) (int, error) {
 	c.into = b
 	cerr := c.rc.Read(c.fn)
-	if cerr != nil && !c.hot.IsZero() && !c.hotWaiting && errors.Is(cerr, os.ErrDeadlineExceeded) {
-		c.clearHot() // awaitHot's deadline, reached in the middle of a frame
-		cerr = c.rc.Read(c.fn)
-	}
 	n, err := c.n, c.rerr
 	c.into, c.rerr = nil, nil
 	if cerr != nil {

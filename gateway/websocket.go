@@ -935,11 +935,12 @@ func (c *wsConn) tick() {
 		if lp := time.Unix(0, c.lastPing.Load()); lp.After(quiet) {
 			quiet = lp
 		}
-		if !now.Before(quiet.Add(cfg.pingInterval)) && c.sending.Load() {
+		due := !now.Before(quiet.Add(cfg.pingInterval))
+		if due && c.sending.Load() {
 			// The frame's consumer is running in the read loop, which
 			// would not read the pong: ping once it is done.
 			c.lastPing.Store(now.UnixNano())
-		} else if !now.Before(quiet.Add(cfg.pingInterval)) {
+		} else if due {
 			c.lastPing.Store(now.UnixNano())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.pingTimeout)
 			err := c.ws.Ping(ctx)

@@ -596,11 +596,7 @@ func TestMessageTooLargeCloses1009(t *testing.T) {
 func TestInvalidUTF8Closes1007(t *testing.T) {
 	rec := newRecorder()
 	srv := channelstest.NewServer(t, recordingRouter(rec))
-	raw := dialRaw(t, srv.URL)
-	raw.write(upgradeRequest("/"))
-	if resp := raw.response(nil); resp.StatusCode != 101 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
+	raw := openRaw(t, srv.URL, "/")
 	raw.write(string(clientFrame(0x1, []byte{0xff, 0xfe})))
 	op, p := raw.readFrame()
 	if op != 0x88 || len(p) < 2 || int(p[0])<<8|int(p[1]) != 1007 {
@@ -736,11 +732,7 @@ func TestPingKeepalive(t *testing.T) {
 			g.PingTimeout = 150 * time.Millisecond
 		},
 	})
-	raw := dialRaw(t, srv.URL)
-	raw.write(upgradeRequest("/"))
-	if resp := raw.response(nil); resp.StatusCode != 101 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
+	raw := openRaw(t, srv.URL, "/")
 	for i := range 3 {
 		op, p := raw.readFrame()
 		if op != 0x89 {
@@ -780,11 +772,7 @@ func TestSlowConsumerInReadLoopKeepsSocket(t *testing.T) {
 			g.PingTimeout = 100 * time.Millisecond
 		},
 	})
-	raw := dialRaw(t, srv.URL)
-	raw.write(upgradeRequest("/"))
-	if resp := raw.response(nil); resp.StatusCode != 101 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
+	raw := openRaw(t, srv.URL, "/")
 	// expect reads frames, answering pings, until a text frame comes.
 	expect := func(want string) {
 		t.Helper()

@@ -7,7 +7,6 @@ import (
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/internal/inline"
 	"github.com/gochannels/channels/internal/naming"
-	"github.com/gochannels/channels/internal/normal"
 )
 
 // attachment is a worker attached to the layer (see AttachRunner).
@@ -115,22 +114,29 @@ func (l *Layer) tookFrom(channel string, a *attachment) {
 // worker is offered c first and may run it in this goroutine.
 func (il *inlineLayer) SendInline(ctx context.Context, channel string, c channels.Content) error {
 	l := (*Layer)(il)
-	if l.hasRunners.Load() && l.sinkFor(channel) == nil {
-		if err := l.names.CheckChannel(channel); err != nil {
-			return err
-		}
-		if fits, ok := normal.Fits(c, l.maxSize); ok && fits {
-			l.mu.Lock()
-			a := l.runners[channel]
-			free := a != nil && !l.closed && !a.plain && a.transit.Load() == 0 && l.queues[channel].len() == 0
-			l.mu.Unlock()
-			if free && a.r.Offer(channel, c) {
-				l.inlineRun.Add(1)
-				return nil
-			}
-		}
+	nc, size, fits, err := l.prepare(channel, c, true)
+	if err != nil {
+		return err
 	}
-	return l.send(channel, c, true)
+	if fits && l.hasRunners.Load() && l.sinkFor(channel) == nil && l.offer(channel, nc) {
+		return nil
+	}
+	return l.enqueue(channel, nc, size, fits)
+}
+
+// offer offers c to the worker attached for channel when nothing sent to
+// the channel before can be ahead of it, and reports whether the worker
+// took it.
+func (l *Layer) offer(channel string, c channels.Content) bool {
+	l.mu.Lock()
+	a := l.runners[channel]
+	free := a != nil && !l.closed && !a.plain && a.transit.Load() == 0 && l.queues[channel].len() == 0
+	l.mu.Unlock()
+	if !free || !a.r.Offer(channel, c) {
+		return false
+	}
+	l.inlineRun.Add(1)
+	return true
 }
 
 var _ inline.Layer = (*inlineLayer)(nil)

@@ -255,13 +255,22 @@ func (l *Layer) OwnedSenderLayer() any { return l }
 var _ owned.Sender[channels.Content] = (*Layer)(nil)
 
 func (l *Layer) send(channel string, c channels.Content, owned bool) error {
-	if err := l.names.CheckChannel(channel); err != nil {
+	nc, size, fits, err := l.prepare(channel, c, owned)
+	if err != nil {
 		return err
 	}
-	// Content handed over in normal form is only checked against the
-	// size limit (normal.Fits); other content is copied into normal form,
-	// which measures it.
-	nc, size, fits, ok := c, 0, false, false
+	return l.enqueue(channel, nc, size, fits)
+}
+
+// prepare checks channel's name and returns c in normal form, its size
+// and whether it fits the size limit. Content handed over (owned) in
+// normal form is only checked against the limit (normal.Fits); other
+// content is copied into normal form, which measures it.
+func (l *Layer) prepare(channel string, c channels.Content, owned bool) (nc channels.Content, size int, fits bool, err error) {
+	if err := l.names.CheckChannel(channel); err != nil {
+		return nil, 0, false, err
+	}
+	nc, ok := c, false
 	if owned {
 		fits, ok = normal.Fits(c, l.maxSize)
 		if ok && !fits {
@@ -269,12 +278,17 @@ func (l *Layer) send(channel string, c channels.Content, owned bool) error {
 		}
 	}
 	if !ok {
-		var err error
 		if nc, size, err = normal.Normalize(c); err != nil {
-			return fmt.Errorf("inmemory: send to %q: %w", channel, err)
+			return nil, 0, false, fmt.Errorf("inmemory: send to %q: %w", channel, err)
 		}
 		fits = size <= l.maxSize
 	}
+	return nc, size, fits, nil
+}
+
+// enqueue hands nc, as prepare returned it, to the interface server
+// attached for channel, or queues it.
+func (l *Layer) enqueue(channel string, nc channels.Content, size int, fits bool) error {
 	if s := l.sinkFor(channel); s != nil && fits {
 		l.sendLocal(s, channel, nc)
 		return nil

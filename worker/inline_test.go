@@ -27,6 +27,18 @@ func sendInline(t *testing.T, l *inmemory.Layer, ch string, c channels.Content) 
 	}
 }
 
+// probeRouter returns a router with a "probe" route, which counts the
+// probes it ran (see waitInline).
+func probeRouter() (*channels.Router, *atomic.Int64) {
+	var probes atomic.Int64
+	r := channels.NewRouter()
+	r.RouteFunc("probe", func(ctx context.Context, m *channels.Message) error {
+		probes.Add(1)
+		return nil
+	})
+	return r, &probes
+}
+
 // waitInline sends probes until one runs in the sending goroutine, which
 // it does once the worker has attached to the layer.
 func waitInline(t *testing.T, l *inmemory.Layer, ran *atomic.Int64) {
@@ -49,18 +61,14 @@ func waitInline(t *testing.T, l *inmemory.Layer, ran *atomic.Int64) {
 // as sent and received.
 func TestInlineRunsInSendersGoroutine(t *testing.T) {
 	l := inmemory.MustNew(inmemory.Config{})
-	var probes, ran atomic.Int64
-	r := channels.NewRouter()
-	r.RouteFunc("probe", func(ctx context.Context, m *channels.Message) error {
-		probes.Add(1)
-		return nil
-	})
+	var ran atomic.Int64
+	r, probes := probeRouter()
 	r.RouteFunc("work", func(ctx context.Context, m *channels.Message) error {
 		ran.Add(1)
 		return channels.Channel{Name: "out"}.Send(ctx, channels.Content{"n": m.Content["n"]})
 	})
 	start(t, &worker.Worker{Layer: l, Consumer: r})
-	waitInline(t, l, &probes)
+	waitInline(t, l, probes)
 	before, _ := l.Stats(context.Background())
 	for i := range 100 {
 		sendInline(t, l, "work", channels.Content{"n": int64(i)})
@@ -86,43 +94,15 @@ func TestInlineRunsInSendersGoroutine(t *testing.T) {
 func TestInlineKeepsOrderAndConcurrency(t *testing.T) {
 	l := inmemory.MustNew(inmemory.Config{Capacity: 10000})
 	const conc = 3
-	var (
-		mu      sync.Mutex
-		seen    = map[string][]int64{}
-		running = map[string]int{}
-		overlap atomic.Bool
-		now     atomic.Int64
-		maxConc atomic.Int64
-		probes  atomic.Int64
-	)
-	r := channels.NewRouter()
-	r.RouteFunc("probe", func(ctx context.Context, m *channels.Message) error {
-		probes.Add(1)
-		return nil
-	})
-	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
-		n := now.Add(1)
-		defer now.Add(-1)
-		for old := maxConc.Load(); n > old && !maxConc.CompareAndSwap(old, n); old = maxConc.Load() {
-		}
-		mu.Lock()
-		running[m.ReplyChannel]++
-		if running[m.ReplyChannel] > 1 {
-			overlap.Store(true)
-		}
-		mu.Unlock()
+	rec := newLaneRecorder(func() {
 		if rand.IntN(3) == 0 {
 			time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
 		}
-		order, _ := m.Content.Int("order")
-		mu.Lock()
-		running[m.ReplyChannel]--
-		seen[m.ReplyChannel] = append(seen[m.ReplyChannel], order)
-		mu.Unlock()
-		return nil
 	})
+	r, probes := probeRouter()
+	r.RouteFunc("websocket.receive", rec.consume)
 	start(t, &worker.Worker{Layer: l, Consumer: r, Concurrency: conc})
-	waitInline(t, l, &probes)
+	waitInline(t, l, probes)
 
 	const conns, per = 12, 150
 	var inline, queued atomic.Int64
@@ -132,11 +112,7 @@ func TestInlineKeepsOrderAndConcurrency(t *testing.T) {
 		wg.Go(func() {
 			for i := range per {
 				sendInline(t, l, "websocket.receive", channels.Content{"reply_channel": reply, "order": int64(i)})
-				mu.Lock()
-				s := seen[reply]
-				ranHere := len(s) > 0 && s[len(s)-1] == int64(i)
-				mu.Unlock()
-				if ranHere {
+				if rec.last(reply, int64(i)) {
 					inline.Add(1)
 				} else {
 					queued.Add(1)
@@ -146,23 +122,8 @@ func TestInlineKeepsOrderAndConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitConsumed(&mu, seen, conns*per)
-	mu.Lock()
-	defer mu.Unlock()
-	for c, got := range seen {
-		for i, o := range got {
-			if o != int64(i) {
-				t.Fatalf("connection %s: message %d consumed in position %d (order %v)", c, o, i, got)
-			}
-		}
-		if len(got) != per {
-			t.Errorf("connection %s: %d messages consumed; want %d", c, len(got), per)
-		}
-	}
-	if overlap.Load() {
-		t.Error("two messages of one connection ran at the same time")
-	}
-	if m := maxConc.Load(); m > conc {
+	rec.check(t, conns, per)
+	if m := rec.most.Load(); m > conc {
 		t.Errorf("%d consumers ran at once; Concurrency is %d", m, conc)
 	}
 	t.Logf("%d messages ran in their senders' goroutines, %d waited in the layer", inline.Load(), queued.Load())
@@ -175,14 +136,9 @@ func TestInlineKeepsOrderAndConcurrency(t *testing.T) {
 // after that is queued in the layer, not run.
 func TestInlineStopWaitsAndThenQueues(t *testing.T) {
 	l := inmemory.MustNew(inmemory.Config{})
-	var probes atomic.Int64
 	started := make(chan struct{})
 	var finished, lateRan atomic.Bool
-	r := channels.NewRouter()
-	r.RouteFunc("probe", func(ctx context.Context, m *channels.Message) error {
-		probes.Add(1)
-		return nil
-	})
+	r, probes := probeRouter()
 	r.RouteFunc("slow", func(ctx context.Context, m *channels.Message) error {
 		close(started)
 		time.Sleep(200 * time.Millisecond)
@@ -194,7 +150,7 @@ func TestInlineStopWaitsAndThenQueues(t *testing.T) {
 		return nil
 	})
 	stop := start(t, &worker.Worker{Layer: l, Consumer: r})
-	waitInline(t, l, &probes)
+	waitInline(t, l, probes)
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)

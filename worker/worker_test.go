@@ -106,42 +106,96 @@ func TestA2_15_ImmediatelyThroughWorker(t *testing.T) {
 	}
 }
 
+// laneRecorder is a websocket.receive consumer that records, per reply
+// channel, the order values of the messages it ran, whether two messages of
+// one connection ran at once, and the most messages that ran at once. pause
+// runs in the middle of each message.
+type laneRecorder struct {
+	pause   func()
+	mu      sync.Mutex
+	seen    map[string][]int64
+	running map[string]int
+	overlap atomic.Bool
+	now     atomic.Int64
+	most    atomic.Int64
+}
+
+func newLaneRecorder(pause func()) *laneRecorder {
+	return &laneRecorder{pause: pause, seen: map[string][]int64{}, running: map[string]int{}}
+}
+
+func (r *laneRecorder) consume(ctx context.Context, m *channels.Message) error {
+	n := r.now.Add(1)
+	defer r.now.Add(-1)
+	for old := r.most.Load(); n > old && !r.most.CompareAndSwap(old, n); old = r.most.Load() {
+	}
+	r.mu.Lock()
+	r.running[m.ReplyChannel]++
+	if r.running[m.ReplyChannel] > 1 {
+		r.overlap.Store(true)
+	}
+	r.mu.Unlock()
+	r.pause()
+	order, _ := m.Content.Int("order")
+	r.mu.Lock()
+	r.running[m.ReplyChannel]--
+	r.seen[m.ReplyChannel] = append(r.seen[m.ReplyChannel], order)
+	r.mu.Unlock()
+	return nil
+}
+
+// last reports whether the last message run for reply had order i.
+func (r *laneRecorder) last(reply string, i int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.seen[reply]
+	return len(s) > 0 && s[len(s)-1] == i
+}
+
+// check waits, for at most 10 seconds, until conns connections' per
+// messages each have run, then fails the test unless each connection's ran
+// in order (0 to per-1) and one at a time.
+func (r *laneRecorder) check(t *testing.T, conns, per int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		total := 0
+		for _, s := range r.seen {
+			total += len(s)
+		}
+		r.mu.Unlock()
+		if total == conns*per || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := make([]int64, per)
+	for i := range want {
+		want[i] = int64(i)
+	}
+	for c, got := range r.seen {
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("connection %s consumed out of order (-want +got):\n%s", c, diff)
+		}
+	}
+	if len(r.seen) != conns {
+		t.Errorf("saw %d connections; want %d", len(r.seen), conns)
+	}
+	if r.overlap.Load() {
+		t.Error("two messages of one connection ran at the same time")
+	}
+}
+
 // Messages of one connection run one at a time, in arrival order, while other
 // connections run concurrently.
 func TestOrderingPerReplyChannel(t *testing.T) {
 	l := inmemory.MustNew(inmemory.Config{Capacity: 1000})
-	var (
-		mu      sync.Mutex
-		seen    = map[string][]int64{}
-		running = map[string]int{}
-		overlap atomic.Bool
-		maxConc atomic.Int64
-		conc    atomic.Int64
-	)
+	rec := newLaneRecorder(func() { time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) })
 	r := channels.NewRouter()
-	r.RouteFunc("websocket.receive", func(ctx context.Context, m *channels.Message) error {
-		n := conc.Add(1)
-		defer conc.Add(-1)
-		for {
-			old := maxConc.Load()
-			if n <= old || maxConc.CompareAndSwap(old, n) {
-				break
-			}
-		}
-		mu.Lock()
-		running[m.ReplyChannel]++
-		if running[m.ReplyChannel] > 1 {
-			overlap.Store(true)
-		}
-		mu.Unlock()
-		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-		order, _ := m.Content.Int("order")
-		mu.Lock()
-		running[m.ReplyChannel]--
-		seen[m.ReplyChannel] = append(seen[m.ReplyChannel], order)
-		mu.Unlock()
-		return nil
-	})
+	r.RouteFunc("websocket.receive", rec.consume)
 	start(t, &worker.Worker{Layer: l, Consumer: r, Concurrency: 8})
 	const conns, per = 4, 200
 	for i := range per {
@@ -149,44 +203,9 @@ func TestOrderingPerReplyChannel(t *testing.T) {
 			send(t, l, "websocket.receive", channels.Content{"reply_channel": "websocket.send!c" + string(rune('a'+c)), "order": int64(i)})
 		}
 	}
-	waitConsumed(&mu, seen, conns*per)
-	mu.Lock()
-	defer mu.Unlock()
-	want := make([]int64, per)
-	for i := range want {
-		want[i] = int64(i)
-	}
-	for c, got := range seen {
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("connection %s consumed out of order (-want +got):\n%s", c, diff)
-		}
-	}
-	if len(seen) != conns {
-		t.Errorf("saw %d connections; want %d", len(seen), conns)
-	}
-	if overlap.Load() {
-		t.Error("two messages of one connection ran at the same time")
-	}
-	if maxConc.Load() < 2 {
-		t.Errorf("at most %d consumer ran at once; different connections should run concurrently", maxConc.Load())
-	}
-}
-
-// waitConsumed waits, for at most 10 seconds, until seen (guarded by mu)
-// lists n messages.
-func waitConsumed(mu *sync.Mutex, seen map[string][]int64, n int) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		total := 0
-		for _, s := range seen {
-			total += len(s)
-		}
-		mu.Unlock()
-		if total == n || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	rec.check(t, conns, per)
+	if rec.most.Load() < 2 {
+		t.Errorf("at most %d consumer ran at once; different connections should run concurrently", rec.most.Load())
 	}
 }
 

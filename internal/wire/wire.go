@@ -117,14 +117,15 @@ type decoder struct {
 	arena []byte
 }
 
-// bin copies p, a bytes value inside d.b, for the message.
-func (d *decoder) bin(p []byte) []byte {
+// bin copies p, a bytes value of the body followed by rest more bytes of
+// it, for the message.
+func (d *decoder) bin(p []byte, rest int) []byte {
 	if d.copy || len(p) == 0 {
 		return append([]byte{}, p...)
 	}
 	if len(p) > cap(d.arena)-len(d.arena) {
-		// Every bytes value still to come lies in the rest of the body.
-		d.arena = make([]byte, 0, len(d.b)-int(uintptr(unsafe.Pointer(unsafe.SliceData(p)))-uintptr(unsafe.Pointer(unsafe.SliceData(d.b)))))
+		// Every bytes value still to come lies in p or the rest.
+		d.arena = make([]byte, 0, len(p)+rest)
 	}
 	start := len(d.arena)
 	d.arena = append(d.arena, p...)
@@ -193,7 +194,7 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	case msgp.BinType:
 		var p []byte
 		if p, b, err = msgp.ReadBytesZC(b); err == nil {
-			v = d.bin(p)
+			v = d.bin(p, len(b))
 		}
 	case msgp.ArrayType:
 		var n uint32

@@ -43,6 +43,7 @@ func (a *App) runbinding(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer obs.tuneGC(log)()
 	layer, err := openLayer(ctx, *layerURL, log)
 	if err != nil {
 		return err

@@ -89,6 +89,7 @@ func runGateway(ctx context.Context, name string, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
+	defer obs.tuneGC(log)()
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err

@@ -16,22 +16,49 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gochannels/channels/internal/gctune"
 	"github.com/gochannels/channels/metrics"
 )
 
-// observeFlags are the flags every role shares for logs and metrics.
+// observeFlags are the flags every role shares for logs and metrics, and
+// for the garbage collector's heap floor.
 type observeFlags struct {
 	metricsAddr string
 	logFormat   string
 	logLevel    string
+	gcFloorMiB  int
 }
+
+// defaultGCFloorMiB is --gc-floor's default: the heap, in MiB, a command
+// lets grow before a garbage collection while its live heap is small.
+const defaultGCFloorMiB = 32
 
 func addObserveFlags(fs *flag.FlagSet) *observeFlags {
 	o := &observeFlags{}
 	fs.StringVar(&o.metricsAddr, "metrics", "", "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (default off)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default from -v)")
+	fs.IntVar(&o.gcFloorMiB, "gc-floor", defaultGCFloorMiB, "MiB the heap may grow to before a garbage collection while the live heap is small; 0 keeps Go's default (GOGC in the environment wins)")
 	return o
+}
+
+// tuneGC applies --gc-floor until the returned stop is called. Messages
+// are short-lived garbage over a small live heap; Go's default collects
+// every 4 MiB or so, dozens of times a second under load, and the floor
+// makes that a few (see internal/gctune).
+func (o *observeFlags) tuneGC(log *slog.Logger) (stop func()) {
+	if o.gcFloorMiB < 0 {
+		log.Warn("--gc-floor is negative; keeping Go's default", "gc_floor_mib", o.gcFloorMiB)
+		return func() {}
+	}
+	stop, err := gctune.Start(uint64(o.gcFloorMiB) << 20)
+	switch {
+	case err != nil:
+		log.Info("garbage collector left at the environment's setting", "reason", err)
+	case o.gcFloorMiB > 0:
+		log.Info("garbage collector: the heap may grow to the floor before a collection while the live heap is small", "gc_floor_mib", o.gcFloorMiB)
+	}
+	return stop
 }
 
 // logger returns the one logger of the process: the format and level the

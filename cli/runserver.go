@@ -81,6 +81,7 @@ func (a *App) runserver(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer obs.tuneGC(log)()
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err

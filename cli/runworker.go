@@ -40,6 +40,7 @@ func (a *App) runworker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer obs.tuneGC(log)()
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err
@@ -101,6 +102,7 @@ func runDelay(ctx context.Context, name string, args []string, stderr interface 
 	if err != nil {
 		return err
 	}
+	defer obs.tuneGC(log)()
 	layer, err := openLayer(ctx, *layerURL, log)
 	if err != nil {
 		return err

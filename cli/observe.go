@@ -31,7 +31,7 @@ type observeFlags struct {
 
 // defaultGCFloorMiB is --gc-floor's default: the heap, in MiB, a command
 // lets grow before a garbage collection while its live heap is small.
-const defaultGCFloorMiB = 16
+const defaultGCFloorMiB = 8
 
 func addObserveFlags(fs *flag.FlagSet) *observeFlags {
 	o := &observeFlags{}

@@ -7,7 +7,7 @@
 // often a few MiB, and Go's default (GOGC=100) collects whenever the heap
 // doubles, down to a 4 MiB goal: at 100 000 WebSocket echoes a second that
 // is about 70 collections a second, each scanning every goroutine's stack.
-// With a floor of 16 MiB it is several times fewer.
+// With a floor of 8 MiB it is about half as many.
 //
 // The floor is applied by setting the GC percentage after each collection
 // from the live heap it left (debug.SetGCPercent), so that the next goal

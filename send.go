@@ -52,7 +52,7 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 				return err
 			}
 		}
-		nc, _, err := normal.Normalize(c)
+		nc, err := normal.Copy(c)
 		if err != nil {
 			return fmt.Errorf("send to %q: %w", ch.Name, err)
 		}
@@ -137,7 +137,7 @@ func (g Group) Send(ctx context.Context, c Content, opts ...SendOption) error {
 		if err := ValidateGroupName(g.Name); err != nil {
 			return err
 		}
-		nc, _, err := normal.Normalize(c)
+		nc, err := normal.Copy(c)
 		if err != nil {
 			return fmt.Errorf("send to group %q: %w", g.Name, err)
 		}

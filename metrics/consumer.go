@@ -61,14 +61,18 @@ func NewConsumer(next channels.Consumer) *Consumer {
 
 // Consume implements channels.Consumer.
 func (c *Consumer) Consume(ctx context.Context, m *channels.Message) error {
-	start := time.Now()
+	start := time.Since(epoch)
 	defer func() {
 		cm := c.of(m.Channel)
 		cm.messages.Inc()
-		cm.duration.Observe(time.Since(start).Seconds())
+		cm.duration.Observe((time.Since(epoch) - start).Seconds())
 	}()
 	return c.next.Consume(ctx, m)
 }
+
+// epoch is what consumer durations are measured from: time.Since reads
+// only the monotonic clock, where time.Now also reads the wall clock.
+var epoch = time.Now()
 
 // Channels implements channels.ChannelConsumer when the wrapped consumer
 // lists its channels, and returns nil otherwise.

@@ -110,6 +110,30 @@ func Normalize(c map[string]any) (map[string]any, int, error) {
 	return out.(map[string]any), size, nil
 }
 
+// Copy is Normalize without the size, for a caller that does not need it
+// (the size is measured where the message enters a layer): a map of
+// values already normal (text, bytes, int64, float64, bool, nil) is copied
+// without scanning its text; any other map goes through Normalize.
+func Copy(c map[string]any) (map[string]any, error) {
+	if c != nil {
+		out := make(map[string]any, len(c))
+		for k, v := range c {
+			switch x := v.(type) {
+			case string, int64, float64, bool, nil:
+				out[k] = v
+			case []byte:
+				out[k] = copyBytes(x)
+			default:
+				nc, _, err := Normalize(c)
+				return nc, err
+			}
+		}
+		return out, nil
+	}
+	nc, _, err := Normalize(c)
+	return nc, err
+}
+
 // Size reports whether c is already in the normal form Normalize produces
 // (int64, float64, string, []byte, bool, nil, []any and map[string]any of
 // such values) and, when it is, the size Normalize would report, without

@@ -214,3 +214,59 @@ func TestFitsAgreesWithSize(t *testing.T) {
 		t.Error("Fits took a time.Time for normal form")
 	}
 }
+
+// Copy gives what Normalize gives, for maps of plain values (its fast
+// path) and for others alike, refuses what Normalize refuses, and its
+// bytes are copies.
+func TestCopyIsNormalizeWithoutSize(t *testing.T) {
+	raw := []byte("raw")
+	for _, c := range []channels.Content{
+		{"text": "hi", "n": int64(1), "f": 0.5, "ok": true, "none": nil, "bytes": raw},
+		{"text": "hi", "n": 7, "strings": []string{"a"}, "content": channels.Content{"nested": int32(1)}},
+		{"bytes": []byte(nil)},
+		{},
+		nil,
+	} {
+		want, _, err := normal.Normalize(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := normal.Copy(c)
+		if err != nil {
+			t.Fatalf("Copy(%v): %v", c, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Copy(%v) differs from Normalize (-Normalize +Copy):\n%s", c, diff)
+		}
+	}
+	got, _ := normal.Copy(channels.Content{"bytes": raw})
+	raw[0] = 'X'
+	if b := got["bytes"].([]byte); string(b) != "raw" {
+		t.Errorf("Copy shares bytes with its input: %q", b)
+	}
+	if _, err := normal.Copy(channels.Content{"text": "a", "when": time.Now()}); !errors.Is(err, channels.ErrInvalidContent) {
+		t.Errorf("Copy of a time: %v; want ErrInvalidContent", err)
+	}
+}
+
+// BenchmarkCopy compares what a consumer's send costs to copy a reply:
+// Normalize also measures the text, Copy does not.
+func BenchmarkCopy(b *testing.B) {
+	reply := channels.Content{"text": strings.Repeat("echo ", 13)}
+	b.Run("Normalize", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := normal.Normalize(reply); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Copy", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := normal.Copy(reply); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

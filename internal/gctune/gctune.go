@@ -6,7 +6,7 @@
 // small maps and strings, made, passed on and dropped. Its live heap is
 // often a few MiB, and Go's default (GOGC=100) collects whenever the heap
 // doubles, down to a 4 MiB goal: at 100 000 WebSocket echoes a second that
-// is about 70 collections a second, each scanning every goroutine's stack.
+// is about 60 collections a second, each scanning every goroutine's stack.
 // With a floor of 8 MiB it is about half as many.
 //
 // The floor is applied by setting the GC percentage after each collection

@@ -935,26 +935,13 @@ func (c *wsConn) tick() {
 		if lp := time.Unix(0, c.lastPing.Load()); lp.After(quiet) {
 			quiet = lp
 		}
-		due := !now.Before(quiet.Add(cfg.pingInterval))
-		if due && c.sending.Load() {
-			// The frame's consumer is running in the read loop, which
-			// would not read the pong: ping once it is done.
+		if !now.Before(quiet.Add(cfg.pingInterval)) {
 			c.lastPing.Store(now.UnixNano())
-		} else if due {
-			c.lastPing.Store(now.UnixNano())
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.pingTimeout)
-			err := c.ws.Ping(ctx)
-			timedOut := ctx.Err() != nil
-			cancel()
-			if err != nil {
-				if timedOut {
-					s.stats.pingTimeout.Add(1)
-					s.log.Info("dropping a WebSocket whose ping got no pong", "path", c.path, "client", c.client, "timeout", cfg.pingTimeout)
-					c.abort()
-				}
+			// While a frame's consumer runs in the read loop no pong
+			// would be read: no ping now, the next one an interval later.
+			if !c.sending.Load() && !c.ping(cfg.pingTimeout) {
 				return
 			}
-			c.lastPing.Store(time.Now().UnixNano())
 		}
 	}
 	c.mu.Lock()
@@ -962,6 +949,26 @@ func (c *wsConn) tick() {
 		c.rearmLocked(time.Now())
 	}
 	c.mu.Unlock()
+}
+
+// ping pings the client and waits at most timeout for the pong; it drops
+// the connection when none came, and reports whether the connection is
+// still usable.
+func (c *wsConn) ping(timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := c.ws.Ping(ctx)
+	timedOut := ctx.Err() != nil
+	cancel()
+	if err != nil {
+		if timedOut {
+			c.s.stats.pingTimeout.Add(1)
+			c.s.log.Info("dropping a WebSocket whose ping got no pong", "path", c.path, "client", c.client, "timeout", timeout)
+			c.abort()
+		}
+		return false
+	}
+	c.lastPing.Store(time.Now().UnixNano())
+	return true
 }
 
 // reply is a parsed websocket.send message.

@@ -311,31 +311,31 @@ func (w *Worker) Run(ctx context.Context) error {
 			<-hold
 			return false
 		}
-		key := c.String("reply_channel")
+		m := channels.NewMessage(w.Layer, channel, c)
+		key := m.ReplyChannel
 		mu.Lock()
-		if q, busy := lanes[key]; busy && key != "" {
-			m := channels.NewMessage(w.Layer, channel, c)
-			lanes[key] = append(q, m)
-			mu.Unlock()
-			w.received.Add(1)
-			w.inFlight.Add(1)
-			return true
-		}
-		select {
-		case running <- struct{}{}:
-		default:
-			mu.Unlock()
-			<-hold
-			return false
-		}
-		if key != "" {
-			lanes[key] = nil
+		q, busy := lanes[key]
+		if busy = busy && key != ""; busy {
+			lanes[key] = append(q, m) // run by the goroutine running its connection
+		} else {
+			select {
+			case running <- struct{}{}:
+			default:
+				mu.Unlock()
+				<-hold
+				return false
+			}
+			if key != "" {
+				lanes[key] = nil
+			}
 		}
 		mu.Unlock()
 		w.received.Add(1)
 		w.inFlight.Add(1)
-		process(channels.NewMessage(w.Layer, channel, c))
-		<-running
+		if !busy {
+			process(m)
+			<-running
+		}
 		return true
 	}
 	if il, ok := inline.For(w.Layer); ok {

@@ -67,7 +67,7 @@ func Start(floor uint64) (stop func(), err error) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	base := 100
+	var base int
 	if current != nil {
 		base = current.base
 		current.stop()

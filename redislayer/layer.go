@@ -237,6 +237,13 @@ func (l *Layer) connect(ctx context.Context, index int, rawURL string) (*shard, 
 		opt.ForceSingleClient = true
 	}
 	opt.DisableCache = true
+	// Each connection's ring of calls under way: 256 slots (the smallest
+	// rueidis recommends) instead of 1,024. Dedicated connections have one
+	// call under way at a time, and a batch of sends takes one slot for
+	// its whole MULTI, so the larger rings were about 1 MB of heap per
+	// process that nothing used; a call that finds its connection's ring
+	// full waits for a slot, it does not fail.
+	opt.RingScaleEachConn = 8
 	opt.ReadBufferEachConn = l.s.connBuffer
 	opt.WriteBufferEachConn = l.s.connBuffer
 	// Dedicated connections: blocking pops and fetchers, send batches, the

@@ -107,6 +107,19 @@
 // and the application adds it to its groups again; Stats.DataLossCloses
 // counts them.
 //
+// # Idle sockets
+//
+// An open WebSocket waiting for its client holds no read buffer, and on
+// Linux no goroutine either: once it has been quiet (50 ms after the
+// handshake, or a second after its last frame) its read loop parks. The
+// goroutine ends, and the socket waits in an epoll set of the gateway's,
+// watched by one goroutine for every parked socket of the process; when
+// the socket becomes readable (a frame, a pong, a close, the client gone)
+// a new read loop starts and carries on. Closing the socket, from any side,
+// starts it too, so that the connection ends as usual. Stats.WebSocketsParked
+// counts parked sockets. Elsewhere, and on TLS sockets, each open socket
+// keeps its read loop goroutine.
+//
 // # Origin checks
 //
 // Browsers send an Origin header with every WebSocket handshake; checking it

@@ -60,6 +60,18 @@ type idleConn struct {
 	n    int
 	rerr error
 	fn   func(fd uintptr) bool
+
+	parkedFd int32 // the socket's descriptor in the parker's set; under parking.mu
+}
+
+// Close takes the socket out of the parker's set, restarting a parked read
+// loop, which then finds the socket closed (see parker), and closes it.
+// Every close of a socket read through an idleConn goes through here: the
+// library's (its reads and writes go through idleConn and corkWriter) and
+// the gateway's.
+func (c *idleConn) Close() error {
+	parking.release(c)
+	return c.Conn.Close()
 }
 
 // idleBufferSize is the size of the bufio.Reader the WebSocket library
@@ -155,6 +167,26 @@ func (c *idleConn) await() {
 		return
 	}
 	c.err = c.fill()
+}
+
+// awaitFor is await bounded by d: it reports false when nothing came
+// within d. Like awaitHot's, the deadline stays on the socket when a
+// frame came, until the next read that has to wait lifts it.
+func (c *idleConn) awaitFor(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.off < c.end || c.err != nil {
+		return true
+	}
+	c.hot = time.Now().Add(d)
+	_ = c.SetReadDeadline(c.hot)
+	err := c.fill()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.clearHot()
+		return false
+	}
+	c.err = err
+	return true
 }
 
 // hotWait is how long the read loop of a busy socket waits for the next

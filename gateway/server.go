@@ -274,6 +274,7 @@ type ActionDetails struct {
 type Stats struct {
 	WebSocketsOpen        int64  // WebSockets accepted and not yet closed
 	WebSocketsHandshaking int64  // WebSocket handshakes waiting for the application
+	WebSocketsParked      int64  // open WebSockets idle with no goroutine of their own (Linux; see the package doc, "Idle sockets")
 	HTTPInFlight          int64  // HTTP requests being served
 	HTTPRequests          uint64 // HTTP requests received (both paths)
 	WebSocketsAccepted    uint64 // handshakes completed
@@ -297,7 +298,7 @@ type Stats struct {
 }
 
 type counters struct {
-	wsOpen, wsHandshaking, httpInFlight                                    atomic.Int64
+	wsOpen, wsHandshaking, wsParked, httpInFlight                          atomic.Int64
 	httpRequests, wsAccepted, wsRejected, originRejected                   atomic.Uint64
 	requestFull, connectFull, receiveFull, httpTimeouts, slow, pingTimeout atomic.Uint64
 	tooLarge, invalidReplies, droppedReplies, droppedDisconnects           atomic.Uint64
@@ -311,6 +312,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		WebSocketsOpen:        c.wsOpen.Load(),
 		WebSocketsHandshaking: c.wsHandshaking.Load(),
+		WebSocketsParked:      c.wsParked.Load(),
 		HTTPInFlight:          c.httpInFlight.Load(),
 		HTTPRequests:          c.httpRequests.Load(),
 		WebSocketsAccepted:    c.wsAccepted.Load(),

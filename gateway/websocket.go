@@ -106,6 +106,7 @@ type wsConn struct {
 	// be read meanwhile, so no ping is sent.
 	sending atomic.Bool
 	order   int64 // websocket.receive messages sent; readLoop only
+	waited  bool  // the read loop waited for a first frame; readLoop only
 }
 
 func (c *wsConn) deliver(m channels.Content) {
@@ -252,9 +253,11 @@ func (c *wsConn) shutdown() {
 // abort drops the connection without a closing handshake.
 func (c *wsConn) abort() {
 	c.mu.Lock()
-	nc := c.nc
+	nc, in := c.nc, c.in
 	c.mu.Unlock()
-	if nc != nil {
+	if in != nil {
+		_ = in.Close() // takes a parked socket out of the parker's set first
+	} else if nc != nil {
 		_ = nc.Close()
 	}
 }
@@ -466,7 +469,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 		c.queued += it.bytes
 	}
 	c.s.wg.Add(1)
-	go c.readLoop()
+	go c.readLoop(false)
 	c.kickLocked()
 	c.rearmLocked(now)
 	c.mu.Unlock()
@@ -485,8 +488,11 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 
 // readLoop turns incoming frames into websocket.receive messages until the
 // connection ends, then sends websocket.disconnect.
-func (c *wsConn) readLoop() {
-	defer c.s.wg.Done()
+//
+// A read loop whose socket is idle parks (see parker): it ends, and a new
+// one, with resumed set, starts when the socket is readable again. The
+// connection's count in the server's wait group stays with it meanwhile.
+func (c *wsConn) readLoop(resumed bool) {
 	var p payload
 	hot := false // a frame came: the socket is busy (see awaitHot)
 	for {
@@ -497,20 +503,46 @@ func (c *wsConn) readLoop() {
 			// on the stack only while a message is read. A busy socket
 			// keeps its stack, which its frames' sends (and consumers run
 			// here) grew, until it has been quiet for a while (see
-			// awaitHot).
-			if hot {
-				hot = awaitPadded(c.in, time.Unix(0, c.lastData.Load()))
-			} else {
+			// awaitHot). A new socket waits briefly for a first frame
+			// (openWait), then parks; so does a busy one once quiet.
+			switch {
+			case hot:
+				if hot = awaitPadded(c.in, time.Unix(0, c.lastData.Load())); !hot {
+					continue // quiet for hotWait: wait as an idle socket
+				}
+			case resumed:
+				// Woken because the socket is readable (or closed):
+				// read what came.
+				c.in.await()
+			case !c.waited:
+				c.waited = true
+				if !c.in.awaitFor(openWait) {
+					if parking.park(c) {
+						return
+					}
+					c.in.await()
+				}
+			default:
+				if parking.park(c) {
+					return
+				}
 				c.in.await()
 			}
+			resumed = false
 		}
 		if code, ended := c.readOne(&p); ended {
 			c.finish(code)
+			c.s.wg.Done()
 			return
 		}
 		hot = true
 	}
 }
+
+// openWait is how long the read loop of a new socket waits for a first
+// frame before it parks (see parker): a connection that closes at once, or
+// sends at once, costs no parking.
+const openWait = 50 * time.Millisecond
 
 // hotPad is the size of the frame below a busy socket's wait (see
 // awaitHot): the garbage collector keeps a parked goroutine's stack while
@@ -618,7 +650,11 @@ func (c *wsConn) finish(code int) {
 	}
 	c.mu.Unlock()
 	s.reg.remove(c.reply)
-	_ = c.nc.Close()
+	if c.in != nil {
+		_ = c.in.Close()
+	} else {
+		_ = c.nc.Close()
+	}
 	_ = c.ws.CloseNow()
 	s.stats.wsOpen.Add(-1)
 	if !c.muted.Load() {

@@ -36,6 +36,7 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 	var (
 		open        = desc("gateway", "websockets_open", "WebSockets accepted and not yet closed.")
 		handshaking = desc("gateway", "websockets_handshaking", "WebSocket handshakes waiting for the application.")
+		parked      = desc("gateway", "websockets_parked", "Open WebSockets idle with no goroutine of their own.")
 		inFlight    = desc("gateway", "http_in_flight", "HTTP requests being served.")
 		requests    = desc("gateway", "http_requests_total", "HTTP requests received.")
 		handshakes  = desc("gateway", "websocket_handshakes_total", "WebSocket handshakes finished, by outcome.", "outcome")
@@ -47,11 +48,12 @@ func Gateway(s *gateway.Server) prometheus.Collector {
 		dataLosses  = desc("gateway", "layer_data_losses_total", "Times the layer reported that it lost its data.")
 	)
 	return &statsCollector{
-		descs: []*prometheus.Desc{open, handshaking, inFlight, requests, handshakes, dropped, invalid, layerErrs, queued, frames, dataLosses},
+		descs: []*prometheus.Desc{open, handshaking, parked, inFlight, requests, handshakes, dropped, invalid, layerErrs, queued, frames, dataLosses},
 		collect: func(ch chan<- prometheus.Metric) {
 			st := s.Stats()
 			ch <- gauge(open, float64(st.WebSocketsOpen))
 			ch <- gauge(handshaking, float64(st.WebSocketsHandshaking))
+			ch <- gauge(parked, float64(st.WebSocketsParked))
 			ch <- gauge(inFlight, float64(st.HTTPInFlight))
 			ch <- counter(requests, st.HTTPRequests)
 			ch <- counter(handshakes, st.WebSocketsAccepted, "accepted")

@@ -169,26 +169,6 @@ func (c *idleConn) await() {
 	c.err = c.fill()
 }
 
-// awaitFor is await bounded by d: it reports false when nothing came
-// within d. Like awaitHot's, the deadline stays on the socket when a
-// frame came, until the next read that has to wait lifts it.
-func (c *idleConn) awaitFor(d time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.off < c.end || c.err != nil {
-		return true
-	}
-	c.hot = time.Now().Add(d)
-	_ = c.SetReadDeadline(c.hot)
-	err := c.fill()
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.clearHot()
-		return false
-	}
-	c.err = err
-	return true
-}
-
 // hotWait is how long the read loop of a busy socket waits for the next
 // frame on a stack kept at its size (see awaitHot) before it waits as an
 // idle socket's does.

@@ -516,7 +516,9 @@ func (c *wsConn) readLoop(resumed bool) {
 				c.in.await()
 			case !c.waited:
 				c.waited = true
-				if !c.in.awaitFor(openWait) {
+				// awaitHot as if the last frame had come hotWait
+				// before openWait from now.
+				if !c.in.awaitHot(time.Now().Add(openWait - hotWait)) {
 					if parking.park(c) {
 						return
 					}

@@ -116,7 +116,9 @@
 // watched by one goroutine for every parked socket of the process; when
 // the socket becomes readable (a frame, a pong, a close, the client gone)
 // a new read loop starts and carries on. Closing the socket, from any side,
-// starts it too, so that the connection ends as usual. Stats.WebSocketsParked
+// starts it too, so that the connection ends as usual. A keepalive's ping
+// and pong do not wake a parked socket for longer than it takes to read
+// them. Stats.WebSocketsParked
 // counts parked sockets. Elsewhere, and on TLS sockets, each open socket
 // keeps its read loop goroutine.
 //

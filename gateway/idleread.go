@@ -166,7 +166,46 @@ func (c *idleConn) await() {
 	if c.off < c.end || c.err != nil {
 		return
 	}
+	if !c.hot.IsZero() {
+		c.clearHot() // a busy wait's deadline, left when only pings and pongs came
+	}
 	c.err = c.fill()
+}
+
+// takeControl takes the pings and pongs at the head of the bytes read
+// (the library's buffer is empty: the read loop waited), handing each
+// payload to ws, and reports whether bytes remain for the library. The
+// library's frame reader handles a control frame and goes on waiting for a
+// data frame inside it, where an idle socket could not park; read here, a
+// keepalive's pong leaves the read loop free to park again. Anything else
+// (a data or close frame, a frame not whole yet, one the library must
+// reject) is left to the library.
+func (c *idleConn) takeControl(ws *wsConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.off < c.end {
+		b := (*c.chunk)[c.off:c.end]
+		if len(b) < 2 || (b[0] != 0x89 && b[0] != 0x8A) || b[1]&0x80 == 0 {
+			return true
+		}
+		n := int(b[1] & 0x7F)
+		if n > 125 || len(b) < 6+n {
+			return true
+		}
+		var payload [125]byte
+		mask := b[2:6]
+		for i := range n {
+			payload[i] = b[6+i] ^ mask[i%4]
+		}
+		c.off += 6 + n
+		if b[0] == 0x8A {
+			ws.pongReceived(payload[:n])
+		} else {
+			ws.pingReceived(payload[:n])
+		}
+	}
+	c.release()
+	return c.err != nil // an error (or the end) after the frames: the library reports it
 }
 
 // hotWait is how long the read loop of a busy socket waits for the next

@@ -107,7 +107,8 @@ func TestIdleSocketsPark(t *testing.T) {
 }
 
 // A parked socket answers pings: the pong wakes its read loop, so a client
-// that answers stays connected well past PingTimeout.
+// that answers stays connected well past PingTimeout; one that stops
+// answering is dropped, and its parked read loop ends the connection.
 func TestParkedSocketPings(t *testing.T) {
 	rec := newRecorder()
 	srv := channelstest.StartServer(t, channelstest.ServerConfig{
@@ -131,6 +132,29 @@ func TestParkedSocketPings(t *testing.T) {
 	}
 	if got := srv.Gateway.Stats().WebSocketsOpen; got != 1 {
 		t.Fatalf("WebSocketsOpen = %d, want 1", got)
+	}
+	// A ping from the client is answered, and the socket parks again.
+	waitFor(t, "the socket to park again", func() bool { return srv.Gateway.Stats().WebSocketsParked == 1 })
+	raw.write(string(clientFrame(0x9, []byte("are you there"))))
+	for {
+		op, p := raw.readFrame()
+		if op == 0x89 { // the server's own ping may come first
+			raw.write(string(clientFrame(0xA, p)))
+			continue
+		}
+		if op != 0x8A || string(p) != "are you there" {
+			t.Fatalf("opcode %x payload %q after the client's ping, want its pong", op, p)
+		}
+		break
+	}
+	// Stop answering: the socket, parked again, is dropped when a ping
+	// times out; its read loop starts again to end the connection.
+	waitFor(t, "the socket to park again", func() bool { return srv.Gateway.Stats().WebSocketsParked == 1 })
+	if d := rec.next(t, "websocket.disconnect"); intOf(d, "code") != 1006 {
+		t.Fatalf("disconnect %v after a ping timeout, want code 1006", d.Content)
+	}
+	if got := srv.Gateway.Stats().PingTimeouts; got != 1 {
+		t.Fatalf("PingTimeouts = %d, want 1", got)
 	}
 }
 

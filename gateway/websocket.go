@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,7 +107,12 @@ type wsConn struct {
 	// be read meanwhile, so no ping is sent.
 	sending atomic.Bool
 	order   int64 // websocket.receive messages sent; readLoop only
-	waited  bool  // the read loop waited for a first frame; readLoop only
+
+	pingSeq  atomic.Uint64
+	pingMu   sync.Mutex
+	pingWant string        // the payload of the ping waiting for its pong
+	pingDone chan struct{} // receives when that pong comes; nil when no ping waits
+	waited   bool          // the read loop waited for a first frame; readLoop only
 }
 
 func (c *wsConn) deliver(m channels.Content) {
@@ -428,6 +434,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request, subprotocol stri
 	_ = rc.SetWriteDeadline(time.Time{})
 	hw := &hijackCapture{ResponseWriter: w, writeTimeout: s.cfg.stallTimeout, onStall: c.stalled}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		OnPongReceived:     func(_ context.Context, p []byte) { c.pongReceived(p) },
 		InsecureSkipVerify: true, // the origin was checked before websocket.connect
 		CompressionMode:    websocket.CompressionDisabled,
 	})
@@ -531,6 +538,9 @@ func (c *wsConn) readLoop(resumed bool) {
 				c.in.await()
 			}
 			resumed = false
+			if !c.in.takeControl(c) {
+				continue // only pings and pongs came: wait again
+			}
 		}
 		if code, ended := c.readOne(&p); ended {
 			c.finish(code)
@@ -992,21 +1002,56 @@ func (c *wsConn) tick() {
 // ping pings the client and waits at most timeout for the pong; it drops
 // the connection when none came, and reports whether the connection is
 // still usable.
+//
+// The gateway writes the ping and matches the pong itself, so that a pong
+// can be read before the library (see idleConn.takeControl) and an idle
+// socket's read loop need not wait inside the library's frame reader; a
+// pong the library reads (between the frames of a fragmented message)
+// comes through its OnPongReceived hook.
 func (c *wsConn) ping(timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := c.ws.Ping(ctx)
-	timedOut := ctx.Err() != nil
-	cancel()
-	if err != nil {
-		if timedOut {
-			c.s.stats.pingTimeout.Add(1)
-			c.s.log.Info("dropping a WebSocket whose ping got no pong", "path", c.path, "client", c.client, "timeout", timeout)
-			c.abort()
-		}
+	payload := strconv.AppendUint(nil, c.pingSeq.Add(1), 10)
+	pong := make(chan struct{}, 1)
+	c.pingMu.Lock()
+	c.pingWant, c.pingDone = string(payload), pong
+	c.pingMu.Unlock()
+	defer func() {
+		c.pingMu.Lock()
+		c.pingWant, c.pingDone = "", nil
+		c.pingMu.Unlock()
+	}()
+	if err := c.cork.writeFrame(append([]byte{0x89, byte(len(payload))}, payload...)); err != nil {
+		return false // closing, or the write failed (the write's own rules apply)
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-pong:
+	case <-t.C:
+		c.s.stats.pingTimeout.Add(1)
+		c.s.log.Info("dropping a WebSocket whose ping got no pong", "path", c.path, "client", c.client, "timeout", timeout)
+		c.abort()
 		return false
 	}
 	c.lastPing.Store(time.Now().UnixNano())
 	return true
+}
+
+// pongReceived is called with the payload of every pong the client sends.
+func (c *wsConn) pongReceived(payload []byte) {
+	c.pingMu.Lock()
+	if c.pingDone != nil && string(payload) == c.pingWant {
+		select {
+		case c.pingDone <- struct{}{}:
+		default:
+		}
+	}
+	c.pingMu.Unlock()
+}
+
+// pingReceived answers a ping the client sent, read before the library
+// (see idleConn.takeControl).
+func (c *wsConn) pingReceived(payload []byte) {
+	_ = c.cork.writeFrame(append([]byte{0x8A, byte(len(payload))}, payload...))
 }
 
 // reply is a parsed websocket.send message.

@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -33,7 +34,8 @@ type parker struct {
 	parked  map[int32]*wsConn  // by file descriptor
 	added   map[*idleConn]bool // sockets registered in the set (parked or not)
 	running bool               // the waiter runs
-	failed  bool               // the set could not be made: nothing is parked
+	failed  error              // why nothing is parked any more (the set could not be made, or failed)
+	warned  bool               // failed was logged
 }
 
 var parking = parker{epfd: -1}
@@ -49,6 +51,10 @@ func (p *parker) park(c *wsConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.openLocked() {
+		if !p.warned {
+			p.warned = true
+			c.s.log.Warn("idle WebSockets cannot park: each keeps a goroutine (and its stack) while idle", "error", p.failed)
+		}
 		return false
 	}
 	op := syscall.EPOLL_CTL_ADD
@@ -106,21 +112,21 @@ func (p *parker) release(in *idleConn) {
 
 // openLocked makes the epoll set at first use.
 func (p *parker) openLocked() bool {
+	if p.failed != nil {
+		return false
+	}
 	if p.epfd >= 0 {
 		return true
 	}
-	if p.failed {
-		return false
-	}
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
-		p.failed = true
+		p.failed = os.NewSyscallError("epoll_create1", err)
 		return false
 	}
 	r, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 	if errno != 0 {
 		_ = syscall.Close(epfd)
-		p.failed = true
+		p.failed = os.NewSyscallError("eventfd2", errno)
 		return false
 	}
 	wakefd := int(r)
@@ -128,7 +134,7 @@ func (p *parker) openLocked() bool {
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
 		_ = syscall.Close(epfd)
 		_ = syscall.Close(wakefd)
-		p.failed = true
+		p.failed = os.NewSyscallError("epoll_ctl", err)
 		return false
 	}
 	p.epfd, p.wakefd = epfd, wakefd
@@ -161,7 +167,7 @@ func (p *parker) wait() {
 				c.s.stats.wsParked.Add(-1)
 				ready = append(ready, c)
 			}
-			p.failed, p.running = true, false
+			p.failed, p.running = os.NewSyscallError("epoll_wait", err), false
 			p.mu.Unlock()
 			for _, c := range ready {
 				go c.readLoop(true)

@@ -5,9 +5,11 @@ package gateway_test
 import (
 	"context"
 	"encoding/binary"
+	"math/rand/v2"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,4 +178,144 @@ func readLoops() int {
 		}
 	}
 	return n
+}
+
+// Sockets that park and wake at random while their clients send frames,
+// pings and closes, and the application closes some: every socket's frames
+// arrive in order and its disconnect exactly once, with the right code, and
+// none stays parked.
+func TestParkingChurn(t *testing.T) {
+	const n, frames = 60, 5
+	rec := newRecorder()
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Consumer: recordingRouter(rec),
+		Gateway: func(g *gateway.Server) {
+			g.PingInterval = 70 * time.Millisecond
+			g.PingTimeout = 5 * time.Second
+		},
+	})
+	socks := make([]*rawConn, n)
+	index := make(map[string]int, n)
+	for i := range socks {
+		socks[i] = openRaw(t, srv.URL, "/")
+		index[rec.next(t, "websocket.connect").ReplyChannel] = i
+	}
+	seen := make([]chan struct{}, n) // closed when the application has every frame of socket i
+	for i := range seen {
+		seen[i] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	for i, sock := range socks {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 7))
+			// A reader answers the server's pings until the close comes.
+			closed := make(chan []byte, 1)
+			go func() {
+				for {
+					op, p := sock.readFrame()
+					switch op {
+					case 0x89:
+						sock.write(string(clientFrame(0xA, p)))
+					case 0x88:
+						closed <- p
+						return
+					}
+				}
+			}()
+			_ = sock.c.SetDeadline(time.Now().Add(4 * wait))
+			for f := range frames {
+				// Often long enough to park: after the handshake (50 ms),
+				// and after a frame (a second).
+				pause := time.Duration(r.IntN(120)) * time.Millisecond
+				if r.IntN(4) == 0 {
+					pause += time.Second
+				}
+				time.Sleep(pause)
+				if r.IntN(3) == 0 {
+					sock.write(string(clientFrame(0x9, []byte("ping"))))
+				}
+				sock.write(string(clientFrame(0x1, []byte(strconv.Itoa(f)))))
+			}
+			time.Sleep(time.Duration(r.IntN(120)) * time.Millisecond)
+			if i%2 == 0 {
+				sock.write(string(clientFrame(0x8, binary.BigEndian.AppendUint16(nil, 1000))))
+				<-closed
+			} else {
+				// The application closes once it has every frame (a frame
+				// that meets the server's close on the way is dropped, as
+				// the protocol allows).
+				<-seen[i]
+				if err := srv.Layer.Send(context.Background(), replyOf(index, i), channels.Content{"close": 4000 + i}); err != nil {
+					t.Errorf("socket %d: sending the close: %v", i, err)
+					return
+				}
+				p := <-closed
+				sock.write(string(clientFrame(0x8, p[:2])))
+			}
+		})
+	}
+	next := make([]int, n)
+	ended := make([]bool, n)
+	// How many sockets are parked at once, sampled while frames flow.
+	stop := make(chan struct{})
+	most := make(chan int64, 1)
+	go func() {
+		var m int64
+		defer func() { most <- m }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				m = max(m, srv.Gateway.Stats().WebSocketsParked)
+			}
+		}
+	}()
+	timeout := time.After(4 * wait)
+	for left := n; left > 0; {
+		var m *channels.Message
+		select {
+		case m = <-rec.ch:
+		case <-timeout:
+			t.Fatalf("%d sockets did not end", left)
+		}
+		i, ok := index[m.ReplyChannel]
+		if !ok {
+			continue
+		}
+		switch m.Channel {
+		case "websocket.receive":
+			if got := m.Content.String("text"); got != strconv.Itoa(next[i]) || ended[i] {
+				t.Fatalf("socket %d: frame %q (ended %v), want %d", i, got, ended[i], next[i])
+			}
+			if next[i]++; next[i] == frames {
+				close(seen[i])
+			}
+		case "websocket.disconnect":
+			want := int64(1000)
+			if i%2 == 1 {
+				want = int64(4000 + i)
+			}
+			if ended[i] || next[i] != frames || intOf(m, "code") != want {
+				t.Fatalf("socket %d: disconnect %v after %d frames (ended %v), want code %d after %d", i, m.Content, next[i], ended[i], want, frames)
+			}
+			ended[i] = true
+			left--
+		}
+	}
+	wg.Wait()
+	close(stop)
+	if m := <-most; m < n/4 {
+		t.Fatalf("at most %d of %d sockets parked at once; the test did not park them", m, n)
+	}
+	waitFor(t, "no socket parked", func() bool { return srv.Gateway.Stats().WebSocketsParked == 0 })
+}
+
+func replyOf(index map[string]int, i int) string {
+	for k, v := range index {
+		if v == i {
+			return k
+		}
+	}
+	return ""
 }

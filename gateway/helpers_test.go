@@ -231,3 +231,9 @@ func (r *rawConn) readFrame() (byte, []byte) {
 	}
 	return h[0], p
 }
+
+// intOf is m's integer under key, 0 when none.
+func intOf(m *channels.Message, key string) int64 {
+	v, _ := m.Content.Int(key)
+	return v
+}

@@ -160,11 +160,6 @@ func TestParkedSocketPings(t *testing.T) {
 	}
 }
 
-func intOf(m *channels.Message, key string) int64 {
-	v, _ := m.Content.Int(key)
-	return v
-}
-
 // readLoops counts the goroutines in a WebSocket's read loop.
 func readLoops() int {
 	var b strings.Builder

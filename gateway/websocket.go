@@ -662,6 +662,7 @@ func (c *wsConn) finish(code int) {
 	}
 	c.mu.Unlock()
 	s.reg.remove(c.reply)
+	c.wakePing() // a ping waiting for its pong ends with the connection
 	if c.in != nil {
 		_ = c.in.Close()
 	} else {
@@ -1019,6 +1020,9 @@ func (c *wsConn) ping(timeout time.Duration) bool {
 		c.pingWant, c.pingDone = "", nil
 		c.pingMu.Unlock()
 	}()
+	if c.ended() {
+		return false
+	}
 	if err := c.cork.writeFrame(append([]byte{0x89, byte(len(payload))}, payload...)); err != nil {
 		return false // closing, or the write failed (the write's own rules apply)
 	}
@@ -1026,7 +1030,13 @@ func (c *wsConn) ping(timeout time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-pong:
+		if c.ended() {
+			return false // woken by the end of the connection (see finish)
+		}
 	case <-t.C:
+		if c.ended() {
+			return false
+		}
 		c.s.stats.pingTimeout.Add(1)
 		c.s.log.Info("dropping a WebSocket whose ping got no pong", "path", c.path, "client", c.client, "timeout", timeout)
 		c.abort()
@@ -1034,6 +1044,25 @@ func (c *wsConn) ping(timeout time.Duration) bool {
 	}
 	c.lastPing.Store(time.Now().UnixNano())
 	return true
+}
+
+// ended reports whether the connection has ended (see finish).
+func (c *wsConn) ended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == wsClosed
+}
+
+// wakePing wakes a ping waiting for its pong.
+func (c *wsConn) wakePing() {
+	c.pingMu.Lock()
+	if c.pingDone != nil {
+		select {
+		case c.pingDone <- struct{}{}:
+		default:
+		}
+	}
+	c.pingMu.Unlock()
 }
 
 // pongReceived is called with the payload of every pong the client sends.

@@ -753,6 +753,31 @@ func TestPingKeepalive(t *testing.T) {
 	}
 }
 
+// A connection that ends while a ping waits for its pong is not counted as
+// a ping timeout.
+func TestPingEndsWithConnection(t *testing.T) {
+	rec := newRecorder()
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Consumer: recordingRouter(rec),
+		Gateway: func(g *gateway.Server) {
+			g.PingInterval = 30 * time.Millisecond
+			g.PingTimeout = 400 * time.Millisecond
+		},
+	})
+	raw := openRaw(t, srv.URL, "/")
+	if op, _ := raw.readFrame(); op != 0x89 {
+		t.Fatalf("opcode %x, want ping", op)
+	}
+	raw.c.Close() // gone, with the ping unanswered
+	if d := rec.next(t, "websocket.disconnect"); intOf(d, "code") != 1006 {
+		t.Fatalf("disconnect %v, want code 1006", d.Content)
+	}
+	time.Sleep(600 * time.Millisecond) // past the ping's timeout
+	if got := srv.Gateway.Stats().PingTimeouts; got != 0 {
+		t.Fatalf("PingTimeouts = %d for a connection that ended while its ping waited, want 0", got)
+	}
+}
+
 // In one process a frame's consumer may run in the read loop, which then
 // reads no pong: a consumer running for longer than the ping interval and
 // the ping timeout together does not get its own socket dropped.

@@ -63,7 +63,8 @@ func NewServer(t TB, consumer channels.Consumer) *Server {
 // StartServer starts a live server configured by cfg. When the test ends it
 // shuts the gateway down (sockets closed with 1001), stops the HTTP server
 // and the worker, and closes the layer if it created it, leaving no
-// goroutine behind.
+// goroutine behind. A gateway that has not stopped 10 s after Close (a
+// connection that never ends) fails the test instead of hanging it.
 func StartServer(t TB, cfg ServerConfig) *Server {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -105,7 +106,18 @@ func StartServer(t TB, cfg ServerConfig) *Server {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = s.Gateway.Shutdown(ctx) // on timeout, Close drops what is left
-		_ = s.Gateway.Close()
+		closed := make(chan struct{})
+		go func() {
+			_ = s.Gateway.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			// A connection that never ends would hang the test binary
+			// here; fail the test instead (its goroutines are left).
+			t.Fatalf("channelstest: the gateway did not stop within 10 s of Close: %d WebSockets still open", s.Gateway.Stats().WebSocketsOpen)
+		}
 		s.HTTP.Close()
 		if stopWorker != nil {
 			stopWorker()

@@ -237,3 +237,21 @@ func intOf(m *channels.Message, key string) int64 {
 	v, _ := m.Content.Int(key)
 	return v
 }
+
+// pingingServer starts a server with recordingRouter on a fresh recorder,
+// whose gateway pings idle sockets every interval and waits timeout for
+// the pong (0: the default).
+func pingingServer(t *testing.T, interval, timeout time.Duration) (*recorder, *channelstest.Server) {
+	t.Helper()
+	rec := newRecorder()
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{
+		Consumer: recordingRouter(rec),
+		Gateway: func(g *gateway.Server) {
+			g.PingInterval = interval
+			if timeout > 0 {
+				g.PingTimeout = timeout
+			}
+		},
+	})
+	return rec, srv
+}

@@ -61,7 +61,10 @@ type idleConn struct {
 	rerr error
 	fn   func(fd uintptr) bool
 
-	parkedFd int32 // the socket's descriptor in the parker's set; under parking.mu
+	// Under parking.mu: whether the socket is registered in the parker's
+	// set (parked, or woken since), and its descriptor there.
+	inSet    bool
+	parkedFd int32
 }
 
 // Close takes the socket out of the parker's set, restarting a parked read

@@ -29,13 +29,12 @@ import (
 // starts one read loop.
 type parker struct {
 	mu      sync.Mutex
-	epfd    int                // the epoll set, -1 until first used
-	wakefd  int                // an eventfd in the set, written to wake the waiter
-	parked  map[int32]*wsConn  // by file descriptor
-	added   map[*idleConn]bool // sockets registered in the set (parked or not)
-	running bool               // the waiter runs
-	failed  error              // why nothing is parked any more (the set could not be made, or failed)
-	warned  bool               // failed was logged
+	epfd    int               // the epoll set, -1 until first used
+	wakefd  int               // an eventfd in the set, written to wake the waiter
+	parked  map[int32]*wsConn // by file descriptor
+	running bool              // the waiter runs
+	failed  error             // why nothing is parked any more (the set could not be made, or failed)
+	warned  bool              // failed was logged
 }
 
 var parking = parker{epfd: -1}
@@ -58,7 +57,7 @@ func (p *parker) park(c *wsConn) bool {
 		return false
 	}
 	op := syscall.EPOLL_CTL_ADD
-	if p.added[in] {
+	if in.inSet {
 		op = syscall.EPOLL_CTL_MOD
 	}
 	var fd int32
@@ -71,7 +70,7 @@ func (p *parker) park(c *wsConn) bool {
 	if cerr != nil || err != nil {
 		return false // closed meanwhile, or refused: the caller waits itself
 	}
-	p.added[in] = true
+	in.inSet = true
 	in.parkedFd = fd
 	p.parked[fd] = c
 	c.s.stats.wsParked.Add(1)
@@ -86,18 +85,17 @@ func (p *parker) park(c *wsConn) bool {
 // loop starts again, and finds the socket closed.
 func (p *parker) release(in *idleConn) {
 	p.mu.Lock()
-	if !p.added[in] {
+	if !in.inSet {
 		p.mu.Unlock()
 		return
 	}
-	delete(p.added, in)
+	in.inSet = false
 	_ = in.rc.Control(func(sysfd uintptr) {
 		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(sysfd), nil)
 	})
 	c := p.parked[in.parkedFd]
 	if c != nil && c.in == in {
-		delete(p.parked, in.parkedFd)
-		c.s.stats.wsParked.Add(-1)
+		p.unparkLocked(in.parkedFd, c)
 	} else {
 		c = nil
 	}
@@ -139,8 +137,14 @@ func (p *parker) openLocked() bool {
 	}
 	p.epfd, p.wakefd = epfd, wakefd
 	p.parked = make(map[int32]*wsConn)
-	p.added = make(map[*idleConn]bool)
 	return true
+}
+
+// unparkLocked takes c, parked under fd, out of the parked sockets; its
+// caller starts its read loop. p.mu is held.
+func (p *parker) unparkLocked(fd int32, c *wsConn) {
+	delete(p.parked, fd)
+	c.s.stats.wsParked.Add(-1)
 }
 
 func (p *parker) wakeLocked() {
@@ -158,32 +162,24 @@ func (p *parker) wait() {
 	)
 	for {
 		n, err := syscall.EpollWait(p.epfd, events[:], -1)
+		ready = ready[:0]
+		p.mu.Lock()
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			// Not expected: hand every parked socket back to a read loop
 			// of its own, and park no more.
-			p.mu.Lock()
+			p.failed = os.NewSyscallError("epoll_wait", err)
 			for fd, c := range p.parked {
-				delete(p.parked, fd)
-				c.s.stats.wsParked.Add(-1)
+				p.unparkLocked(fd, c)
 				ready = append(ready, c)
 			}
-			p.failed, p.running = os.NewSyscallError("epoll_wait", err), false
-			p.mu.Unlock()
-			for _, c := range ready {
-				go c.readLoop(true)
-			}
-			return
 		}
-		ready = ready[:0]
-		p.mu.Lock()
 		for _, ev := range events[:max(n, 0)] {
 			if int(ev.Fd) == p.wakefd {
 				_, _ = syscall.Read(p.wakefd, buf[:])
 				continue
 			}
 			if c := p.parked[ev.Fd]; c != nil {
-				delete(p.parked, ev.Fd)
-				c.s.stats.wsParked.Add(-1)
+				p.unparkLocked(ev.Fd, c)
 				ready = append(ready, c)
 			}
 		}

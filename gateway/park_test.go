@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
-	"github.com/gochannels/channels/channelstest"
-	"github.com/gochannels/channels/gateway"
 )
 
 // Idle sockets park: their read loops end, and the server holds no
@@ -26,13 +24,7 @@ import (
 // server's shutdown ends the parked ones too.
 func TestIdleSocketsPark(t *testing.T) {
 	const n = 40
-	rec := newRecorder()
-	srv := channelstest.StartServer(t, channelstest.ServerConfig{
-		Consumer: recordingRouter(rec),
-		Gateway: func(g *gateway.Server) {
-			g.PingInterval = time.Hour // pings are tested below, on one socket of their own
-		},
-	})
+	rec, srv := pingingServer(t, time.Hour, 0) // pings are tested below, on one socket of their own
 	socks := make([]*rawConn, n)
 	replies := make([]string, n)
 	for i := range socks {
@@ -112,14 +104,7 @@ func TestIdleSocketsPark(t *testing.T) {
 // that answers stays connected well past PingTimeout; one that stops
 // answering is dropped, and its parked read loop ends the connection.
 func TestParkedSocketPings(t *testing.T) {
-	rec := newRecorder()
-	srv := channelstest.StartServer(t, channelstest.ServerConfig{
-		Consumer: recordingRouter(rec),
-		Gateway: func(g *gateway.Server) {
-			g.PingInterval = 200 * time.Millisecond
-			g.PingTimeout = 300 * time.Millisecond
-		},
-	})
+	rec, srv := pingingServer(t, 200*time.Millisecond, 300*time.Millisecond)
 	raw := openRaw(t, srv.URL, "/")
 	waitFor(t, "the socket to park", func() bool { return srv.Gateway.Stats().WebSocketsParked == 1 })
 	for i := range 4 {
@@ -181,14 +166,7 @@ func readLoops() int {
 // none stays parked.
 func TestParkingChurn(t *testing.T) {
 	const n, frames = 60, 5
-	rec := newRecorder()
-	srv := channelstest.StartServer(t, channelstest.ServerConfig{
-		Consumer: recordingRouter(rec),
-		Gateway: func(g *gateway.Server) {
-			g.PingInterval = 70 * time.Millisecond
-			g.PingTimeout = 5 * time.Second
-		},
-	})
+	rec, srv := pingingServer(t, 70*time.Millisecond, 5*time.Second)
 	socks := make([]*rawConn, n)
 	index := make(map[string]int, n)
 	for i := range socks {

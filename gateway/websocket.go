@@ -1023,7 +1023,7 @@ func (c *wsConn) ping(timeout time.Duration) bool {
 	if c.ended() {
 		return false
 	}
-	if err := c.cork.writeFrame(append([]byte{0x89, byte(len(payload))}, payload...)); err != nil {
+	if err := c.cork.writeFrame(controlFrame(0x89, payload)); err != nil {
 		return false // closing, or the write failed (the write's own rules apply)
 	}
 	t := time.NewTimer(timeout)
@@ -1056,23 +1056,24 @@ func (c *wsConn) ended() bool {
 // wakePing wakes a ping waiting for its pong.
 func (c *wsConn) wakePing() {
 	c.pingMu.Lock()
+	c.wakePingLocked()
+	c.pingMu.Unlock()
+}
+
+func (c *wsConn) wakePingLocked() {
 	if c.pingDone != nil {
 		select {
 		case c.pingDone <- struct{}{}:
 		default:
 		}
 	}
-	c.pingMu.Unlock()
 }
 
 // pongReceived is called with the payload of every pong the client sends.
 func (c *wsConn) pongReceived(payload []byte) {
 	c.pingMu.Lock()
-	if c.pingDone != nil && string(payload) == c.pingWant {
-		select {
-		case c.pingDone <- struct{}{}:
-		default:
-		}
+	if string(payload) == c.pingWant {
+		c.wakePingLocked()
 	}
 	c.pingMu.Unlock()
 }
@@ -1080,7 +1081,13 @@ func (c *wsConn) pongReceived(payload []byte) {
 // pingReceived answers a ping the client sent, read before the library
 // (see idleConn.takeControl).
 func (c *wsConn) pingReceived(payload []byte) {
-	_ = c.cork.writeFrame(append([]byte{0x8A, byte(len(payload))}, payload...))
+	_ = c.cork.writeFrame(controlFrame(0x8A, payload))
+}
+
+// controlFrame is a server's (unmasked) control frame: opcode byte (FIN
+// set) and a payload of at most 125 bytes.
+func controlFrame(op byte, payload []byte) []byte {
+	return append([]byte{op, byte(len(payload))}, payload...)
 }
 
 // reply is a parsed websocket.send message.

@@ -724,14 +724,7 @@ func TestSlowClientDroppedByWriteTimeout(t *testing.T) {
 // Pings go out on an idle socket; a peer that answers stays connected, one
 // that does not is dropped after PingTimeout (disconnect code 1006).
 func TestPingKeepalive(t *testing.T) {
-	rec := newRecorder()
-	srv := channelstest.StartServer(t, channelstest.ServerConfig{
-		Consumer: recordingRouter(rec),
-		Gateway: func(g *gateway.Server) {
-			g.PingInterval = 30 * time.Millisecond
-			g.PingTimeout = 150 * time.Millisecond
-		},
-	})
+	rec, srv := pingingServer(t, 30*time.Millisecond, 150*time.Millisecond)
 	raw := openRaw(t, srv.URL, "/")
 	for i := range 3 {
 		op, p := raw.readFrame()
@@ -756,14 +749,7 @@ func TestPingKeepalive(t *testing.T) {
 // A connection that ends while a ping waits for its pong is not counted as
 // a ping timeout.
 func TestPingEndsWithConnection(t *testing.T) {
-	rec := newRecorder()
-	srv := channelstest.StartServer(t, channelstest.ServerConfig{
-		Consumer: recordingRouter(rec),
-		Gateway: func(g *gateway.Server) {
-			g.PingInterval = 30 * time.Millisecond
-			g.PingTimeout = 400 * time.Millisecond
-		},
-	})
+	rec, srv := pingingServer(t, 30*time.Millisecond, 400*time.Millisecond)
 	raw := openRaw(t, srv.URL, "/")
 	if op, _ := raw.readFrame(); op != 0x89 {
 		t.Fatalf("opcode %x, want ping", op)

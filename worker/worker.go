@@ -311,23 +311,24 @@ func (w *Worker) Run(ctx context.Context) error {
 			<-hold
 			return false
 		}
-		m := channels.NewMessage(w.Layer, channel, c)
-		key := m.ReplyChannel
+		key := c.String("reply_channel")
 		mu.Lock()
 		q, busy := lanes[key]
-		if busy = busy && key != ""; busy {
-			lanes[key] = append(q, m) // run by the goroutine running its connection
-		} else {
+		if busy = busy && key != ""; !busy {
 			select {
 			case running <- struct{}{}:
 			default:
 				mu.Unlock()
 				<-hold
-				return false
+				return false // made no message: the sender sends it on
 			}
 			if key != "" {
 				lanes[key] = nil
 			}
+		}
+		m := channels.NewMessage(w.Layer, channel, c)
+		if busy {
+			lanes[key] = append(q, m) // run by the goroutine running its connection
 		}
 		mu.Unlock()
 		w.received.Add(1)

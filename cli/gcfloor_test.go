@@ -35,7 +35,7 @@ func TestGCFloorFlag(t *testing.T) {
 		}
 		return during, buf.String()
 	}
-	if p, logs := run(); p <= base || !strings.Contains(logs, "gc_floor_mib=8") {
+	if p, logs := run(); p <= base || !strings.Contains(logs, "gc_floor_mib=32") {
 		t.Errorf("default --gc-floor: GC percentage %d (base %d), logs %q; want a higher percentage, logged", p, base, logs)
 	}
 	if p := gctune.CurrentPercent(); p != base {

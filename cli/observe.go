@@ -31,14 +31,14 @@ type observeFlags struct {
 
 // defaultGCFloorMiB is --gc-floor's default: the heap, in MiB, a command
 // lets grow before a garbage collection while its live heap is small.
-const defaultGCFloorMiB = 8
+const defaultGCFloorMiB = 32
 
 func addObserveFlags(fs *flag.FlagSet) *observeFlags {
 	o := &observeFlags{}
 	fs.StringVar(&o.metricsAddr, "metrics", "", "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (default off)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default from -v)")
-	fs.IntVar(&o.gcFloorMiB, "gc-floor", defaultGCFloorMiB, "MiB the heap may grow to before a garbage collection while the live heap is small; 0 keeps Go's default (GOGC in the environment wins)")
+	fs.IntVar(&o.gcFloorMiB, "gc-floor", defaultGCFloorMiB, "MiB the heap may grow to before a garbage collection while the live heap is small (returned to the system once the process is quiet); 0 keeps Go's default (GOGC in the environment wins)")
 	return o
 }
 

@@ -15,6 +15,12 @@
 // called (100 unless the program set another). Once the live heap is half
 // the floor or more, the percentage is the base one and the floor has no
 // effect. A memory limit (GOMEMLIMIT, debug.SetMemoryLimit) still holds.
+//
+// The floor's heap is for a busy process. One that goes quiet with the
+// floor's garbage still in its heap (no collection for two seconds, and at
+// least a quarter of the floor collectable) collects once and returns the
+// free memory to the operating system (debug.FreeOSMemory), so that an
+// idle process holds about its live heap and not the floor.
 package gctune
 
 import (
@@ -25,7 +31,14 @@ import (
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// quietCheck is how often a tuner checks for quiet: a process with the
+// floor's garbage in its heap that goes two checks without a collection
+// collects and returns the free memory (see watchQuiet). A variable for
+// the tests.
+var quietCheck = time.Second
 
 // ErrEnvSet reports why Start did nothing: GOGC is set in the environment,
 // and that choice wins.
@@ -47,6 +60,9 @@ type tuner struct {
 	mu      sync.Mutex // serialises adjust
 	percent int        // the percentage last set
 	samples []metrics.Sample
+	done    chan struct{} // closed by stop: ends watchQuiet
+	// returned counts the times a quiet process returned its memory.
+	returned atomic.Int64
 }
 
 // sentinel is the object whose collection tells the tuner a cycle ended;
@@ -83,10 +99,12 @@ func Start(floor uint64) (stop func(), err error) {
 			{Name: "/gc/scan/stack:bytes"},
 			{Name: "/gc/scan/globals:bytes"},
 		},
+		done: make(chan struct{}),
 	}
 	current = t
 	t.adjust()
 	t.arm()
+	go t.watchQuiet(quietCheck)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -102,7 +120,9 @@ func Start(floor uint64) (stop func(), err error) {
 
 // stop ends t and restores its base percentage.
 func (t *tuner) stop() {
-	t.stopped.Store(true)
+	if !t.stopped.Swap(true) {
+		close(t.done)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	debug.SetGCPercent(t.base)
@@ -120,6 +140,51 @@ func (t *tuner) arm() {
 		t.adjust()
 		t.arm()
 	}, t)
+}
+
+// watchQuiet returns the floor's garbage to the operating system once the
+// process goes quiet: when two checks, every in apart, saw no collection,
+// the percentage is above the base (the floor is in effect) and at least
+// a quarter of the floor is collectable. It returns once per quiet spell:
+// the next return waits for a collection of the process's own.
+func (t *tuner) watchQuiet(every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	s := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	read := func() (cycles, heap, live uint64) {
+		metrics.Read(s)
+		return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
+	}
+	last, _, _ := read()
+	quiet := 0
+	returnedAt := ^uint64(0) // the cycle count after the last return
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-tick.C:
+		}
+		cycles, heap, live := read()
+		if cycles != last {
+			last, quiet = cycles, 0
+			continue
+		}
+		quiet++
+		t.mu.Lock()
+		raised := t.percent > t.base
+		t.mu.Unlock()
+		if quiet < 2 || cycles == returnedAt || !raised || heap < live+t.floor/4 {
+			continue
+		}
+		debug.FreeOSMemory()
+		t.returned.Add(1)
+		last, _, _ = read()
+		returnedAt, quiet = last, 0
+	}
 }
 
 // adjust sets the percentage from the live heap the last collection left.

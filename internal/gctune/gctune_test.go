@@ -141,3 +141,66 @@ func TestGOGCInEnvironmentWins(t *testing.T) {
 		t.Errorf("GC percentage %d; want %d untouched", p, before)
 	}
 }
+
+// A process that goes quiet with the floor's garbage in its heap collects
+// once and returns the free memory to the operating system; a process
+// that keeps collecting does not.
+func TestQuietReturnsMemory(t *testing.T) {
+	defer func(d time.Duration) { quietCheck = d }(quietCheck)
+	quietCheck = 50 * time.Millisecond
+	stop, err := Start(256 * mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if p := waitPercent(t, func(p int) bool { return p >= 1000 }); p < 1000 {
+		t.Fatalf("GC percentage %d with a 256 MiB floor; want 1000 or more", p)
+	}
+	mu.Lock()
+	tu := current
+	mu.Unlock()
+	s := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	// Busy: garbage made faster than the checks come, with collections
+	// of the process's own, is left to the collector.
+	busyUntil := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(busyUntil) {
+		churn(8 * mib)
+		runtime.GC()
+	}
+	if n := tu.returned.Load(); n != 0 {
+		t.Fatalf("a busy process returned its memory %d times; want 0", n)
+	}
+	// Quiet: 128 MiB of garbage, then nothing.
+	keep := make([][]byte, 0, 128*4)
+	for range 128 * 4 {
+		keep = append(keep, make([]byte, 256<<10))
+	}
+	keep = nil
+	metrics.Read(s)
+	before, releasedBefore := s[0].Value.Uint64(), s[2].Value.Uint64()
+	if before < 100*mib {
+		t.Fatalf("heap objects %d MiB after 128 MiB of garbage under a 256 MiB floor; want the garbage uncollected", before/mib)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tu.returned.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := tu.returned.Load(); n != 1 {
+		t.Fatalf("a quiet process returned its memory %d times within 5 s; want once", n)
+	}
+	metrics.Read(s)
+	heap, live, released := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
+	if heap > live+32*mib || released < releasedBefore+64*mib {
+		t.Errorf("after the return: heap objects %d MiB (live %d MiB), released %d → %d MiB; want the garbage collected and returned",
+			heap/mib, live/mib, releasedBefore/mib, released/mib)
+	}
+	// Once per quiet spell.
+	time.Sleep(6 * quietCheck)
+	if n := tu.returned.Load(); n != 1 {
+		t.Errorf("returned %d times in one quiet spell; want once", n)
+	}
+}

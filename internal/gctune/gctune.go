@@ -17,10 +17,11 @@
 // effect. A memory limit (GOMEMLIMIT, debug.SetMemoryLimit) still holds.
 //
 // The floor's heap is for a busy process. One that goes quiet with the
-// floor's garbage still in its heap (no collection for two seconds, and at
-// least a quarter of the floor collectable) collects once and returns the
-// free memory to the operating system (debug.FreeOSMemory), so that an
-// idle process holds about its live heap and not the floor.
+// floor's garbage still in its heap (for two seconds it allocates less
+// than a 64th of the floor a second, and at least a quarter of the floor
+// is collectable) collects once and returns the free memory to the
+// operating system (debug.FreeOSMemory), so that an idle process holds
+// about its live heap and not the floor.
 package gctune
 
 import (
@@ -35,9 +36,9 @@ import (
 )
 
 // quietCheck is how often a tuner checks for quiet: a process with the
-// floor's garbage in its heap that goes two checks without a collection
-// collects and returns the free memory (see watchQuiet). A variable for
-// the tests.
+// floor's garbage in its heap that allocates next to nothing for two
+// checks collects and returns the free memory (see watchQuiet). A
+// variable for the tests.
 var quietCheck = time.Second
 
 // ErrEnvSet reports why Start did nothing: GOGC is set in the environment,
@@ -143,47 +144,50 @@ func (t *tuner) arm() {
 }
 
 // watchQuiet returns the floor's garbage to the operating system once the
-// process goes quiet: when two checks, every in apart, saw no collection,
+// process goes quiet: when two checks in a row, every in apart, saw it
+// allocate less than a 64th of the floor since the check before, while
 // the percentage is above the base (the floor is in effect) and at least
 // a quarter of the floor is collectable. It returns once per quiet spell:
-// the next return waits for a collection of the process's own.
+// the next return waits for the process to allocate again. (A process
+// under load allocates far more: an HTTP request leaves kilobytes.)
 func (t *tuner) watchQuiet(every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	s := []metrics.Sample{
-		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/gc/heap/allocs:bytes"},
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/gc/heap/live:bytes"},
 	}
-	read := func() (cycles, heap, live uint64) {
+	read := func() (allocs, heap, live uint64) {
 		metrics.Read(s)
 		return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
 	}
 	last, _, _ := read()
-	quiet := 0
-	returnedAt := ^uint64(0) // the cycle count after the last return
+	quiet, returned := 0, false
 	for {
 		select {
 		case <-t.done:
 			return
 		case <-tick.C:
 		}
-		cycles, heap, live := read()
-		if cycles != last {
-			last, quiet = cycles, 0
+		allocs, heap, live := read()
+		busy := allocs-last >= t.floor/64
+		last = allocs
+		if busy {
+			quiet, returned = 0, false
 			continue
 		}
 		quiet++
 		t.mu.Lock()
 		raised := t.percent > t.base
 		t.mu.Unlock()
-		if quiet < 2 || cycles == returnedAt || !raised || heap < live+t.floor/4 {
+		if quiet < 2 || returned || !raised || heap < live+t.floor/4 {
 			continue
 		}
 		debug.FreeOSMemory()
 		t.returned.Add(1)
+		returned = true
 		last, _, _ = read()
-		returnedAt, quiet = last, 0
 	}
 }
 

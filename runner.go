@@ -218,9 +218,12 @@ func (r *Runner) flush(ctx context.Context, m *Message, items []pending) {
 		}
 		var deadline time.Time // set at the first full channel
 		for {
-			if p.group {
+			switch {
+			case p.group:
 				err = p.layer.(GroupLayer).GroupSend(ctx, p.target, p.content)
-			} else {
+			case p.encL != nil:
+				err = p.encL.SendEncoded(ctx, p.target, p.enc)
+			default:
 				// The outbox holds its own normalized copy (taken at Send):
 				// the layer need not copy it again.
 				err = owned.Send(ctx, p.layer, p.target, p.content)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/gochannels/channels/internal/encoded"
 	"github.com/gochannels/channels/internal/normal"
 	"github.com/gochannels/channels/internal/owned"
 )
@@ -50,6 +51,16 @@ func (ch Channel) Send(ctx context.Context, c Content, opts ...SendOption) error
 		if sc, ok := l.(SendChecker); ok {
 			if err := sc.CheckSend(ch.Name); err != nil {
 				return err
+			}
+		}
+		// A layer that encodes every message holds it encoded: the
+		// encoding is the copy (package encoded).
+		if el, ok := encoded.For(l); ok {
+			if msg, ok := el.Encode(ch.Name, c); ok {
+				if ob.add(pending{layer: l, target: ch.Name, enc: msg, encL: el}) {
+					return nil
+				}
+				return el.SendEncoded(ctx, ch.Name, msg) // the consumer has returned
 			}
 		}
 		nc, err := normal.Copy(c)
@@ -204,6 +215,10 @@ type pending struct {
 	target  string
 	content Content
 	group   bool
+	// enc, when encL is set, is the message in the layer's encoding,
+	// held instead of content (see package encoded).
+	enc  []byte
+	encL encoded.Layer
 }
 
 // add queues p; it reports false once the outbox has been flushed, in which

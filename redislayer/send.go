@@ -1,6 +1,7 @@
 package redislayer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/encoded"
 	"github.com/redis/rueidis"
 	"github.com/tinylib/msgp/msgp"
 )
@@ -453,17 +455,28 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	if l.closed() {
 		return channels.ErrLayerClosed
 	}
-	proc := ""
-	if nonLocal(channel) != channel {
-		proc = channel
-	}
 	buf := getBuf()
 	defer putBuf(buf)
-	member, err := l.encodeMember(*buf, "send to", channel, c, proc)
+	member, err := l.encodeMember(*buf, "send to", channel, c, procOf(channel))
 	*buf = member
 	if err != nil {
 		return err
 	}
+	return l.sendMember(ctx, channel, member)
+}
+
+// procOf returns channel when it is process-specific (its messages carry
+// their channel's name, see encodeMember), and "" otherwise.
+func procOf(channel string) string {
+	if nonLocal(channel) != channel {
+		return channel
+	}
+	return ""
+}
+
+// sendMember sends member, a message encoded for channel by encodeMember,
+// in a batch (the rest of Send).
+func (l *Layer) sendMember(ctx context.Context, channel string, member []byte) error {
 	sh := l.sendShard(channel)
 	r := reqPool.Get().(*sendReq)
 	r.channel = channel
@@ -483,6 +496,53 @@ func (l *Layer) Send(ctx context.Context, channel string, c channels.Content) er
 	}
 	l.st.sent.Add(1)
 	return nil
+}
+
+// encLayer is the layer's encoded.Layer: a consumer's outbox holds its
+// sends encoded (see package encoded).
+type encLayer Layer
+
+func init() {
+	encoded.Register(func(l any) (encoded.Layer, bool) {
+		if rl, ok := l.(*Layer); ok {
+			return (*encLayer)(rl), true
+		}
+		return nil, false
+	})
+}
+
+// Encode implements encoded.Layer: the member Send would make, in one
+// allocation of its size.
+func (e *encLayer) Encode(channel string, c map[string]any) ([]byte, bool) {
+	l := (*Layer)(e)
+	if l.s.names.CheckChannel(channel) != nil {
+		return nil, false
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	member, err := l.encodeMember(*buf, "send to", channel, c, procOf(channel))
+	*buf = member
+	if err != nil {
+		return nil, false
+	}
+	return bytes.Clone(member), true
+}
+
+// SendEncoded implements encoded.Layer. Every attempt sends the message
+// under new random bytes, as Send would make it anew.
+func (e *encLayer) SendEncoded(ctx context.Context, channel string, msg []byte) error {
+	l := (*Layer)(e)
+	if err := l.s.names.CheckChannel(channel); err != nil {
+		return err
+	}
+	if l.closed() {
+		return channels.ErrLayerClosed
+	}
+	if len(msg) < randomBytes {
+		return fmt.Errorf("redislayer: %s: %w: not a message Encode made", opString("send to", channel), channels.ErrInvalidContent)
+	}
+	fillRandom(msg[:randomBytes])
+	return l.sendMember(ctx, channel, msg)
 }
 
 // encodeMember validates c and appends to buf a sorted-set member: 12

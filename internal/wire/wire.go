@@ -115,6 +115,150 @@ type decoder struct {
 	// are a dozen small ones). Each value is capped at its length, so an
 	// append to one never writes into the next.
 	arena []byte
+
+	// Boxes. An interface holding a string, a slice or a large integer
+	// points to a copy of it, which the runtime allocates on its own: a
+	// request's headers, eight pairs of two bytes values each, took about
+	// forty allocations to decode. The decoder counts what a message
+	// needs first (see size), then puts these copies in slabs of exactly
+	// that size, one allocation per kind (see box), and carves small
+	// lists out of one array (see list).
+	strs  []string
+	bins  [][]byte
+	lists [][]any
+	ints  []int64
+	elems []any
+}
+
+// smallList is the longest list carved from the elements slab.
+const smallList = 8
+
+// counts is how many boxes of each kind a message needs (see size).
+type counts struct{ strs, bins, lists, ints, elems int }
+
+// size counts the boxes the value at the head of b needs, and returns the
+// rest of b; it stops at anything malformed, which value then reports.
+func size(b []byte, c *counts, depth int) ([]byte, bool) {
+	if depth > maxDepth || len(b) == 0 {
+		return b, false
+	}
+	var err error
+	switch msgp.NextType(b) {
+	case msgp.StrType:
+		var p []byte
+		p, b, err = msgp.ReadStringZC(b)
+		if len(p) > 0 {
+			c.strs++
+		}
+	case msgp.BinType:
+		_, b, err = msgp.ReadBytesZC(b)
+		c.bins++
+	case msgp.IntType:
+		var i int64
+		if i, b, err = msgp.ReadInt64Bytes(b); i < 0 || i > 255 {
+			c.ints++
+		}
+	case msgp.UintType:
+		var u uint64
+		if u, b, err = msgp.ReadUint64Bytes(b); u > 255 && u <= math.MaxInt64 {
+			c.ints++
+		}
+	case msgp.ArrayType:
+		var n uint32
+		if n, b, err = msgp.ReadArrayHeaderBytes(b); err != nil {
+			return b, false
+		}
+		c.lists++
+		if n <= smallList {
+			c.elems += int(n)
+		}
+		for range n {
+			var ok bool
+			if b, ok = size(b, c, depth+1); !ok {
+				return b, false
+			}
+		}
+	case msgp.MapType:
+		var n uint32
+		if n, b, err = msgp.ReadMapHeaderBytes(b); err != nil {
+			return b, false
+		}
+		for range n {
+			if _, b, err = msgp.ReadMapKeyZC(b); err != nil {
+				return b, false
+			}
+			var ok bool
+			if b, ok = size(b, c, depth+1); !ok {
+				return b, false
+			}
+		}
+	default:
+		b, err = msgp.Skip(b)
+	}
+	return b, err == nil
+}
+
+// slabs makes the slabs for counts c, one allocation of each kind needed.
+func (d *decoder) slabs(c counts) {
+	if c.strs > 0 {
+		d.strs = make([]string, 0, c.strs)
+	}
+	if c.bins > 0 {
+		d.bins = make([][]byte, 0, c.bins)
+	}
+	if c.lists > 0 {
+		d.lists = make([][]any, 0, c.lists)
+	}
+	if c.ints > 0 {
+		d.ints = make([]int64, 0, c.ints)
+	}
+	if c.elems > 0 {
+		d.elems = make([]any, 0, c.elems)
+	}
+}
+
+// eface is the layout of an interface value (any).
+type eface struct{ typ, data unsafe.Pointer }
+
+func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+var (
+	stringType = typeOf("")
+	bytesType  = typeOf([]byte(nil))
+	listType   = typeOf([]any(nil))
+	int64Type  = typeOf(int64(0))
+)
+
+// boxAt returns an interface of type typ whose value is *p, without
+// copying it: p points into a slab whose element nothing writes again, so
+// the value stays as immutable as an interface's own copy. (The runtime
+// builds interfaces the same way; it only allocates the copy itself.)
+func boxAt(typ, p unsafe.Pointer) (v any) {
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = typ, p
+	return v
+}
+
+// box appends v to the slab *slab and returns an interface of type typ
+// holding it.
+func box[T any](slab *[]T, typ unsafe.Pointer, v T) any {
+	if len(*slab) == cap(*slab) { // not counted (see size): one of its own
+		*slab = make([]T, 0, 1)
+	}
+	*slab = append(*slab, v)
+	return boxAt(typ, unsafe.Pointer(&(*slab)[len(*slab)-1]))
+}
+
+// list returns a list of n elements: when n is small, a piece of the
+// elements slab, capped at n so that an append to it never writes into
+// the next.
+func (d *decoder) list(n int) []any {
+	if n > smallList || n > cap(d.elems)-len(d.elems) {
+		return make([]any, n)
+	}
+	start := len(d.elems)
+	d.elems = d.elems[:start+n]
+	return d.elems[start : start+n : start+n]
 }
 
 // bin copies p, a bytes value of the body followed by rest more bytes of
@@ -136,6 +280,9 @@ func (d *decoder) top() (channels.Content, error) {
 	if msgp.NextType(d.b) != msgp.MapType {
 		return nil, fmt.Errorf("%w: top level is %s, not a map", ErrDecode, msgp.NextType(d.b))
 	}
+	var c counts
+	size(d.b, &c, 0)
+	d.slabs(c)
 	v, rest, err := d.value(d.b, 0)
 	if err != nil {
 		return nil, err
@@ -155,6 +302,15 @@ func (d *decoder) str(p []byte) string {
 	return d.src[off : off+uintptr(len(p))]
 }
 
+// int returns i in an interface; one from 0 to 255 needs no allocation
+// (the runtime keeps those boxed), others go in a slab.
+func (d *decoder) int(i int64) any {
+	if i >= 0 && i < 256 {
+		return i
+	}
+	return box(&d.ints, int64Type, i)
+}
+
 func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	if depth > maxDepth {
 		return nil, b, fmt.Errorf("%w: nested deeper than %d", ErrDecode, maxDepth)
@@ -172,14 +328,16 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	case msgp.BoolType:
 		v, b, err = msgp.ReadBoolBytes(b)
 	case msgp.IntType:
-		v, b, err = msgp.ReadInt64Bytes(b)
+		var i int64
+		i, b, err = msgp.ReadInt64Bytes(b)
+		v = d.int(i)
 	case msgp.UintType:
 		var u uint64
 		u, b, err = msgp.ReadUint64Bytes(b)
 		if u > math.MaxInt64 {
 			v = u // from Python, say: kept exact, as uint64
 		} else {
-			v = int64(u)
+			v = d.int(int64(u))
 		}
 	case msgp.Float64Type:
 		v, b, err = msgp.ReadFloat64Bytes(b)
@@ -190,11 +348,15 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 	case msgp.StrType:
 		var p []byte
 		p, b, err = msgp.ReadStringZC(b)
-		v = d.str(p)
+		if len(p) == 0 {
+			v = "" // needs no allocation
+		} else {
+			v = box(&d.strs, stringType, d.str(p))
+		}
 	case msgp.BinType:
 		var p []byte
 		if p, b, err = msgp.ReadBytesZC(b); err == nil {
-			v = d.bin(p, len(b))
+			v = box(&d.bins, bytesType, d.bin(p, len(b)))
 		}
 	case msgp.ArrayType:
 		var n uint32
@@ -205,13 +367,13 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 		if err != nil {
 			break
 		}
-		list := make([]any, n)
+		list := d.list(int(n))
 		for i := range list {
 			if list[i], b, err = d.value(b, depth+1); err != nil {
 				return nil, b, err
 			}
 		}
-		v = list
+		v = box(&d.lists, listType, list)
 	case msgp.MapType:
 		var n uint32
 		n, b, err = msgp.ReadMapHeaderBytes(b)

@@ -138,3 +138,80 @@ func TestUnmarshalBigUint(t *testing.T) {
 		t.Errorf("edge = %T %v; want int64 %d", c["edge"], c["edge"], int64(math.MaxInt64))
 	}
 }
+
+// requestLike is an http.request message as the gateway makes it: a dozen
+// keys, eight header pairs of bytes values, the client and server
+// addresses.
+func requestLike() channels.Content {
+	hs := []any{}
+	for _, h := range [][2]string{{"host", "example.com"}, {"user-agent", "load/1.0"}, {"accept", "*/*"}, {"accept-encoding", "gzip"},
+		{"cookie", "sessionid=abc"}, {"x-forwarded-for", "10.0.0.1"}, {"connection", "keep-alive"}, {"x-request-id", "12345"}} {
+		hs = append(hs, []any{[]byte(h[0]), []byte(h[1])})
+	}
+	return channels.Content{
+		"reply_channel": "http.response.abc!def", "http_version": "1.1", "method": "GET", "scheme": "http",
+		"path": "/http/", "query_string": []byte("a=1"), "root_path": "", "headers": hs, "body": []byte{},
+		"body_channel": nil, "client": []any{"127.0.0.1", int64(51234)}, "server": []any{"127.0.0.1", int64(8000)},
+	}
+}
+
+// Decoding boxes strings, bytes, lists and integers in slabs: a request
+// message takes a handful of allocations, not one per value (about forty).
+func TestUnmarshalStringAllocations(t *testing.T) {
+	b, err := wire.Marshal(requestLike())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(b)
+	var out channels.Content
+	n := testing.AllocsPerRun(200, func() {
+		if out, err = wire.UnmarshalString(body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if diff := cmp.Diff(requestLike(), out); diff != "" {
+		t.Fatalf("round trip (-in +out):\n%s", diff)
+	}
+	t.Logf("%.0f allocations to decode a request message", n)
+	if n > 14 {
+		t.Errorf("%.0f allocations to decode a request message; want at most 14", n)
+	}
+}
+
+// Values boxed in one slab are separate: changing a decoded list, or
+// appending to it, leaves the other values as they were.
+func TestUnmarshalSlabValuesAreSeparate(t *testing.T) {
+	b, err := wire.Marshal(requestLike())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := wire.UnmarshalString(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := out["headers"].([]any)
+	first := hs[0].([]any)
+	_ = append(first, "extra", "more")
+	first[1] = []byte("changed")
+	client := out["client"].([]any)
+	_ = append(client, int64(1))
+	want := requestLike()
+	want["headers"].([]any)[0].([]any)[1] = []byte("changed")
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Fatalf("after changing the first header (-want +got):\n%s", diff)
+	}
+}
+
+func BenchmarkUnmarshalString(b *testing.B) {
+	m, err := wire.Marshal(requestLike())
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := string(m)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.UnmarshalString(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

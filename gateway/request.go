@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gochannels/channels/internal/box"
 )
 
 // requestInfo is what the http.request and websocket.connect messages say
@@ -196,13 +198,18 @@ func messageHeaders(r *http.Request) []any {
 	all := make([]any, 3*n) // the list, then the pairs' elements
 	out, pairs := all[:n:n], all[n:]
 	buf := make([]byte, 0, size)
+	// The pairs, and the values, are boxed from one slab each (package
+	// box), not one allocation per header and per value.
+	pairSlab, valSlab := make([][]any, n), make([][]byte, n)
 	i := 0
 	add := func(name any, v string) {
 		start := len(buf)
 		buf = append(buf, v...)
+		valSlab[i] = buf[start:len(buf):len(buf)]
 		p := pairs[2*i : 2*i+2 : 2*i+2]
-		p[0], p[1] = name, buf[start:len(buf):len(buf)]
-		out[i] = p
+		p[0], p[1] = name, box.Bytes(&valSlab[i])
+		pairSlab[i] = p
+		out[i] = box.List(&pairSlab[i])
 		i++
 	}
 	if r.Host != "" {

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/box"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -121,8 +122,8 @@ type decoder struct {
 	// request's headers, eight pairs of two bytes values each, took about
 	// forty allocations to decode. The decoder counts what a message
 	// needs first (see size), then puts these copies in slabs of exactly
-	// that size, one allocation per kind (see box), and carves small
-	// lists out of one array (see list).
+	// that size, one allocation per kind (see push and package box), and
+	// carves small lists out of one array (see list).
 	strs  []string
 	bins  [][]byte
 	lists [][]any
@@ -217,36 +218,14 @@ func (d *decoder) slabs(c counts) {
 	}
 }
 
-// eface is the layout of an interface value (any).
-type eface struct{ typ, data unsafe.Pointer }
-
-func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
-
-var (
-	stringType = typeOf("")
-	bytesType  = typeOf([]byte(nil))
-	listType   = typeOf([]any(nil))
-	int64Type  = typeOf(int64(0))
-)
-
-// boxAt returns an interface of type typ whose value is *p, without
-// copying it: p points into a slab whose element nothing writes again, so
-// the value stays as immutable as an interface's own copy. (The runtime
-// builds interfaces the same way; it only allocates the copy itself.)
-func boxAt(typ, p unsafe.Pointer) (v any) {
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = typ, p
-	return v
-}
-
-// box appends v to the slab *slab and returns an interface of type typ
-// holding it.
-func box[T any](slab *[]T, typ unsafe.Pointer, v T) any {
-	if len(*slab) == cap(*slab) { // not counted (see size): one of its own
+// push appends v to the slab *slab (counted ahead by size; a slab of its
+// own for a value that was not) and returns a pointer to it there, to box.
+func push[T any](slab *[]T, v T) *T {
+	if len(*slab) == cap(*slab) {
 		*slab = make([]T, 0, 1)
 	}
 	*slab = append(*slab, v)
-	return boxAt(typ, unsafe.Pointer(&(*slab)[len(*slab)-1]))
+	return &(*slab)[len(*slab)-1]
 }
 
 // list returns a list of n elements: when n is small, a piece of the
@@ -308,7 +287,7 @@ func (d *decoder) int(i int64) any {
 	if i >= 0 && i < 256 {
 		return i
 	}
-	return box(&d.ints, int64Type, i)
+	return box.Int64(push(&d.ints, i))
 }
 
 func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
@@ -351,12 +330,12 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 		if len(p) == 0 {
 			v = "" // needs no allocation
 		} else {
-			v = box(&d.strs, stringType, d.str(p))
+			v = box.String(push(&d.strs, d.str(p)))
 		}
 	case msgp.BinType:
 		var p []byte
 		if p, b, err = msgp.ReadBytesZC(b); err == nil {
-			v = box(&d.bins, bytesType, d.bin(p, len(b)))
+			v = box.Bytes(push(&d.bins, d.bin(p, len(b))))
 		}
 	case msgp.ArrayType:
 		var n uint32
@@ -373,7 +352,7 @@ func (d *decoder) value(b []byte, depth int) (any, []byte, error) {
 				return nil, b, err
 			}
 		}
-		v = box(&d.lists, listType, list)
+		v = box.List(push(&d.lists, list))
 	case msgp.MapType:
 		var n uint32
 		n, b, err = msgp.ReadMapHeaderBytes(b)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
+	"github.com/gochannels/channels/internal/encoded"
 	"github.com/gochannels/channels/internal/owned"
 )
 
@@ -69,6 +70,10 @@ func (h *httpReq) pending() bool {
 	defer h.mu.Unlock()
 	return len(h.queue) > 0 || h.over
 }
+
+// requestMsgs holds http.request maps for layers that encode what they
+// send (see run).
+var requestMsgs = sync.Pool{New: func() any { return make(channels.Content, 12) }}
 
 // httpExchange is the state of one request sent over the layer.
 type httpExchange struct {
@@ -225,20 +230,31 @@ func (x *httpExchange) run() {
 		}
 		bodyChannel = bc
 	}
-	msg := channels.Content{
-		"reply_channel": replyV,
-		"http_version":  boxedVersion(r),
-		"method":        boxedMethod(r.Method),
-		"scheme":        boxedScheme(x.ri.scheme),
-		"path":          pathV,
-		"query_string":  boxedBytes(x.ri.query),
-		"root_path":     x.ri.rootPath,
-		"headers":       x.ri.headers,
-		"body":          boxedBytes(first),
-		"body_channel":  bodyChannel,
-		"client":        orNull(x.ri.client),
-		"server":        orNull(x.ri.server),
+	// A layer that encodes every message keeps nothing of it once Send
+	// returns (package encoded): the map serves the next request.
+	_, encodes := encoded.For(s.Layer)
+	var msg channels.Content
+	if encodes {
+		msg = requestMsgs.Get().(channels.Content)
+		defer func() {
+			clear(msg)
+			requestMsgs.Put(msg)
+		}()
+	} else {
+		msg = make(channels.Content, 12)
 	}
+	msg["reply_channel"] = replyV
+	msg["http_version"] = boxedVersion(r)
+	msg["method"] = boxedMethod(r.Method)
+	msg["scheme"] = boxedScheme(x.ri.scheme)
+	msg["path"] = pathV
+	msg["query_string"] = boxedBytes(x.ri.query)
+	msg["root_path"] = x.ri.rootPath
+	msg["headers"] = x.ri.headers
+	msg["body"] = boxedBytes(first)
+	msg["body_channel"] = bodyChannel
+	msg["client"] = orNull(x.ri.client)
+	msg["server"] = orNull(x.ri.server)
 	if err := owned.Send(ctx, s.Layer, "http.request", msg); err != nil {
 		if errors.Is(err, channels.ErrChannelFull) {
 			s.stats.requestFull.Add(1)

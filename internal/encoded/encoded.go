@@ -17,7 +17,9 @@ package encoded
 
 import "context"
 
-// Layer is a layer's side.
+// Layer is a layer's side. A layer that registers one also promises that
+// its Send encodes the message before it returns and keeps nothing of the
+// content: a caller may reuse the map once Send has returned.
 type Layer interface {
 	// Encode returns c encoded for a later SendEncoded to channel, or
 	// false when it cannot (content it refuses, a message over its size

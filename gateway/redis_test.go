@@ -3,6 +3,9 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -84,4 +87,46 @@ func BenchmarkEchoRedis(b *testing.B) {
 			b.Fatal("wrong echo")
 		}
 	}
+}
+
+// Concurrent requests over Redis, GETs and POSTs mixed: each consumer sees
+// its own request, whole, and nothing of another's (the gateway reuses an
+// http.request's map once a layer that encodes it has sent it).
+func TestHTTPOverRedisConcurrent(t *testing.T) {
+	l := redisLayer(t)
+	r := channels.NewRouter()
+	r.RouteFunc("http.request", func(ctx context.Context, m *channels.Message) error {
+		c := m.Content
+		out := fmt.Sprintf("%s %s?%s body=%q keys=%d", c.String("method"), c.String("path"), c.Bytes("query_string"), c.Bytes("body"), len(c))
+		return m.Reply(ctx, channels.Content{"status": 200, "content": []byte(out)})
+	})
+	srv := channelstest.StartServer(t, channelstest.ServerConfig{Layer: l, Consumer: r})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			for j := range 5 {
+				path, query := fmt.Sprintf("/p/%d/%d", i, j), fmt.Sprintf("q=%d", i*10+j)
+				var resp *http.Response
+				var err error
+				want := fmt.Sprintf("GET %s?%s body=\"\" keys=12", path, query)
+				if (i+j)%2 == 0 {
+					body := fmt.Sprintf("b%d-%d", i, j)
+					want = fmt.Sprintf("POST %s?%s body=%q keys=12", path, query, body)
+					resp, err = http.Post(srv.URL+path+"?"+query, "text/plain", strings.NewReader(body))
+				} else {
+					resp, err = http.Get(srv.URL + path + "?" + query)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(got) != want {
+					t.Errorf("response %q; want %q", got, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

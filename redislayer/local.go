@@ -66,6 +66,9 @@ type procState struct {
 type lqueue struct {
 	items []lentry
 	head  int
+	// one is the first array of items: a reply channel usually holds one
+	// message at a time (an HTTP response, a socket's next frame).
+	one [1]lentry
 }
 
 type lentry struct {
@@ -255,6 +258,7 @@ func (s *localState) push(l *Layer, channel string, e lentry) bool {
 	q := ps.queues[channel]
 	if q == nil {
 		q = &lqueue{}
+		q.items = q.one[:0]
 		ps.queues[channel] = q
 	}
 	q.items = append(q.items, e)

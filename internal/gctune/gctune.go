@@ -17,9 +17,9 @@
 // effect. A memory limit (GOMEMLIMIT, debug.SetMemoryLimit) still holds.
 //
 // The floor's heap is for a busy process. One that goes quiet with the
-// floor's garbage still in its heap (for two seconds it allocates less
-// than a 64th of the floor a second, and at least a quarter of the floor
-// is collectable) collects once and returns the free memory to the
+// floor's garbage still in its heap (for 20 to 30 seconds it allocates
+// less than a 64th of the floor a second, and at least a quarter of the
+// floor is collectable) collects once and returns the free memory to the
 // operating system (debug.FreeOSMemory), so that an idle process holds
 // about its live heap and not the floor.
 package gctune
@@ -37,9 +37,11 @@ import (
 
 // quietCheck is how often a tuner checks for quiet: a process with the
 // floor's garbage in its heap that allocates next to nothing for two
-// checks collects and returns the free memory (see watchQuiet). A
-// variable for the tests.
-var quietCheck = time.Second
+// checks collects and returns the free memory (see watchQuiet). Half a
+// minute at most: a process between bursts of work a few seconds apart
+// keeps its heap, since growing it again costs the next burst (page
+// faults, zeroing); an idle one gives it back. A variable for the tests.
+var quietCheck = 10 * time.Second
 
 // ErrEnvSet reports why Start did nothing: GOGC is set in the environment,
 // and that choice wins.

@@ -146,8 +146,8 @@ func (t *tuner) arm() {
 }
 
 // watchQuiet returns the floor's garbage to the operating system once the
-// process goes quiet: when two checks in a row, every in apart, saw it
-// allocate less than a 64th of the floor since the check before, while
+// process goes quiet: when two checks in a row, every apart, saw it
+// allocate less than a 64th of the floor a second since the check before, while
 // the percentage is above the base (the floor is in effect) and at least
 // a quarter of the floor is collectable. It returns once per quiet spell:
 // the next return waits for the process to allocate again. (A process
@@ -164,6 +164,8 @@ func (t *tuner) watchQuiet(every time.Duration) {
 		metrics.Read(s)
 		return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
 	}
+	// Busy: a 64th of the floor a second, whatever the interval.
+	busyAt := uint64(float64(t.floor/64) * every.Seconds())
 	last, _, _ := read()
 	quiet, returned := 0, false
 	for {
@@ -173,7 +175,7 @@ func (t *tuner) watchQuiet(every time.Duration) {
 		case <-tick.C:
 		}
 		allocs, heap, live := read()
-		busy := allocs-last >= t.floor/64
+		busy := allocs-last >= busyAt
 		last = allocs
 		if busy {
 			quiet, returned = 0, false

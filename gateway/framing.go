@@ -72,7 +72,8 @@ type framingConn struct {
 
 	mu     sync.Mutex
 	p      framingParser
-	served int // requests handed to the handler so far
+	served int    // requests handed to the handler so far
+	bg     bgRead // net/http's background read, held (bgread.go)
 }
 
 // connAddrs are a connection's addresses as the client and server of
@@ -116,6 +117,9 @@ func framingConnOf(r *http.Request) *framingConn {
 func (c *framingConn) NetConn() net.Conn { return rawio.Unwrap(c.Conn) }
 
 func (c *framingConn) Read(b []byte) (int, error) {
+	if len(b) == 1 && c.holdBgRead() {
+		return 0, errBgReadEnded
+	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.mu.Lock()

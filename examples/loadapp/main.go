@@ -55,10 +55,17 @@ func NewRouter(ordering channels.Middleware) *channels.Router {
 		return channels.Chain(f, ordering)
 	}
 	r := channels.NewRouter()
+	// The response the load tool's reference server gives: with a
+	// Content-Length, as applications give complete responses (Django's
+	// CommonMiddleware, package httpconsumer); without one the gateway
+	// would frame the body in chunks.
 	r.RouteFunc("http.request", func(ctx context.Context, m *channels.Message) error {
 		return m.Reply(ctx, channels.Content{
-			"status":  int64(200),
-			"headers": []any{[]any{[]byte("Content-Type"), []byte("text/plain")}},
+			"status": int64(200),
+			"headers": []any{
+				[]any{[]byte("Content-Type"), []byte("text/plain; charset=utf-8")},
+				[]any{[]byte("Content-Length"), []byte("2")},
+			},
 			"content": []byte("ok"),
 		})
 	}, channels.Path(`^/http/$`))

@@ -25,9 +25,12 @@ import (
 // at once.
 //
 // Any other read, and any deadline other than the one that ends the held
-// read, goes to the socket as before. In particular a read deadline set
-// while the read is held (by a handler, through http.ResponseController)
-// is on the socket when the held read becomes a real one.
+// read, goes to the socket as before. A read that starts with a read
+// deadline set is not held: when the handler was quick enough for net/http
+// to end the read before it started, the deadline is in the past and the
+// read fails at once, as net/http expects. A read deadline set while the
+// read is held (by a handler, through http.ResponseController) is on the
+// socket when the held read becomes a real one.
 var bgReadDelay = 20 * time.Millisecond // a variable for tests
 
 // errBgReadEnded is what a held background read returns when net/http ends
@@ -41,6 +44,10 @@ type bgRead struct {
 	ended bool          // net/http ended it (its deadline in the past)
 	wake  chan struct{} // buffered (1): wakes the held read
 	timer *time.Timer   // turns the held read into a real one
+
+	// deadline is the socket's read deadline, as last set through the
+	// framingConn (zero: none).
+	deadline time.Time
 }
 
 // betweenRequests reports whether everything read so far ends with a
@@ -59,7 +66,10 @@ func (c *framingConn) betweenRequests() bool {
 // caller makes the real read.
 func (c *framingConn) holdBgRead() (ended bool) {
 	c.mu.Lock()
-	if !c.betweenRequests() {
+	// A read deadline is set when net/http ended the read before it
+	// started (a quick handler): the real read then fails at once, as
+	// net/http expects. Nor is a read held past a deadline of its own.
+	if !c.betweenRequests() || !c.bg.deadline.IsZero() {
 		c.mu.Unlock()
 		return false
 	}
@@ -117,8 +127,21 @@ func (c *framingConn) SetReadDeadline(t time.Time) error {
 		c.mu.Unlock()
 		return nil
 	}
+	// Set under mu, so that a read being held is never left with a
+	// deadline it does not know of.
+	err := c.Conn.SetReadDeadline(t)
+	c.bg.deadline = t
 	c.mu.Unlock()
-	return c.Conn.SetReadDeadline(t)
+	return err
+}
+
+// SetDeadline sets both deadlines, the read deadline as SetReadDeadline
+// does.
+func (c *framingConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // Close ends a held background read (it then reads the closed socket and

@@ -96,6 +96,36 @@ func TestBackgroundReadHeldAndEnded(t *testing.T) {
 	}
 }
 
+// When the handler is quick, net/http ends its background read before the
+// read starts: the read must then fail at once, not be held.
+func TestBackgroundReadEndedBeforeItStarts(t *testing.T) {
+	fc, client := newFramingForTest(t, time.Hour, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := io.WriteString(client, "G"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.SetReadDeadline(time.Time{}); err != nil { // net/http's startBackgroundRead
+		t.Fatal(err)
+	}
+	if err := fc.SetReadDeadline(time.Unix(1, 0)); err != nil { // its abortPendingRead
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := waitRead(t, oneByteRead(fc))
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("background read ended before it started: %d, %v; want a timeout", r.n, r.err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("it took %v", d)
+	}
+	if err := fc.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	if n, err := fc.Read(buf); err != nil || string(buf[:n]) != "G" {
+		t.Fatalf("next read: %q, %v; want the pipelined byte", buf[:n], err)
+	}
+}
+
 // A held read becomes a real one after bgReadDelay: a client that goes
 // away during a long request is noticed.
 func TestBackgroundReadNoticesClientGone(t *testing.T) {

@@ -17,9 +17,9 @@
 // effect. A memory limit (GOMEMLIMIT, debug.SetMemoryLimit) still holds.
 //
 // The floor's heap is for a busy process. One that goes quiet with the
-// floor's garbage still in its heap (for 20 to 30 seconds it allocates
-// less than a 64th of the floor a second, and at least a quarter of the
-// floor is collectable) collects once and returns the free memory to the
+// floor's garbage still in its heap (for 4 to 6 minutes it allocates less
+// than a 64th of the floor a second, and at least a quarter of the floor
+// is collectable) collects once and returns the free memory to the
 // operating system (debug.FreeOSMemory), so that an idle process holds
 // about its live heap and not the floor.
 package gctune
@@ -37,11 +37,13 @@ import (
 
 // quietCheck is how often a tuner checks for quiet: a process with the
 // floor's garbage in its heap that allocates next to nothing for two
-// checks collects and returns the free memory (see watchQuiet). Half a
-// minute at most: a process between bursts of work a few seconds apart
-// keeps its heap, since growing it again costs the next burst (page
-// faults, zeroing); an idle one gives it back. A variable for the tests.
-var quietCheck = 10 * time.Second
+// checks collects and returns the free memory (see watchQuiet). Minutes,
+// not seconds: growing the heap again costs the next burst of work a page
+// fault for every page (8,192 for 32 MiB, 11-15 µs each on a virtual
+// machine that hands freed pages back to its host), so a process between
+// bursts a minute apart keeps its heap; an idle one gives it back. A
+// variable for the tests.
+var quietCheck = 2 * time.Minute
 
 // ErrEnvSet reports why Start did nothing: GOGC is set in the environment,
 // and that choice wins.

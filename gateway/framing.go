@@ -29,6 +29,12 @@ import (
 // ConnContext hands each connection's findings to the Server. TLS
 // connections (*tls.Conn) are passed through as they are, since net/http
 // needs their type, and are not checked.
+//
+// The connections also hold back net/http's background read for 20 ms
+// (the read that cancels a request's context when the client goes away):
+// a request answered sooner costs no system call for it, and a request's
+// context learns that its client went away at most 20 ms later than on a
+// plain listener.
 func NewListener(l net.Listener) net.Listener { return &framingListener{Listener: l} }
 
 type framingListener struct{ net.Listener }

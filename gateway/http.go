@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gochannels/channels"
-	"github.com/gochannels/channels/internal/encoded"
 	"github.com/gochannels/channels/internal/owned"
 )
 
@@ -232,9 +231,8 @@ func (x *httpExchange) run() {
 	}
 	// A layer that encodes every message keeps nothing of it once Send
 	// returns (package encoded): the map serves the next request.
-	_, encodes := encoded.For(s.Layer)
 	var msg channels.Content
-	if encodes {
+	if s.cfg.layerEncodes {
 		msg = requestMsgs.Get().(channels.Content)
 		defer func() {
 			clear(msg)

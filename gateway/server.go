@@ -14,6 +14,7 @@ import (
 
 	"github.com/gochannels/channels"
 	"github.com/gochannels/channels/inmemory"
+	"github.com/gochannels/channels/internal/encoded"
 	"github.com/gochannels/channels/internal/inline"
 )
 
@@ -238,6 +239,9 @@ type config struct {
 	outbound                                               int
 	outboundBytes                                          int64
 	origins                                                *originPolicy
+	// layerEncodes: the layer encodes what it sends and keeps nothing of
+	// it (package encoded), so an http.request's map can be reused.
+	layerEncodes bool
 }
 
 // outboundFull reports whether a client's outbound queue, holding n
@@ -424,6 +428,7 @@ func (s *Server) buildConfig() (config, error) {
 		wsDefault = ge.GroupExpiry()
 	}
 	c.wsTimeout = pick(s.WebSocketTimeout, wsDefault, "WebSocketTimeout")
+	_, c.layerEncodes = encoded.For(s.Layer)
 	c.writeTimeout = pick(s.WriteTimeout, DefaultWriteTimeout, "WriteTimeout")
 	c.stallTimeout = c.writeTimeout
 	switch {

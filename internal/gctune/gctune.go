@@ -148,7 +148,7 @@ func (t *tuner) arm() {
 }
 
 // watchQuiet returns the floor's garbage to the operating system once the
-// process goes quiet: when two checks in a row, every apart, saw it
+// process goes quiet: when two checks in a row, an interval apart, saw it
 // allocate less than a 64th of the floor a second since the check before, while
 // the percentage is above the base (the floor is in effect) and at least
 // a quarter of the floor is collectable. It returns once per quiet spell:
